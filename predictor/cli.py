@@ -1,0 +1,36 @@
+"""The ``eta`` command: one Typer app whose groups follow the packages.
+
+Each package owns its commands (``producers.cli``, ``stream_features.cli``, ``predictor.*``);
+this module only puts them together. Command modules import heavy libraries inside the command
+bodies so that ``eta --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="eta",
+    help="etastream: streaming delivery-time prediction on Kafka, Redis and LightGBM.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from producers import cli as producers_cli
+    from stream_features import cli as features_cli
+
+    features_cli.register(app)
+    producers_cli.register(app)
+
+
+def main() -> None:
+    _register()
+    app()
+
+
+_register()

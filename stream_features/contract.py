@@ -1,0 +1,294 @@
+"""The event contract: what travels on each topic, as pydantic v2 models (JSON on the wire).
+
+Every message carries ``type`` (its model's name) and ``schema_version``. Money is in cents,
+durations in seconds, times are timezone-aware and normalised to UTC. ``decode`` is the one
+door from bytes to events: it either returns a valid event or raises ``RejectedMessage`` with a
+reason; nothing else escapes it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from stream_features.errors import RejectedMessage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DasherEvent",
+    "DeadLetter",
+    "DeliveryPrediction",
+    "Event",
+    "MarketSupplySnapshot",
+    "OrderCreated",
+    "OrderDelivered",
+    "decode",
+    "encode",
+    "event_id",
+    "event_time",
+    "json_schemas",
+    "to_ms",
+]
+
+SCHEMA_VERSION = 1
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+Cents = Annotated[int, Field(ge=0, le=100_000_000)]
+Seconds = Annotated[int, Field(ge=0, le=7 * 86400)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+def _utc(value: datetime) -> datetime:
+    """Normalise an aware timestamp to UTC and keep it within a sane range."""
+    value = value.astimezone(UTC)
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError(f"timestamp {value.isoformat()} is outside 2000..2100")
+    return value
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    schema_version: Literal[1] = 1
+
+
+class OrderCreated(_Message):
+    """A consumer placed an order (topic ``orders``, key ``store_id``)."""
+
+    type: Literal["OrderCreated"] = "OrderCreated"
+    order_id: Id
+    created_at: AwareDatetime
+    market_id: Id
+    store_id: Id
+    store_category: Annotated[str, Field(min_length=1, max_length=64)]
+    order_protocol: Annotated[int, Field(ge=0, le=100)]
+    total_items: Annotated[int, Field(ge=1, le=10_000)]
+    subtotal: Cents
+    num_distinct_items: Annotated[int, Field(ge=1, le=10_000)]
+    min_item_price: Cents
+    max_item_price: Cents
+    estimated_order_place_duration_s: Seconds
+    estimated_store_to_consumer_driving_duration_s: Seconds
+    store_lat: Lat | None = None
+    store_lon: Lon | None = None
+    consumer_lat: Lat | None = None
+    consumer_lon: Lon | None = None
+
+    _utc_created = field_validator("created_at")(_utc)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrderCreated:
+        if self.min_item_price > self.max_item_price:
+            raise ValueError("min_item_price must be <= max_item_price")
+        if self.num_distinct_items > self.total_items:
+            raise ValueError("num_distinct_items must be <= total_items")
+        return self
+
+
+DasherEventKind = Literal["shift_start", "shift_end", "assigned", "freed"]
+
+
+class DasherEvent(_Message):
+    """One dasher changed state (topic ``dasher-events``, key ``market_id``)."""
+
+    type: Literal["DasherEvent"] = "DasherEvent"
+    dasher_id: Id
+    market_id: Id
+    kind: DasherEventKind
+    at: AwareDatetime
+
+    _utc_at = field_validator("at")(_utc)
+
+
+class MarketSupplySnapshot(_Message):
+    """Counts a dispatch system publishes per market (topic ``dasher-events``)."""
+
+    type: Literal["MarketSupplySnapshot"] = "MarketSupplySnapshot"
+    market_id: Id
+    at: AwareDatetime
+    onshift_dashers: Count
+    busy_dashers: Count
+    outstanding_orders: Count
+
+    _utc_at = field_validator("at")(_utc)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MarketSupplySnapshot:
+        if self.busy_dashers > self.onshift_dashers:
+            raise ValueError("busy_dashers must be <= onshift_dashers")
+        return self
+
+
+class OrderDelivered(_Message):
+    """Ground truth: the order reached the consumer (topic ``deliveries``, key ``store_id``)."""
+
+    type: Literal["OrderDelivered"] = "OrderDelivered"
+    order_id: Id
+    store_id: Id
+    market_id: Id
+    delivered_at: AwareDatetime
+    picked_up_at: AwareDatetime | None = None
+
+    _utc_times = field_validator("delivered_at", "picked_up_at")(
+        lambda v: None if v is None else _utc(v)
+    )
+
+
+Event = Annotated[
+    OrderCreated | DasherEvent | MarketSupplySnapshot | OrderDelivered,
+    Field(discriminator="type"),
+]
+_EVENT: TypeAdapter[OrderCreated | DasherEvent | MarketSupplySnapshot | OrderDelivered] = (
+    TypeAdapter(Event)
+)
+_EVENT_NAMES = {"OrderCreated", "DasherEvent", "MarketSupplySnapshot", "OrderDelivered"}
+
+
+class DeliveryPrediction(_Message):
+    """What etastream emits (topic ``delivery-eta-predictions``, key ``order_id``)."""
+
+    type: Literal["DeliveryPrediction"] = "DeliveryPrediction"
+    order_id: Id
+    store_id: Id
+    market_id: Id
+    created_at: AwareDatetime
+    predicted_duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    predicted_delivery_at: AwareDatetime
+    model_name: str
+    model_version: str
+    mode: Literal["streaming", "online", "batch"]
+    served_at: AwareDatetime
+    feature_freshness_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="age of the oldest entity state behind the features (event time)"
+    )
+    features: dict[str, float] | None = Field(
+        None, description="the model inputs, when the worker is asked to include them"
+    )
+
+
+class DeadLetter(_Message):
+    """A rejected message with where it came from and why (topic ``orders.dlq``)."""
+
+    type: Literal["DeadLetter"] = "DeadLetter"
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    key: str | None = Field(None, description="the original key, UTF-8 with replacement")
+    value_b64: str = Field(description="the original bytes, base64")
+    reason: str
+    field: str | None = None
+    failed_at: AwareDatetime
+
+
+def _first_error(exc: ValidationError) -> RejectedMessage:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in err["loc"]]
+    if loc and loc[0] in _EVENT_NAMES:  # the union's tag is not part of the field path
+        loc = loc[1:]
+    field = ".".join(loc) or ("type" if err["type"].startswith("union_tag") else None)
+    more = exc.error_count() - 1
+    return RejectedMessage(err["msg"] + (f" (and {more} more)" if more else ""), field)
+
+
+def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000) -> Event:
+    """Bytes to a validated event, or ``RejectedMessage`` with the reason.
+
+    >>> decode(b'{"type":"DasherEvent","dasher_id":"d1","market_id":"m1",'
+    ...        b'"kind":"assigned","at":"2026-01-01T12:00:00Z"}').kind
+    'assigned'
+    >>> decode(b'{"type":"Nope"}')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stream_features.errors.RejectedMessage: type: Input tag 'Nope' found using 'type' does not ...
+    """
+    if len(raw) > max_bytes:
+        raise RejectedMessage(f"message of {len(raw)} bytes is over the {max_bytes}-byte limit")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RejectedMessage(f"not valid JSON: {exc}") from None
+    except RecursionError:  # pragma: no cover - orjson caps depth itself
+        raise RejectedMessage("JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise RejectedMessage(f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise RejectedMessage(
+            f"unknown schema_version {version!r}; this build reads {SCHEMA_VERSION}",
+            "schema_version",
+        )
+    try:
+        return _EVENT.validate_python(data)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # defensive: validators raising oddly
+        raise RejectedMessage(str(exc)) from None
+
+
+def encode(message: BaseModel) -> bytes:
+    """A message as wire JSON (UTC timestamps with ``Z``), ``type`` and version included."""
+    return orjson.dumps(message.model_dump(mode="json", exclude_none=True))
+
+
+def to_ms(value: datetime) -> int:
+    """Epoch milliseconds of an aware timestamp.
+
+    >>> to_ms(datetime(2026, 1, 1, tzinfo=UTC))
+    1767225600000
+    """
+    return math.floor(value.timestamp() * 1000 + 0.5)
+
+
+def event_time(event: Event) -> datetime:
+    """The event-time stamp that drives windows for any event kind."""
+    if isinstance(event, OrderCreated):
+        return event.created_at
+    if isinstance(event, OrderDelivered):
+        return event.delivered_at
+    return event.at
+
+
+def event_id(event: Event) -> str:
+    """A stable id for deduplication: the same event replayed has the same id.
+
+    >>> event_id(decode(b'{"type":"DasherEvent","dasher_id":"d1","market_id":"m1",'
+    ...                 b'"kind":"assigned","at":"2026-01-01T12:00:00Z"}'))
+    'DasherEvent:d1:assigned:1767268800000'
+    """
+    if isinstance(event, OrderCreated):
+        return f"OrderCreated:{event.order_id}"
+    if isinstance(event, OrderDelivered):
+        return f"OrderDelivered:{event.order_id}"
+    if isinstance(event, DasherEvent):
+        return f"DasherEvent:{event.dasher_id}:{event.kind}:{to_ms(event.at)}"
+    return f"MarketSupplySnapshot:{event.market_id}:{to_ms(event.at)}"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every message on the wire, by message name."""
+    models: list[type[BaseModel]] = [
+        OrderCreated,
+        DasherEvent,
+        MarketSupplySnapshot,
+        OrderDelivered,
+        DeliveryPrediction,
+        DeadLetter,
+    ]
+    return {m.__name__: m.model_json_schema() for m in models}

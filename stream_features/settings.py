@@ -1,0 +1,113 @@
+"""One settings object for every etastream process (env prefix ``ETA_``).
+
+Read once in a command's entry point and passed down as plain values: the pure core never sees
+it. ``None`` for the Kafka or Redis address means "start the embedded one" (see ``stack.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob, with its default; each is ``ETA_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ETA_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    # --- services -------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port list of Kafka brokers; unset starts the embedded broker"
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="redis:// or rediss:// URL; unset starts an embedded redis-server"
+    )
+    kafka: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra librdkafka settings for every client, e.g. ETA_KAFKA__SECURITY_PROTOCOL"
+        "=SASL_SSL becomes security.protocol (underscores turn into dots)",
+    )
+    data_dir: Path = Field(
+        Path(".eta"), description="embedded stack state: Redis AOF, logs, generated files"
+    )
+    embedded_kafka_port: int = Field(0, description="embedded broker port; 0 picks a free one")
+    embedded_redis_port: int = Field(0, description="embedded Redis port; 0 picks a free one")
+
+    # --- topics ---------------------------------------------------------------------------
+    orders_topic: str = "orders"
+    dasher_events_topic: str = "dasher-events"
+    deliveries_topic: str = "deliveries"
+    predictions_topic: str = "delivery-eta-predictions"
+    dlq_topic: str = "orders.dlq"
+    monitoring_topic: str = "model-monitoring"
+    topic_partitions: int = Field(4, ge=1, description="partitions for topics etastream creates")
+    topic_replication: int = Field(1, ge=1, description="replication factor for created topics")
+    consumer_group: str = "etastream-predictor"
+    session_timeout_ms: int = Field(6000, ge=1000, description="consumer group session timeout")
+    max_message_bytes: int = Field(
+        1_000_000, ge=1024, description="larger messages go to the DLQ before any parsing"
+    )
+
+    # --- stream worker --------------------------------------------------------------------
+    batch_max_events: int = Field(1000, ge=1, description="micro-batch size bound")
+    batch_max_wait_ms: int = Field(5, ge=0, description="micro-batch time bound")
+    engine: Literal["confluent", "faust"] = "confluent"
+    exactly_once: bool = Field(False, description="use Kafka transactions (read-process-write)")
+    lateness_s: int = Field(
+        300,
+        ge=0,
+        description="events older than this behind their entity's "
+        "newest event are counted and left out of windows",
+    )
+    dedup_ttl_s: int = Field(2 * 86400, ge=60, description="how long an event id is remembered")
+    entity_ttl_s: int = Field(7 * 86400, ge=60, description="idle entity state expires after this")
+    max_future_skew_s: int = Field(
+        3600, ge=0, description="events stamped further than this in the future are rejected"
+    )
+    metrics_port: int = Field(9108, ge=0, description="Prometheus port of the stream worker; 0 off")
+
+    # --- models ---------------------------------------------------------------------------
+    registry_dir: Path = Field(Path("models"), description="model registry root")
+    model_name: str = Field("eta", description="the model name services serve")
+    serve_stage: str = Field("production", description="the registry alias services follow")
+    scoring: Literal["auto", "lightgbm", "compiled"] = Field(
+        "auto", description="compiled (lleaves) when available, else LightGBM's predict"
+    )
+    model_poll_s: float = Field(0.5, gt=0, description="how often services check the alias")
+    shadow_stage: str | None = Field(None, description="also score with this alias, record only")
+
+    # --- HTTP -----------------------------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0)
+    api_key: SecretStr | None = Field(
+        None,
+        description="when set, every route but /healthz "
+        "needs 'Authorization: Bearer <key>' or 'X-API-Key'",
+    )
+    max_request_bytes: int = Field(2_000_000, ge=1024)
+
+    # --- batch prediction -----------------------------------------------------------------
+    batch_slots: int = Field(4, ge=1, description="hour slots ahead scored by `eta predict batch`")
+    batch_out_dir: Path = Field(Path("batch_predictions"))
+
+    # --- monitoring -----------------------------------------------------------------------
+    psi_alert: float = Field(0.2, gt=0, description="PSI above this raises a drift alert")
+    mae_alert_s: float = Field(900.0, gt=0, description="rolling MAE above this raises an alert")
+
+    def kafka_config(self) -> dict[str, str]:
+        """Extra librdkafka settings with ``security_protocol`` spelled ``security.protocol``.
+
+        >>> Settings(kafka={"security_protocol": "SASL_SSL"}).kafka_config()
+        {'security.protocol': 'SASL_SSL'}
+        """
+        return {key.replace("_", "."): value for key, value in self.kafka.items()}
+
+    def redis_url_value(self) -> str | None:
+        return self.redis_url.get_secret_value() if self.redis_url is not None else None
