@@ -1,0 +1,59 @@
+"""What the feature layer hands to a model: rows in ``feature_names()`` order.
+
+``FeatureSource`` is the port the serving core talks to. The Redis implementation lives in
+``redis_windows``/``online``; the offline replay in ``point_in_time`` implements the same
+semantics in memory, which makes it both the training-set builder and the reference the parity
+test compares Redis against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_features.contract import Event, OrderCreated
+
+__all__ = ["FeatureRows", "FeatureSource"]
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Model-ready vectors for a list of orders.
+
+    ``values[i]`` is the input row of ``orders[i]`` in ``names`` order (float64; NaN means
+    missing, which LightGBM handles). ``freshness_s[i]`` is the event-time age of the oldest
+    entity state behind the row (NaN when an entity had no state yet). ``stats`` counts what
+    the update did: ``applied``, ``duplicates``, ``late``.
+    """
+
+    names: list[str]
+    values: npt.NDArray[np.float64]
+    freshness_s: npt.NDArray[np.float64]
+    orders: list[OrderCreated]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def row(self, i: int) -> dict[str, float]:
+        return {name: float(v) for name, v in zip(self.names, self.values[i], strict=True)}
+
+
+class FeatureSource(Protocol):
+    """Where serving gets features; one call is one round trip to the state behind it."""
+
+    def update_and_read(self, events: Sequence[Event]) -> FeatureRows:
+        """Apply ``events`` in order and return a row per OrderCreated among them.
+
+        Each order's row is read before its own update: the events before it in the batch
+        count, the ones after it do not (what it would have seen alone).
+        """
+        ...
+
+    def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
+        """Rows for orders without changing any state (online requests, batch scoring)."""
+        ...
