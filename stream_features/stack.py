@@ -147,7 +147,8 @@ def _embedded_kafka(port: int, log_dir: Path) -> Iterator[str]:
     )
     try:
         bootstrap = f"127.0.0.1:{port}"
-        wait_for_kafka(bootstrap)
+        # "connection refused" is expected until the broker listens: keep it off the terminal
+        wait_for_kafka(bootstrap, extra={"log_level": "2"})
         yield bootstrap
     finally:
         _stop(proc)
