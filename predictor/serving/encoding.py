@@ -1,0 +1,65 @@
+"""Predictions to wire bytes, fast: the hot path skips pydantic but writes the same JSON.
+
+``encode(DeliveryPrediction(...))`` costs about 5 µs a record; building the dict in declaration
+order and handing it to orjson costs under 1 µs, which matters at tens of thousands of orders a
+second. A unit test holds the two byte-for-byte equal, so the contract stays the one source.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from stream_features.contract import SCHEMA_VERSION, OrderCreated
+
+__all__ = ["encode_prediction", "finite_features"]
+
+_OPTIONS = orjson.OPT_UTC_Z
+
+
+def finite_features(names: list[str], row: list[float]) -> dict[str, float]:
+    """The model inputs that have a value; a missing (NaN) input is left out of the dict.
+
+    JSON has no NaN, and the contract's ``features`` holds floats only, so absence means
+    "missing" (as NaN means to the model).
+
+    >>> finite_features(["a", "b"], [1.0, float("nan")])
+    {'a': 1.0}
+    """
+    return {n: v for n, v in zip(names, row, strict=True) if not math.isnan(v)}
+
+
+def encode_prediction(
+    order: OrderCreated,
+    predicted_duration_s: float,
+    *,
+    model_name: str,
+    model_version: str,
+    served_at: datetime,
+    feature_freshness_s: float | None,
+    features: dict[str, float] | None = None,
+    mode: str = "streaming",
+) -> bytes:
+    """One ``DeliveryPrediction`` as wire JSON; the duration must be finite and >= 0."""
+    message: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "type": "DeliveryPrediction",
+        "order_id": order.order_id,
+        "store_id": order.store_id,
+        "market_id": order.market_id,
+        "created_at": order.created_at,
+        "predicted_duration_s": predicted_duration_s,
+        "predicted_delivery_at": order.created_at + timedelta(seconds=predicted_duration_s),
+        "model_name": model_name,
+        "model_version": model_version,
+        "mode": mode,
+        "served_at": served_at,
+    }
+    if feature_freshness_s is not None:
+        message["feature_freshness_s"] = feature_freshness_s
+    if features is not None:
+        message["features"] = features
+    return orjson.dumps(message, option=_OPTIONS)
