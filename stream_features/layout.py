@@ -1,0 +1,217 @@
+"""How the feature definitions map onto per-entity state, and how rows are finished.
+
+Both implementations of the streaming semantics — Redis (``redis_windows``) and the in-memory
+replay (``replay_state``) — keep the same state: per entity, event-time bucket counters per
+signal, running counters and snapshot gauges. They read the same *raw columns* for each order
+and hand them to ``finish_rows``, which derives means, ratios and defaults in one vectorised
+place. That shared tail is what keeps the two paths identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_features.contract import OrderCreated
+from stream_features.definitions import (
+    BATCH_FEATURES,
+    BUCKET_S,
+    ORDER_FEATURES,
+    STREAM_FEATURES,
+    BatchFeature,
+    StreamFeature,
+    category_code,
+    feature_names,
+)
+
+__all__ = [
+    "BATCH_FIELDS",
+    "RAW_READS",
+    "SIGNAL_KEEP",
+    "RawRead",
+    "batch_lookup_keys",
+    "finish_rows",
+    "hour_of_week",
+    "order_values",
+]
+
+ENTITY_PREFIX = {"store_id": "s", "market_id": "m"}
+
+
+@dataclass(frozen=True)
+class RawRead:
+    """One integer read from an entity's state: a window sum of a signal, or a plain field."""
+
+    entity: str  # "s" or "m"
+    signal: str
+    buckets: int  # 0: a running counter / gauge, not a window
+
+
+def _raw_reads() -> tuple[RawRead, ...]:
+    reads: list[RawRead] = []
+    by_name = {f.name: f for f in STREAM_FEATURES}
+
+    def add(read: RawRead) -> None:
+        if read not in reads:
+            reads.append(read)
+
+    for feature in STREAM_FEATURES:
+        entity = ENTITY_PREFIX[feature.entity]
+        buckets = (feature.window_s or 0) // BUCKET_S
+        if feature.agg in ("count", "sum", "running", "last"):
+            add(RawRead(entity, feature.signal, buckets))
+        elif feature.agg == "mean":
+            assert feature.of is not None
+            for signal in feature.of:
+                add(RawRead(entity, signal, buckets))
+        elif feature.agg == "ratio":
+            assert feature.of is not None
+            for name in feature.of:
+                source = by_name[name]
+                add(RawRead(entity, source.signal, (source.window_s or 0) // BUCKET_S))
+    return tuple(reads)
+
+
+RAW_READS = _raw_reads()
+"""Every raw integer a row needs, in the order the state backends return them."""
+
+
+def _signal_keep() -> dict[tuple[str, str], int]:
+    keep: dict[tuple[str, str], int] = {}
+    for read in RAW_READS:
+        if read.buckets:
+            key = (read.entity, read.signal)
+            keep[key] = max(keep.get(key, 0), read.buckets)
+    return keep
+
+
+SIGNAL_KEEP = _signal_keep()
+"""Windowed signals per entity with the number of buckets their longest window spans."""
+
+BATCH_FIELDS: tuple[str, ...] = tuple(f.name for f in BATCH_FEATURES)
+
+
+def hour_of_week(created_ms: int) -> int:
+    """Hour of the week in UTC, Monday 00:00 = 0.
+
+    >>> hour_of_week(1767225600000)  # Thursday 2026-01-01 00:00 UTC
+    72
+    """
+    days = created_ms // 86_400_000
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+    return int(weekday * 24 + (created_ms // 3_600_000) % 24)
+
+
+def batch_lookup_keys(feature: BatchFeature, order: OrderCreated, created_ms: int) -> str:
+    """The key a batch feature is stored under for this order.
+
+    >>> from stream_features.definitions import BATCH_FEATURES
+    >>> f = next(f for f in BATCH_FEATURES if f.keys == ("market_id", "hour_of_day"))
+    >>> batch_lookup_keys(f, None, 1767225600000 + 3 * 3_600_000)  # type: ignore[arg-type]
+    '|3'
+    """
+    parts: list[str] = []
+    for key in feature.keys:
+        if key == "hour_of_week":
+            parts.append(str(hour_of_week(created_ms)))
+        elif key == "hour_of_day":
+            parts.append(str((created_ms // 3_600_000) % 24))
+        else:
+            parts.append(str(getattr(order, key)) if order is not None else "")
+    return "|".join(parts)
+
+
+def order_values(order: OrderCreated, created_ms: int) -> list[float]:
+    """The order's own features in ``ORDER_FEATURES`` order."""
+    values: list[float] = []
+    for feature in ORDER_FEATURES:
+        if feature.name == "order__hour_of_day":
+            values.append(float((created_ms // 3_600_000) % 24))
+        elif feature.name == "order__day_of_week":
+            values.append(float(((created_ms // 86_400_000) + 3) % 7))
+        elif feature.name == "order__store_category":
+            values.append(float(category_code(order.store_category)))
+        else:
+            values.append(float(getattr(order, feature.field)))
+    return values
+
+
+def _stream_column(
+    feature: StreamFeature,
+    raw: npt.NDArray[np.float64],
+    index: dict[RawRead, int],
+    by_name: dict[str, StreamFeature],
+) -> npt.NDArray[np.float64]:
+    entity = ENTITY_PREFIX[feature.entity]
+
+    def col(signal: str, window_s: int | None) -> npt.NDArray[np.float64]:
+        return raw[:, index[RawRead(entity, signal, (window_s or 0) // BUCKET_S)]]
+
+    if feature.agg in ("count", "sum", "running", "last"):
+        return col(feature.signal, feature.window_s)
+    assert feature.of is not None
+    if feature.agg == "mean":
+        num, den = col(feature.of[0], feature.window_s), col(feature.of[1], feature.window_s)
+        scale = 1000.0 if feature.of[0].endswith("_s") else 1.0  # durations are summed in ms
+    else:  # ratio of two other features
+        a, b = (by_name[name] for name in feature.of)
+        num, den, scale = col(a.signal, a.window_s), col(b.signal, b.window_s), 1.0
+    out = np.full(len(raw), feature.default, dtype=np.float64)
+    ok = den > 0
+    out[ok] = num[ok] / den[ok] / scale
+    return out
+
+
+def finish_rows(
+    orders: Sequence[OrderCreated],
+    created_ms: Sequence[int],
+    raw: npt.NDArray[np.float64],
+    batch: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Model rows from raw state reads and raw batch lookups, with derived values and defaults.
+
+    ``raw`` is [n, len(RAW_READS)] (NaN where an entity has no state: the feature's default is
+    used), ``batch`` is [n, len(BATCH_FEATURES)] (NaN where the key had no value: its
+    ``fallback`` feature's value is used, then its ``default``).
+    """
+    n = len(orders)
+    names = feature_names()
+    out = np.empty((n, len(names)), dtype=np.float64)
+    width = len(ORDER_FEATURES)
+    for i, (order, ms) in enumerate(zip(orders, created_ms, strict=True)):
+        out[i, :width] = order_values(order, ms)
+    index = {read: j for j, read in enumerate(RAW_READS)}
+    by_name = {f.name: f for f in STREAM_FEATURES}
+    col = width
+    for feature in STREAM_FEATURES:
+        values = _stream_column(feature, np.nan_to_num(raw, nan=0.0), index, by_name)
+        if feature.agg != "ratio" and feature.agg != "mean":
+            missing = np.isnan(
+                raw[
+                    :,
+                    index[
+                        RawRead(
+                            ENTITY_PREFIX[feature.entity],
+                            feature.signal,
+                            (feature.window_s or 0) // BUCKET_S,
+                        )
+                    ],
+                ]
+            )
+            values = np.where(missing, feature.default, values)
+        out[:, col] = values
+        col += 1
+    resolved: dict[str, npt.NDArray[np.float64]] = {}
+    for j, bfeature in enumerate(BATCH_FEATURES):  # fallbacks are declared before their users
+        values = batch[:, j].copy()
+        if bfeature.fallback is not None:
+            fallback = resolved[bfeature.fallback]
+            values = np.where(np.isnan(values), fallback, values)
+        values = np.where(np.isnan(values), bfeature.default, values)
+        resolved[bfeature.name] = values
+        out[:, col] = values
+        col += 1
+    return out

@@ -1,0 +1,247 @@
+-- etastream streaming windows: apply a batch of events and read rows, in one call.
+-- Mirrors stream_features/replay_state.py rule for rule; the Python module prepends the
+-- tables READS, KEEP and BATCH generated from the feature definitions.
+--
+-- Each entity's counters are one hash ("s:<store>", "m:<market>"), loaded once per call and
+-- written back once: "<signal>:<bucket>", "outstanding", "onshift", "busy", "wm" (newest
+-- applied event time), "snap" (newest snapshot time). Beside it, "e:<entity key>" holds the
+-- event ids seen within the lateness horizon and "o:<store>" the outstanding orders with
+-- their creation time; both are trimmed when the entity's clean-up comes round.
+--
+-- ARGV: prefix, lateness_ms, max_outstanding_ms, entity_ttl_ms, n, read_only (1: only read
+-- rows, change nothing), then n events of 9 fields:
+--   kind (C created, D delivered, S snapshot, E dasher event), event id, ts ms, store, market,
+--   order id (C, D) or signal (E), a, b, c  -- C: category, hour_of_week, hour_of_day;
+--   S: onshift, busy; E: delta
+-- Returns a flat array: per order (kind C) #READS raw values, store wm, market wm, #BATCH
+-- batch values (false = missing); then applied, duplicates, late, unmatched.
+
+local prefix = ARGV[1]
+local lateness = tonumber(ARGV[2])
+local max_out = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local read_only = ARGV[6] == '1'
+local BUCKET = 60000
+local PRUNE_EVERY = 10
+local lat_buckets = math.floor(lateness / BUCKET)
+
+local cache, dirty, deleted = {}, {}, {}
+local touched = {}  -- dedup and order hashes written in this call, for their TTL
+local stats = {applied = 0, duplicates = 0, late = 0, unmatched = 0}
+
+local function fmt(v) return string.format('%.0f', v) end
+
+local buckets = {}  -- key -> signal -> bucket number -> value: reads without building strings
+
+local function entity(key)
+  local st = cache[key]
+  if st == nil then
+    st = {}
+    local bk = {}
+    local flat = redis.call('HGETALL', key)
+    for i = 1, #flat, 2 do
+      local field, value = flat[i], tonumber(flat[i + 1])
+      st[field] = value
+      local colon = string.find(field, ':', 1, true)
+      if colon ~= nil then
+        local head = string.sub(field, 1, colon - 1)
+        bk[head] = bk[head] or {}
+        bk[head][tonumber(string.sub(field, colon + 1))] = value
+      end
+    end
+    cache[key] = st
+    buckets[key] = bk
+    dirty[key] = {}
+    deleted[key] = {}
+  end
+  return st
+end
+
+local function set(key, st, field, value)
+  st[field] = value
+  dirty[key][field] = true
+  deleted[key][field] = nil
+end
+
+local function add(key, st, field, delta)
+  set(key, st, field, (st[field] or 0) + delta)
+end
+
+local function add_bucket(key, st, signal, bucket, delta)
+  add(key, st, signal .. ':' .. bucket, delta)
+  local bk = buckets[key]
+  bk[signal] = bk[signal] or {}
+  bk[signal][bucket] = (bk[signal][bucket] or 0) + delta
+end
+
+local function admit(key, st, eid, ts)
+  if st.wm ~= nil and ts < st.wm - lateness then
+    stats.late = stats.late + 1
+    return false
+  end
+  if redis.call('HSETNX', prefix .. 'e:' .. key, eid, ts) == 0 then
+    stats.duplicates = stats.duplicates + 1
+    return false
+  end
+  touched[prefix .. 'e:' .. key] = true
+  stats.applied = stats.applied + 1
+  return true
+end
+
+local function advance(key, kind, st, ts, mkey, market, okey)
+  local old = st.wm
+  if old ~= nil and ts <= old then return end
+  set(key, st, 'wm', ts)
+  local newest = math.floor(ts / BUCKET)
+  if old ~= nil and math.floor(newest / PRUNE_EVERY)
+      == math.floor(math.floor(old / BUCKET) / PRUNE_EVERY) then
+    return
+  end
+  local keep = KEEP[kind]
+  for field, _ in pairs(st) do
+    local colon = string.find(field, ':', 1, true)
+    if colon ~= nil then
+      local head, bucket = string.sub(field, 1, colon - 1), tonumber(string.sub(field, colon + 1))
+      if keep[head] ~= nil and bucket < newest - keep[head] - lat_buckets then
+        dirty[key][field] = nil
+        deleted[key][field] = true
+        buckets[key][head][bucket] = nil
+      end
+    end
+  end
+  for field, _ in pairs(deleted[key]) do st[field] = nil end
+  local ekey = prefix .. 'e:' .. key
+  local seen = redis.call('HGETALL', ekey)
+  local old_ids = {}
+  for i = 1, #seen, 2 do
+    if tonumber(seen[i + 1]) < ts - lateness then old_ids[#old_ids + 1] = seen[i] end
+  end
+  for j = 1, #old_ids, 400 do redis.call('HDEL', ekey, unpack(old_ids, j, math.min(j + 399, #old_ids))) end
+  if okey ~= nil then
+    local orders = redis.call('HGETALL', okey)
+    local stale = {}
+    for i = 1, #orders, 2 do
+      if tonumber(orders[i + 1]) < ts - max_out then
+        stale[#stale + 1] = orders[i]
+        add(key, st, 'outstanding', -1)
+        add(mkey, market, 'outstanding', -1)
+      end
+    end
+    for j = 1, #stale, 400 do redis.call('HDEL', okey, unpack(stale, j, math.min(j + 399, #stale))) end
+  end
+end
+
+local function read(keys, bucket, out)
+  for _, r in ipairs(READS) do
+    local key = keys[r[1]]
+    local s = cache[key]
+    if s.wm == nil then
+      out[#out + 1] = false
+    elseif r[3] > 0 then
+      local total = 0
+      local first = bucket - r[3] + 1
+      for b, v in pairs(buckets[key][r[2]] or {}) do
+        if b >= first and b <= bucket then total = total + v end
+      end
+      out[#out + 1] = total
+    else
+      out[#out + 1] = s[r[2]] or 0
+    end
+  end
+end
+
+local out = {}
+local version = redis.call('GET', prefix .. 'batch:current')
+for i = 0, n - 1 do
+  local base = 7 + i * 9
+  local kind, eid, ts = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2])
+  local store, market, ref = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+  local a, b, c = ARGV[base + 6], ARGV[base + 7], ARGV[base + 8]
+  local mkey = prefix .. 'm:' .. market
+  local mst = entity(mkey)
+  if kind == 'C' or kind == 'D' then
+    local skey = prefix .. 's:' .. store
+    local sst = entity(skey)
+    local bucket = math.floor(ts / BUCKET)
+    if kind == 'C' then
+      read({s = skey, m = mkey}, bucket, out)
+      out[#out + 1] = sst.wm or false
+      out[#out + 1] = mst.wm or false
+      local lookup = {store_id = store, market_id = market, store_category = a}
+      local extra = {hour_of_week = b, hour_of_day = c}
+      for _, f in ipairs(BATCH) do
+        if version then
+          local field = f[1]
+          if f[3] ~= '' then field = field .. '|' .. extra[f[3]] end
+          out[#out + 1] = redis.call('HGET', prefix .. 'b:' .. version .. ':' .. f[2] .. ':'
+                                     .. lookup[f[2]], field)
+        else
+          out[#out + 1] = false
+        end
+      end
+    end
+    if not read_only and admit(skey, sst, eid, ts) then
+      if kind == 'C' then
+        add_bucket(skey, sst, 'created', bucket, 1)
+        add_bucket(mkey, mst, 'created', bucket, 1)
+        add(skey, sst, 'outstanding', 1)
+        add(mkey, mst, 'outstanding', 1)
+        redis.call('HSET', prefix .. 'o:' .. store, ref, ts)
+        touched[prefix .. 'o:' .. store] = true
+      else
+        local okey = prefix .. 'o:' .. store
+        local created = redis.call('HGET', okey, ref)
+        if not created then
+          stats.unmatched = stats.unmatched + 1
+        else
+          redis.call('HDEL', okey, ref)
+          created = tonumber(created)
+          add(skey, sst, 'outstanding', -1)
+          add(mkey, mst, 'outstanding', -1)
+          add_bucket(skey, sst, 'delivered', bucket, 1)
+          add_bucket(skey, sst, 'duration_s', bucket, ts - created)
+        end
+      end
+      advance(skey, 's', sst, ts, mkey, mst, prefix .. 'o:' .. store)
+      advance(mkey, 'm', mst, ts, nil, nil, nil)
+    end
+  elseif not read_only and admit(mkey, mst, eid, ts) then
+    if kind == 'S' then
+      if ts >= (mst.snap or -1) then
+        set(mkey, mst, 'snap', ts)
+        set(mkey, mst, 'onshift', tonumber(a))
+        set(mkey, mst, 'busy', tonumber(b))
+      end
+    elseif ts > (mst.snap or -1) then
+      add(mkey, mst, ref, tonumber(a))
+    end
+    advance(mkey, 'm', mst, ts, nil, nil, nil)
+  end
+end
+
+for key, fields in pairs(dirty) do
+  local st = cache[key]
+  local args = {}
+  for field, _ in pairs(fields) do
+    args[#args + 1] = field
+    args[#args + 1] = fmt(st[field])
+    if #args >= 400 then
+      redis.call('HSET', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+  local gone = {}
+  for field, _ in pairs(deleted[key]) do gone[#gone + 1] = field end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  if next(fields) ~= nil or #gone > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
+for key, _ in pairs(touched) do redis.call('PEXPIRE', key, ttl) end
+
+out[#out + 1] = stats.applied
+out[#out + 1] = stats.duplicates
+out[#out + 1] = stats.late
+out[#out + 1] = stats.unmatched
+return out
