@@ -204,9 +204,14 @@ class ReplayState:
         freshness = max(ages) if len(ages) == len(states) else float("nan")
         return values, freshness
 
+    def batch_at(self, ts: int) -> BatchTable:
+        """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""
+        return self.batch
+
     def batch_values(self, order: OrderCreated, ts: int) -> list[float]:
+        tables = self.batch_at(ts)
         return [
-            self.batch.get(f.name, {}).get(batch_lookup_keys(f, order, ts), float("nan"))
+            tables.get(f.name, {}).get(batch_lookup_keys(f, order, ts), float("nan"))
             for f in BATCH_FEATURES
         ]
 

@@ -42,13 +42,15 @@ def delivered(o: OrderCreated, at: datetime) -> OrderDelivered:
     )
 
 
-def messy_stream(n: int = 20_000, seed: int = 1, stores: int = 50) -> list[Event]:
+def messy_stream(
+    n: int = 20_000, seed: int = 1, stores: int = 50, spacing_s: float = 0.9
+) -> list[Event]:
     """Orders, deliveries, snapshots and dasher events, out of order, late and duplicated."""
     rng = random.Random(seed)
     events: list[Event] = []
     open_orders: list[OrderCreated] = []
     for i in range(n):
-        at = T0 + timedelta(seconds=i * 0.9 + rng.uniform(-400, 30))
+        at = T0 + timedelta(seconds=i * spacing_s + rng.uniform(-400, 30))
         store = f"s{rng.randrange(stores)}"
         market = f"m{int(store[1:]) % 3}"
         r = rng.random()
