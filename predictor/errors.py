@@ -1,0 +1,138 @@
+"""The predictor's errors, all under ``stream_features.errors.EtaError``.
+
+Each one builds its own message: what happened, the values involved, and what to do about it.
+
+EtaError                          http_status 500
+├── TrainingSetError              422  a training set that cannot be trained on
+├── ModelNotBetterError           500  the trained model does not beat a baseline
+├── ArtifactError                 500  an artifact directory that is not a valid artifact
+│   ├── ArtifactTamperedError     500  a file's SHA-256 differs from checksum.sha256
+│   └── FeatureRegistryMismatch   500  trained under other feature definitions
+├── RegistryNameError             422  a model name, version or stage that is not allowed
+├── ModelNotFoundError            404  no such model name or version in the registry
+├── StageNotSetError              404  the alias points at nothing
+├── NothingToRollBackError        409  the alias has no earlier version in its history
+└── CompiledScoringError          500  lleaves missing, failed, or disagrees with LightGBM
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stream_features.errors import EtaError
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactTamperedError",
+    "CompiledScoringError",
+    "FeatureRegistryMismatch",
+    "ModelNotBetterError",
+    "ModelNotFoundError",
+    "NothingToRollBackError",
+    "RegistryNameError",
+    "StageNotSetError",
+    "TrainingSetError",
+]
+
+
+class TrainingSetError(EtaError):
+    http_status = 422
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(
+            f"training set {self.path!r} cannot be used: {reason}; build it with "
+            "`eta features training-set` or fix the file"
+        )
+
+
+class ModelNotBetterError(EtaError):
+    def __init__(self, metric: str, model: float, baselines: dict[str, float]) -> None:
+        self.metric, self.model, self.baselines = metric, model, baselines
+        worse = ", ".join(f"{k} {v:.1f}" for k, v in baselines.items() if v <= model)
+        super().__init__(
+            f"the model's validation {metric} is {model:.1f}, not better than {worse}; "
+            "it was not registered (check the training set, or pass --force to keep it anyway)"
+        )
+
+
+class ArtifactError(EtaError):
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path} is not a usable model artifact: {reason}")
+
+
+class ArtifactTamperedError(ArtifactError):
+    def __init__(self, path: str | Path, file: str, expected: str, actual: str) -> None:
+        self.file, self.expected, self.actual = file, expected, actual
+        super().__init__(
+            path,
+            f"{file} has SHA-256 {actual[:16]}…, checksum.sha256 says {expected[:16]}…; "
+            "the file was changed after the artifact was written — do not serve it, "
+            "re-register the artifact from its training run",
+        )
+
+
+class FeatureRegistryMismatch(ArtifactError):
+    def __init__(self, path: str | Path, artifact_hash: str, running_hash: str) -> None:
+        self.artifact_hash, self.running_hash = artifact_hash, running_hash
+        super().__init__(
+            path,
+            f"it was trained under feature registry {artifact_hash}, the running code has "
+            f"{running_hash}; its inputs would mean something else — retrain it on a training "
+            "set built by this code, or serve it with the code it was trained with",
+        )
+
+
+class RegistryNameError(EtaError):
+    http_status = 422
+
+    def __init__(self, kind: str, value: str) -> None:
+        self.kind, self.value = kind, value
+        super().__init__(
+            f"{kind} {value!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (no '/', no '..')"
+        )
+
+
+class ModelNotFoundError(EtaError):
+    http_status = 404
+
+    def __init__(self, root: str | Path, name: str, version: str | None = None) -> None:
+        self.root, self.name, self.version = str(root), name, version
+        what = f"{name}:{version}" if version is not None else name
+        super().__init__(
+            f"model {what} is not in the registry at {self.root}; "
+            "`eta models list` shows what is there"
+        )
+
+
+class StageNotSetError(EtaError):
+    http_status = 404
+
+    def __init__(self, name: str, stage: str) -> None:
+        self.name, self.stage = name, stage
+        super().__init__(
+            f"no version of {name!r} is at stage {stage!r}; "
+            f"run `eta models promote VERSION --stage {stage} --name {name}`"
+        )
+
+
+class NothingToRollBackError(EtaError):
+    http_status = 409
+
+    def __init__(self, name: str, stage: str, current: str | None) -> None:
+        self.name, self.stage, self.current = name, stage, current
+        super().__init__(
+            f"{name}@{stage} (now {current or 'unset'}) has no earlier version in its "
+            "history to go back to; promote a version explicitly instead"
+        )
+
+
+class CompiledScoringError(EtaError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"compiled scoring is not available: {reason}; set ETA_SCORING=lightgbm (or auto "
+            "to fall back by itself), or `pip install etastream[compiled]`"
+        )

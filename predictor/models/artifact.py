@@ -1,0 +1,211 @@
+"""The model artifact: a directory anyone can read, and that refuses to load when changed.
+
+Layout::
+
+    model.txt         LightGBM's text model (never a pickle: no code runs on load)
+    metadata.json     name, version, features + dtypes, feature-registry hash, training window,
+                      metrics and baselines, library versions, reference distributions
+    checksum.sha256   ``<sha256>  <file>`` per file above (``sha256sum -c`` reads it)
+    compiled/         optional cache of compiled scorers, keyed by the model's checksum
+
+Loading checks every checksum before parsing anything, then that the features the model was
+trained under are the ones the running code builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from predictor.errors import ArtifactError, ArtifactTamperedError, FeatureRegistryMismatch
+from stream_features.definitions import registry_hash
+
+__all__ = [
+    "CHECKSUM_FILE",
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "EtaModel",
+    "atomic_write",
+    "finish_predictions",
+    "load_artifact",
+    "read_metadata",
+    "verify_checksums",
+    "write_artifact",
+]
+
+MODEL_FILE, METADATA_FILE, CHECKSUM_FILE = "model.txt", "metadata.json", "checksum.sha256"
+_COVERED = (MODEL_FILE, METADATA_FILE)
+Array = npt.NDArray[np.float64]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step: readers see the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; artifacts are meant to be read by services
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_artifact(directory: Path, model_text: str, metadata: dict[str, Any]) -> Path:
+    """Write (or rewrite) the model, its metadata and the checksums over both."""
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / MODEL_FILE, model_text.encode())
+    atomic_write(
+        directory / METADATA_FILE,
+        orjson.dumps(metadata, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
+    )
+    lines = "".join(f"{_sha256(directory / name)}  {name}\n" for name in _COVERED)
+    atomic_write(directory / CHECKSUM_FILE, lines.encode())
+    return directory
+
+
+def verify_checksums(directory: Path) -> dict[str, str]:
+    """Every covered file's SHA-256, after checking each against ``checksum.sha256``."""
+    if not directory.is_dir():
+        raise ArtifactError(directory, "no such directory")
+    listing = directory / CHECKSUM_FILE
+    if not listing.is_file():
+        raise ArtifactError(directory, f"{CHECKSUM_FILE} is missing; it cannot be verified")
+    expected: dict[str, str] = {}
+    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+        digest, _, name = line.partition("  ")
+        if name not in _COVERED or len(digest) != 64:
+            raise ArtifactError(directory, f"{CHECKSUM_FILE} line {number} is not valid: {line!r}")
+        expected[name] = digest
+    for name in _COVERED:
+        if name not in expected:
+            raise ArtifactError(directory, f"{CHECKSUM_FILE} does not cover {name}")
+        if not (directory / name).is_file():
+            raise ArtifactError(directory, f"{name} is missing")
+        actual = _sha256(directory / name)
+        if actual != expected[name]:
+            raise ArtifactTamperedError(directory, name, expected[name], actual)
+    return expected
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    """``metadata.json`` of an artifact, after verifying its checksums."""
+    verify_checksums(directory)
+    return _parse_metadata(directory)
+
+
+def _parse_metadata(directory: Path) -> dict[str, Any]:
+    try:
+        metadata = orjson.loads((directory / METADATA_FILE).read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ArtifactError(directory, f"{METADATA_FILE} is not JSON ({exc})") from exc
+    required = ("name", "feature_names", "feature_registry_hash", "target_transform")
+    if not isinstance(metadata, dict) or any(k not in metadata for k in required):
+        raise ArtifactError(directory, f"{METADATA_FILE} lacks one of {', '.join(required)}")
+    return metadata
+
+
+def finish_predictions(raw: Any, transform: str) -> Array:
+    """Raw model output to seconds: undo the target transform, clip at zero.
+
+    >>> finish_predictions(np.array([-5.0, 60.0]), "identity")
+    array([ 0., 60.])
+    """
+    out = np.asarray(raw, dtype=np.float64)
+    if transform == "log1p":
+        out = np.expm1(out)
+    return np.maximum(out, 0.0)
+
+
+class EtaModel:
+    """A loaded, verified model: what serving calls ``predict`` on, one batch at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        metadata: dict[str, Any],
+        booster: lgb.Booster,
+        model_sha256: str,
+        raw_predict: Callable[[Array], Any] | None = None,
+        backend: str = "lightgbm",
+        scoring_info: dict[str, Any] | None = None,
+    ) -> None:
+        self.path, self.metadata, self.booster = path, metadata, booster
+        self.model_sha256, self.backend = model_sha256, backend
+        self.scoring_info: dict[str, Any] = scoring_info or {}
+        self.name: str = str(metadata["name"])
+        self.version: str = str(metadata.get("version") or "unregistered")
+        self.feature_names: list[str] = list(metadata["feature_names"])
+        self._transform = str(metadata["target_transform"])
+        self._raw = raw_predict or booster.predict
+
+    def with_backend(
+        self, raw_predict: Callable[[Array], Any], backend: str, info: dict[str, Any]
+    ) -> EtaModel:
+        """The same model scored by another engine (see ``compiled``)."""
+        return EtaModel(
+            self.path, self.metadata, self.booster, self.model_sha256, raw_predict, backend, info
+        )
+
+    def _check(self, values: Array) -> Array:
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"{self.name}:{self.version} takes rows of {len(self.feature_names)} features "
+                f"in feature_names() order, got an array of shape {values.shape}"
+            )
+        return values
+
+    def predict(self, values: Array) -> Array:
+        """Seconds from created to delivered for each row of ``values`` (n, f), clipped >= 0."""
+        values = self._check(values)
+        if values.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        return finish_predictions(self._raw(values), self._transform)
+
+    def predict_lightgbm(self, values: Array) -> Array:
+        """LightGBM's own answer, whatever the backend: the reference for parity checks."""
+        values = self._check(values)
+        return finish_predictions(self.booster.predict(values), self._transform)
+
+    def __repr__(self) -> str:
+        return f"EtaModel({self.name}:{self.version}, {self.backend}, {self.path})"
+
+
+def load_artifact(directory: Path, expected_registry_hash: str | None = None) -> EtaModel:
+    """Verify and load an artifact; refuse one trained under other feature definitions."""
+    checksums = verify_checksums(directory)
+    metadata = _parse_metadata(directory)
+    running = expected_registry_hash or registry_hash()
+    if metadata["feature_registry_hash"] != running:
+        raise FeatureRegistryMismatch(directory, str(metadata["feature_registry_hash"]), running)
+    try:
+        booster = lgb.Booster(model_str=(directory / MODEL_FILE).read_text())
+    except lgb.basic.LightGBMError as exc:
+        raise ArtifactError(directory, f"LightGBM cannot read {MODEL_FILE} ({exc})") from exc
+    if booster.num_feature() != len(metadata["feature_names"]):
+        raise ArtifactError(
+            directory,
+            f"{MODEL_FILE} takes {booster.num_feature()} features, metadata lists "
+            f"{len(metadata['feature_names'])}",
+        )
+    return EtaModel(directory, metadata, booster, checksums[MODEL_FILE])

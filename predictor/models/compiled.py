@@ -1,0 +1,150 @@
+"""Fast scoring: the model's trees compiled to machine code by lleaves, checked against LightGBM.
+
+The compiled library is cached in the artifact's ``compiled/`` directory under a key made of
+the model's SHA-256, the lleaves and llvmlite versions and the host CPU, so a cache built for
+another model, compiler or machine is never picked up. Before use, the compiled scorer must
+agree with LightGBM's own predict on a sample (max abs diff <= 1e-6 s); otherwise it is
+refused and LightGBM's predict, always kept, scores instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from predictor.errors import CompiledScoringError
+from predictor.models.artifact import EtaModel
+
+__all__ = [
+    "PARITY_TOLERANCE_S",
+    "Scoring",
+    "compile_model",
+    "lleaves_version",
+    "parity_sample",
+    "with_scoring",
+]
+
+log = logging.getLogger(__name__)
+Array = npt.NDArray[np.float64]
+Scoring = Literal["auto", "lightgbm", "compiled"]
+PARITY_TOLERANCE_S = 1e-6
+_SINGLE_THREAD_ROWS = 20_000
+"""Below this many rows one thread is faster than lleaves' per-call thread pool."""
+
+
+def lleaves_version() -> str | None:
+    try:
+        return version("lleaves")
+    except PackageNotFoundError:
+        return None
+
+
+def _cache_key(model: EtaModel) -> str:
+    import llvmlite.binding as llvm  # type: ignore[import-untyped]
+
+    cpu = f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
+    parts = [model.model_sha256, lleaves_version() or "", version("llvmlite"), cpu]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def parity_sample(model: EtaModel, rows: int = 2000, seed: int = 0) -> Array:
+    """Rows drawn from the model's own reference distributions, with missing values mixed in.
+
+    Values fall in every reference bin (and past the training range), codes include unseen
+    ones, and at least 5% of each column is NaN, so the sample takes most branches of the trees.
+    """
+    rng = np.random.default_rng(seed)
+    refs: dict[str, Any] = model.metadata.get("reference", {}).get("features", {})
+    out = np.empty((rows, len(model.feature_names)), dtype=np.float64)
+    for j, name in enumerate(model.feature_names):
+        ref = refs.get(name)
+        if ref is None or (ref.get("min") is None and ref.get("kind") != "categorical"):
+            out[:, j] = rng.normal(0, 1000, rows)
+        elif ref["kind"] == "categorical":
+            codes = np.asarray([*ref["edges"], 1023.0, 0.0], dtype=np.float64)
+            out[:, j] = rng.choice(codes, rows)
+        else:
+            lo, hi = float(ref["min"]), float(ref["max"])
+            bounds = np.asarray([lo - 0.1 * (hi - lo + 1), *ref["edges"], hi + 0.1 * (hi - lo + 1)])
+            pick = rng.integers(0, bounds.size - 1, rows)
+            out[:, j] = rng.uniform(bounds[pick], bounds[pick + 1])
+        out[rng.random(rows) < max(0.05, float(ref["missing_share"]) if ref else 0.05), j] = np.nan
+    return out
+
+
+def compile_model(
+    model: EtaModel,
+    sample: Array | None = None,
+    tolerance_s: float = PARITY_TOLERANCE_S,
+    use_cache: bool = True,
+) -> EtaModel:
+    """The model scored by lleaves, after checking it agrees with LightGBM on ``sample``."""
+    if lleaves_version() is None:
+        raise CompiledScoringError("lleaves is not installed")
+    import lleaves
+
+    started = time.perf_counter()
+    cache: Path | None = None
+    if use_cache and os.access(model.path, os.W_OK):
+        cache = model.path / "compiled" / f"lleaves-{_cache_key(model)}.bin"
+        cache.parent.mkdir(exist_ok=True)
+    cache_hit = cache is not None and cache.is_file()
+    try:
+        compiled = lleaves.Model(model_file=str(model.path / "model.txt"))
+        if cache is None or cache_hit:
+            compiled.compile(cache=str(cache) if cache else None)
+        else:  # compile to a private file, then publish it whole for other processes
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            compiled.compile(cache=str(tmp))
+            os.replace(tmp, cache)
+    except Exception as exc:  # lleaves/llvmlite raise many kinds; all mean "not compiled"
+        raise CompiledScoringError(f"lleaves could not compile {model.path} ({exc})") from exc
+
+    def raw_predict(values: Array) -> Array:
+        n_jobs = 1 if values.shape[0] < _SINGLE_THREAD_ROWS else (os.cpu_count() or 1)
+        result: Array = compiled.predict(values, n_jobs=n_jobs)
+        return result
+
+    candidate = model.with_backend(raw_predict, "compiled", {})
+    rows = sample if sample is not None else parity_sample(model)
+    diff = float(np.max(np.abs(candidate.predict(rows) - model.predict_lightgbm(rows))))
+    if not diff <= tolerance_s:  # also catches NaN
+        raise CompiledScoringError(
+            f"compiled and LightGBM predictions differ by up to {diff:.3g} s on "
+            f"{rows.shape[0]} rows (tolerance {tolerance_s:g} s)"
+        )
+    info = {
+        "lleaves": lleaves_version(),
+        "parity_max_abs_diff_s": diff,
+        "parity_rows": int(rows.shape[0]),
+        "compile_s": round(time.perf_counter() - started, 3),
+        "cache": str(cache) if cache else None,
+        "cache_hit": cache_hit,
+    }
+    log.info("%s:%s compiled: %s", model.name, model.version, info)
+    return model.with_backend(raw_predict, "compiled", info)
+
+
+def with_scoring(model: EtaModel, scoring: Scoring, sample: Array | None = None) -> EtaModel:
+    """The model scored the way ``scoring`` asks: ``auto`` falls back to LightGBM, quietly
+    when lleaves is not installed and with a warning when compiling or parity fails."""
+    if scoring == "lightgbm":
+        return model
+    if scoring == "compiled":
+        return compile_model(model, sample)
+    if lleaves_version() is None:
+        log.info("lleaves is not installed: %s:%s scored by LightGBM", model.name, model.version)
+        return model
+    try:
+        return compile_model(model, sample)
+    except CompiledScoringError as exc:
+        log.warning("%s; %s:%s scored by LightGBM", exc, model.name, model.version)
+        return model

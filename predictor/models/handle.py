@@ -1,0 +1,249 @@
+"""Hot reload: follow a registry stage and swap models between batches, never inside one.
+
+A ``ModelHandle`` keeps one loaded model. A background thread listens on the registry's Redis
+channel (instant) and GETs the stage pointer at most every ``poll_s`` (in case a message was
+missed), or reads the local alias file when there is no Redis. A new version is loaded,
+verified and (with ``scoring``) compiled in that thread; only then is the reference swapped,
+so ``current()`` costs nothing and a caller that calls it once per batch scores each batch
+with exactly one version. A version that fails to load is logged and the old one kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import redis
+
+from predictor.errors import StageNotSetError
+from predictor.models.artifact import EtaModel
+from predictor.models.compiled import Scoring, with_scoring
+from predictor.models.registry import Registry
+
+__all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]
+
+log = logging.getLogger(__name__)
+Array = npt.NDArray[np.float64]
+RETRY_FAILED_S = 60.0
+"""A version that failed to load is tried again after this long (a file may have been late)."""
+
+
+class ModelHandle:
+    """The model to use for the next batch, following ``name@stage`` without a restart."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        name: str,
+        stage: str,
+        redis_client: redis.Redis | None = None,
+        poll_s: float = 0.5,
+        *,
+        scoring: Scoring = "lightgbm",
+        wait_for_stage: bool = False,
+        on_swap: Callable[[EtaModel | None, EtaModel], None] | None = None,
+    ) -> None:
+        self.registry, self.name, self.stage = registry, name, stage
+        self.poll_s, self.scoring = poll_s, scoring
+        self._redis, self._on_swap = redis_client, on_swap
+        self._model: EtaModel | None = None
+        self._failed: tuple[str, float] | None = None
+        self._last_poll = 0.0
+        self.last_error: str | None = None
+        self.swaps = 0
+        version = self._pointer()
+        if version is not None:
+            self._model = self._load(version)  # errors surface here: nothing to fall back on
+        elif not wait_for_stage:
+            raise StageNotSetError(name, stage)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"model-handle-{name}@{stage}", daemon=True
+        )
+        self._thread.start()
+
+    # --- what callers use ---------------------------------------------------------------
+    def current(self) -> EtaModel:
+        """The model for the next batch; call once per batch and score the batch with it."""
+        model = self._model
+        if model is None:
+            raise StageNotSetError(self.name, self.stage)
+        return model
+
+    def peek(self) -> EtaModel | None:
+        """The current model, or None while the stage points at nothing (shadow handles)."""
+        return self._model
+
+    def status(self) -> dict[str, Any]:
+        model = self._model
+        return {
+            "name": self.name,
+            "stage": self.stage,
+            "version": model.version if model else None,
+            "backend": model.backend if model else None,
+            "swaps": self.swaps,
+            "last_error": self.last_error,
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.poll_s + 5.0)
+
+    def __enter__(self) -> ModelHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the watcher --------------------------------------------------------------------
+    def _pointer(self) -> str | None:
+        if self._redis is None:
+            return self.registry.aliases(self.name).get(self.stage)
+        value = self._redis.get(self.registry.key(self.name, self.stage))
+        if value is None:  # not mirrored (yet): the local file is the truth
+            return self.registry.aliases(self.name).get(self.stage)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def _load(self, version: str) -> EtaModel:
+        return with_scoring(self.registry.load(self.name, version), self.scoring)
+
+    def _run(self) -> None:
+        pubsub: Any = None
+        while not self._stop.is_set():
+            try:
+                announced = None
+                if self._redis is not None:
+                    if pubsub is None:
+                        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                        pubsub.subscribe(self.registry.channel)
+                    announced = self._announced(pubsub.get_message(timeout=self.poll_s))
+                else:
+                    self._stop.wait(self.poll_s)
+                self._check(announced)
+            except redis.RedisError as exc:
+                self.last_error = f"Redis: {exc}"
+                log.warning(
+                    "%s@%s cannot reach Redis (%s); keeping the current model",
+                    self.name,
+                    self.stage,
+                    exc,
+                )
+                if pubsub is not None:
+                    pubsub.close()
+                pubsub = None
+                self._stop.wait(self.poll_s)
+            except Exception as exc:  # the watcher must outlive any one bad read
+                self.last_error = str(exc)
+                log.exception("%s@%s watcher: %s", self.name, self.stage, exc)
+                self._stop.wait(self.poll_s)
+        if pubsub is not None:
+            pubsub.close()
+
+    def _announced(self, message: dict[str, Any] | None) -> str | None:
+        if not message or message.get("type") != "message":
+            return None
+        try:
+            move = orjson.loads(message["data"])
+        except orjson.JSONDecodeError:
+            return None
+        if move.get("name") == self.name and move.get("stage") == self.stage:
+            return str(move["to_version"])
+        return None
+
+    def _check(self, announced: str | None) -> None:
+        target = announced
+        now = time.monotonic()
+        if target is None and now - self._last_poll >= self.poll_s:
+            self._last_poll = now
+            target = self._pointer()
+        current = self._model
+        if target is None or (current is not None and target == current.version):
+            return
+        if self._failed and self._failed[0] == target and now - self._failed[1] < RETRY_FAILED_S:
+            return
+        try:
+            model = self._load(target)
+        except Exception as exc:  # any failure: keep serving what we have, say why
+            self._failed, self.last_error = (target, now), f"{self.name}:{target}: {exc}"
+            log.error(
+                "could not load %s:%s for %s; keeping %s: %s",
+                self.name,
+                target,
+                self.stage,
+                current.version if current else "nothing",
+                exc,
+            )
+            return
+        self._model, self._failed, self.last_error = model, None, None
+        self.swaps += 1
+        log.info(
+            "%s@%s now %s (%s), was %s",
+            self.name,
+            self.stage,
+            model.version,
+            model.backend,
+            current.version if current else "nothing",
+        )
+        if self._on_swap is not None:
+            self._on_swap(current, model)
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    """One batch scored by the shadow model next to the served one."""
+
+    at: float
+    primary_version: str
+    shadow_version: str
+    rows: int
+    mean_abs_diff_s: float
+    max_abs_diff_s: float
+    shadow_predictions: Array = field(repr=False)
+
+
+class ShadowScorer:
+    """Scores batches with a second handle's model and records, never returns, the result."""
+
+    def __init__(
+        self,
+        handle: ModelHandle,
+        sink: Callable[[ShadowRecord], None] | None = None,
+        keep: int = 100,
+    ) -> None:
+        self.handle, self._sink = handle, sink
+        self.records: deque[ShadowRecord] = deque(maxlen=keep)
+        self.errors = 0
+
+    def score(self, values: Array, primary: EtaModel, served: Array) -> ShadowRecord | None:
+        """Record the shadow's predictions for ``values``; a failure is counted, not raised."""
+        model = self.handle.peek()
+        if model is None or values.shape[0] == 0:
+            return None
+        try:
+            predictions = model.predict(values)
+            diff = np.abs(predictions - served)
+            record = ShadowRecord(
+                at=time.time(),
+                primary_version=primary.version,
+                shadow_version=model.version,
+                rows=int(values.shape[0]),
+                mean_abs_diff_s=float(diff.mean()),
+                max_abs_diff_s=float(diff.max()),
+                shadow_predictions=predictions,
+            )
+            self.records.append(record)
+            if self._sink is not None:
+                self._sink(record)
+        except Exception as exc:  # the shadow must never break serving
+            self.errors += 1
+            log.warning("shadow %s@%s failed: %s", self.handle.name, self.handle.stage, exc)
+            return None
+        return record
