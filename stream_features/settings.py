@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         3600, ge=0, description="events stamped further than this in the future are rejected"
     )
     metrics_port: int = Field(9108, ge=0, description="Prometheus port of the stream worker; 0 off")
+    stream_include_features: bool = Field(
+        False, description="write the model inputs into each streaming prediction (features)"
+    )
 
     # --- models ---------------------------------------------------------------------------
     registry_dir: Path = Field(Path("models"), description="model registry root")

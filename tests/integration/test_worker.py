@@ -1,0 +1,92 @@
+"""The stream worker against the real broker and Redis: every order predicted, poison kept."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from predictor.engines.wiring import redis_features
+from predictor.serving.dlq import decode_dead_letter
+from stream_features.contract import DeliveryPrediction
+from stream_features.kafka_clients import ensure_topics
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import (
+    TopicReader,
+    live_orders,
+    produce,
+    produce_orders,
+    running_worker,
+)
+from tests.serving_fakes import LinearModel, dasher_event
+
+pytestmark = pytest.mark.integration
+
+ORDERS = 100_000
+
+
+@pytest.fixture()
+def topics(settings: Settings) -> Settings:
+    ensure_topics(settings)
+    return settings
+
+
+def test_every_order_gets_exactly_one_prediction(topics: Settings, key_prefix: str) -> None:
+    settings = topics
+    orders = live_orders(ORDERS, "o")
+    produce_orders(settings, orders)
+    reader = TopicReader(settings, settings.predictions_topic)
+    features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
+    started = time.monotonic()
+    with running_worker(settings, features, LinearModel(version="3")) as worker:
+        got = reader.read_until(lambda m: len(m) >= ORDERS, timeout_s=60)
+    elapsed = time.monotonic() - started
+    reader.close()
+    preds = [DeliveryPrediction.model_validate_json(m.value() or b"") for m in got]
+    ids = [p.order_id for p in preds]
+    assert len(ids) == ORDERS, f"{len(ids)} predictions for {ORDERS} orders in {elapsed:.1f} s"
+    assert set(ids) == {o.order_id for o in orders}
+    assert {(p.model_name, p.model_version, p.mode) for p in preds} == {("eta", "3", "streaming")}
+    assert [m.key() for m in got] == [p.order_id.encode() for p in preds]
+    assert worker.stats.predictions == ORDERS and worker.stats.dead_letters == 0
+    assert worker.stats.commits > 0
+
+
+def test_poison_lands_in_the_dlq_with_reasons(topics: Settings, key_prefix: str) -> None:
+    settings = topics
+    good = live_orders(3, "g")
+    poison: list[tuple[str, bytes | None, bytes | None]] = [
+        (settings.orders_topic, b"k1", b"\xff\xfe not json"),
+        (settings.orders_topic, b"k2", b'{"type": "OrderCreated", "order_id": 5}'),
+        (settings.orders_topic, b"k3", b"x" * (settings.max_message_bytes + 1)),
+        (settings.orders_topic, b"k4", dasher_event()),  # right message, wrong topic
+        (settings.deliveries_topic, None, b'{"schema_version": 9, "type": "OrderDelivered"}'),
+    ]
+    from stream_features.contract import encode
+
+    good_records = [(settings.orders_topic, o.store_id.encode(), encode(o)) for o in good]
+    produce(settings, [good_records[0], *poison[:3], good_records[1], *poison[3:], good_records[2]])
+    dlq = TopicReader(settings, settings.dlq_topic)
+    preds = TopicReader(settings, settings.predictions_topic)
+    features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
+    with running_worker(settings, features, LinearModel()):
+        letters = dlq.read_until(lambda m: len(m) >= len(poison), timeout_s=30)
+        predicted = preds.read_until(lambda m: len(m) >= len(good), timeout_s=30)
+    dlq.close()
+    preds.close()
+    assert {m.key() for m in predicted} == {o.order_id.encode() for o in good}
+    decoded = sorted(
+        (decode_dead_letter(m.value() or b"") for m in letters), key=lambda d: d.key or ""
+    )
+    assert len(decoded) == len(poison)
+    by_value = {base64.b64decode(d.value_b64): d for d in decoded}
+    for topic, key, value in poison:
+        letter = by_value[value or b""]
+        assert letter.source_topic == topic
+        assert letter.key == (key.decode() if key else None)
+        assert letter.source_offset is not None and letter.source_partition is not None
+        assert letter.reason
+    assert "over the" in by_value[b"x" * (settings.max_message_bytes + 1)].reason
+    assert by_value[dasher_event()].field == "type"
+    assert {m.key() for m in letters} == {k for _, k, _ in poison}
