@@ -203,7 +203,7 @@ class Registry:
     def register(self, artifact_dir: Path, name: str | None = None) -> str:
         """Copy a verified artifact in as the next version of ``name``; returns the version."""
         source = load_artifact(Path(artifact_dir))  # refuses tampered or foreign artifacts
-        name = check_name("model name", name or source.name)
+        name = check_name("model name", source.name if name is None else name)
         model_text = (source.path / MODEL_FILE).read_text()
         metadata: dict[str, Any] = {
             **source.metadata,

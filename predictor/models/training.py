@@ -146,7 +146,7 @@ def train_model(
         free_raw_data=False,
     )
     y_valid_fit = split.y_valid if transform == "identity" else np.log1p(split.y_valid)
-    valid_set = train_set.create_valid(split.x_valid, y_valid_fit)
+    valid_set = train_set.create_valid(split.x_valid, y_valid_fit, params={"verbose": -1})
 
     def mae_seconds(preds: Array, data: lgb.Dataset) -> tuple[str, float, bool]:
         return (

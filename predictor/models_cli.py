@@ -1,0 +1,344 @@
+"""Commands of the model lifecycle: ``eta train`` and the ``eta models`` group."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stream_features.errors import EtaError
+from stream_features.settings import Settings
+
+if TYPE_CHECKING:
+    from predictor.models.registry import AliasMove, Registry
+    from predictor.models.training import Objective
+
+__all__ = ["models_app", "register"]
+
+models_app = typer.Typer(
+    help="The model registry: versions and stage aliases.", no_args_is_help=True
+)
+_console = Console()
+_OBJECTIVES = ("huber", "l1", "l2", "log_l2")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Print an EtaError's own message and exit 1, instead of a traceback."""
+    try:
+        yield
+    except EtaError as exc:
+        _console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _registry(settings: Settings) -> Registry:
+    """The registry of the settings, with its Redis mirror when ETA_REDIS_URL is set."""
+    import redis
+
+    from predictor.models.registry import Registry
+
+    url = settings.redis_url_value()
+    client = None
+    if url is not None:
+        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            _console.print(f"[yellow]Redis at {url.split('@')[-1]} is not answering ({exc})[/]")
+            client = None
+    return Registry(settings.registry_dir, client)
+
+
+def _report_move(move: AliasMove) -> None:
+    _console.print(
+        f"[bold green]{move.name}@{move.stage}[/]: {move.from_version or '—'} → "
+        f"[bold]{move.to_version}[/] ({move.action} by {move.who} at {move.at})"
+    )
+    if not move.redis_updated:
+        _console.print(
+            "[yellow]Redis pointers were not updated[/] (ETA_REDIS_URL not set or not answering): "
+            "running services learn of this move only from the local registry files"
+        )
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("validation rows: " + str(metrics["model"]["rows"]))
+    columns = [
+        ("model", "model"),
+        ("global_median", "global median"),
+        ("store_median", "store median"),
+    ]
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    rows = [
+        ("MAE (s)", "mae_s", "{:.1f}"),
+        ("RMSE (s)", "rmse_s", "{:.1f}"),
+        ("p50 |error| (s)", "p50_abs_error_s", "{:.1f}"),
+        ("p90 |error| (s)", "p90_abs_error_s", "{:.1f}"),
+        ("within ±10 min", "within_10min", "{:.1%}"),
+    ]
+    for label, key, fmt in rows:
+        best = min(metrics[k][key] for k, _ in columns)
+        if key == "within_10min":
+            best = max(metrics[k][key] for k, _ in columns)
+        cells = [
+            f"[bold]{fmt.format(metrics[k][key])}[/]"
+            if metrics[k][key] == best
+            else fmt.format(metrics[k][key])
+            for k, _ in columns
+        ]
+        table.add_row(label, *cells)
+    return table
+
+
+def train(
+    training_set: Path = typer.Option(..., exists=True, dir_okay=False, help="Parquet file"),
+    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+    register_: bool = typer.Option(True, "--register/--no-register", help="add to the registry"),
+    promote: str = typer.Option(None, help="also point this stage at the new version"),
+    force: bool = typer.Option(False, help="keep a model that does not beat the baselines"),
+    objective: str = typer.Option("huber", help="huber | l1 | l2 | log_l2"),
+    valid_fraction: float = typer.Option(0.2, help="latest share of orders to validate on"),
+    max_rounds: int = typer.Option(2000, help="boosting rounds before early stopping"),
+    out: Path = typer.Option(None, help="also keep the artifact in this directory"),
+) -> None:
+    """Train the duration model on a training set, judge it against baselines, register it."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from predictor.models.training import TrainConfig
+    from predictor.models.workflow import load_split, train_to_artifact
+
+    settings = Settings()
+    name = name or settings.model_name
+    if objective not in _OBJECTIVES:
+        raise typer.BadParameter(f"{objective!r} is not one of {', '.join(_OBJECTIVES)}")
+    with _errors():
+        split = load_split(training_set, valid_fraction)
+        _console.print(
+            f"train {split.y_train.size} rows {split.train_window[0]:%Y-%m-%d %H:%M} → "
+            f"{split.train_window[1]:%Y-%m-%d %H:%M}, validate {split.y_valid.size} rows up to "
+            f"{split.valid_window[1]:%Y-%m-%d %H:%M} UTC ({split.dropped_labels} rows without "
+            "a usable label left out)"
+        )
+        registry = _registry(settings) if register_ else None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=_console, transient=True
+            ) as bar,
+        ):
+            task = bar.add_task(f"training {objective}…")
+
+            def progress(iteration: int, mae_s: float) -> None:
+                bar.update(task, description=f"tree {iteration}: validation MAE {mae_s:.1f} s")
+
+            target = out or (
+                Path(tmp) / name
+                if register_
+                else settings.data_dir / "artifacts" / f"{name}-{stamp}"
+            )
+            try:
+                outcome = train_to_artifact(
+                    split,
+                    target,
+                    name=name,
+                    training_set=str(training_set.resolve()),
+                    config=TrainConfig(
+                        objective=cast("Objective", objective), num_boost_round=max_rounds
+                    ),
+                    registry=registry,
+                    promote=promote,
+                    force=force,
+                    progress=progress,
+                )
+            finally:
+                bar.stop()
+        result = outcome.result
+        _console.print(
+            _metrics_table(
+                result.metrics, f"{name}: {objective}, {result.best_iteration} trees (validation)"
+            )
+        )
+        if outcome.forced:
+            _console.print(
+                "[bold yellow]kept with --force although it does not beat every baseline[/]"
+            )
+        if outcome.version is not None:
+            _console.print(
+                f"registered [bold]{name}:{outcome.version}[/] in {settings.registry_dir}"
+            )
+        if out is not None or not register_:
+            _console.print(f"artifact written to {outcome.artifact_dir}")
+        if outcome.promotion is not None:
+            _report_move(outcome.promotion)
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Every model name with its versions and stages."""
+    settings = Settings()
+    with _errors():
+        registry = _registry(settings)
+        table = Table(title=f"models in {registry.root}")
+        for column in ("name", "versions", "latest", "stages"):
+            table.add_column(column)
+        for name in registry.names():
+            versions = registry.versions(name)
+            stages = ", ".join(f"{s}={v}" for s, v in sorted(registry.aliases(name).items()))
+            table.add_row(name, str(len(versions)), versions[-1] if versions else "—", stages)
+        _console.print(table)
+
+
+def _split_ref(ref: str, default_name: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition(":")
+    return name or default_name, version or None
+
+
+@models_app.command()
+def show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION")) -> None:
+    """A model's versions, or one version's metadata and metrics."""
+    from predictor.models.artifact import read_metadata
+
+    settings = Settings()
+    with _errors():
+        registry = _registry(settings)
+        name, version = _split_ref(ref, settings.model_name)
+        aliases = registry.aliases(name)
+        if version is None:
+            versions = registry.versions(name)
+            if not versions:
+                from predictor.errors import ModelNotFoundError
+
+                raise ModelNotFoundError(registry.root, name)
+            table = Table(title=f"{name} in {registry.root}")
+            for column in ("version", "created", "objective", "trees", "valid MAE (s)", "stages"):
+                table.add_column(column)
+            for v in versions:
+                meta = read_metadata(registry.path(name, v))
+                mae = meta["metrics"]["validation"]["model"]["mae_s"]
+                stages = ", ".join(s for s, target in sorted(aliases.items()) if target == v)
+                table.add_row(
+                    v,
+                    str(meta.get("created_at", ""))[:19],
+                    str(meta.get("objective")),
+                    str(meta.get("num_trees")),
+                    f"{mae:.1f}",
+                    stages,
+                )
+            _console.print(table)
+            _history_table(registry.history(name)[-10:], f"{name}: last stage moves")
+            return
+        meta = read_metadata(registry.path(name, version))
+        info = Table(title=f"{name}:{version}", show_header=False)
+        training = meta["training"]
+        for key, value in (
+            ("stages", ", ".join(s for s, t in aliases.items() if t == version) or "—"),
+            ("created / registered", f"{meta.get('created_at')} / {meta.get('registered_at')}"),
+            ("objective / trees", f"{meta['objective']} / {meta['num_trees']}"),
+            (
+                "features",
+                f"{len(meta['feature_names'])} (registry {meta['feature_registry_hash']})",
+            ),
+            (
+                "train window",
+                f"{training['train']['min_created_at']} → "
+                f"{training['train']['max_created_at']} ({training['train']['rows']} rows)",
+            ),
+            (
+                "valid window",
+                f"{training['valid']['min_created_at']} → "
+                f"{training['valid']['max_created_at']} ({training['valid']['rows']} rows)",
+            ),
+            ("training set", str(meta.get("training_set"))),
+            ("libraries", ", ".join(f"{k} {v}" for k, v in meta["libraries"].items())),
+        ):
+            info.add_row(key, value)
+        _console.print(info)
+        _console.print(_metrics_table(meta["metrics"]["validation"], "validation metrics"))
+
+
+def _history_table(moves: list[AliasMove], title: str) -> None:
+    table = Table(title=title)
+    for column in ("at", "who", "stage", "action", "from", "to"):
+        table.add_column(column)
+    for m in moves:
+        table.add_row(m.at[:19], m.who, m.stage, m.action, m.from_version or "—", m.to_version)
+    _console.print(table)
+
+
+@models_app.command("register")
+def register_artifact(
+    artifact_dir: Path = typer.Argument(..., exists=True, file_okay=False),
+    name: str = typer.Option(None, help="model name (default: the artifact's)"),
+) -> None:
+    """Verify an artifact directory and add it as the next version."""
+    settings = Settings()
+    with _errors():
+        registry = _registry(settings)
+        from predictor.models.artifact import read_metadata
+
+        name = name or str(read_metadata(artifact_dir)["name"])
+        version = registry.register(artifact_dir, name)
+        _console.print(f"registered [bold]{name}:{version}[/] in {registry.root}")
+
+
+@models_app.command()
+def promote(
+    version: str = typer.Argument(...),
+    stage: str = typer.Option(..., help="staging | production | archived | any alias"),
+    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+) -> None:
+    """Point a stage at a version (services follow it without a restart)."""
+    settings = Settings()
+    with _errors():
+        _report_move(_registry(settings).promote(name or settings.model_name, version, stage))
+
+
+@models_app.command()
+def rollback(
+    stage: str = typer.Option("production"),
+    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+) -> None:
+    """Point a stage back at the version it pointed at before its latest move."""
+    settings = Settings()
+    with _errors():
+        _report_move(_registry(settings).rollback(name or settings.model_name, stage))
+
+
+@models_app.command()
+def history(
+    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+    stage: str = typer.Option(None, help="only this stage"),
+) -> None:
+    """Every stage move: who, when, from, to."""
+    settings = Settings()
+    with _errors():
+        name = name or settings.model_name
+        _history_table(_registry(settings).history(name, stage), f"{name}: stage moves")
+
+
+@models_app.command("sync-redis")
+def sync_redis() -> None:
+    """Write every local stage pointer to Redis (after Redis lost its data)."""
+    settings = Settings()
+    with _errors():
+        registry = _registry(settings)
+        if registry.redis is None:
+            _console.print("[yellow]no Redis (set ETA_REDIS_URL): nothing written[/]")
+            raise typer.Exit(1)
+        _console.print(f"{registry.sync_redis()} pointers written to Redis")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.add_typer(models_app, name="models")
