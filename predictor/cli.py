@@ -22,11 +22,13 @@ app = typer.Typer(
 
 def _register() -> None:
     from predictor import models_cli
+    from predictor.serving_cli import register as register_predict
     from producers import cli as producers_cli
     from stream_features import cli as features_cli
 
     features_cli.register(app)
     producers_cli.register(app)
+    register_predict(app)
     models_cli.register(app)
 
 

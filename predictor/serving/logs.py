@@ -44,11 +44,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
-    """Send the ``etastream`` loggers to stderr, as JSON lines unless asked otherwise."""
+    """Send every logger's records to stderr, as JSON lines unless asked otherwise."""
     handler = logging.StreamHandler(sys.stderr)
     plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     handler.setFormatter(JsonFormatter() if json_lines else plain)
-    root = logging.getLogger("etastream")
+    root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    root.propagate = False

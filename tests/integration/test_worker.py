@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from predictor.engines.wiring import redis_features
 from predictor.serving.dlq import decode_dead_letter
-from stream_features.contract import DeliveryPrediction
+from predictor.serving.metrics import StreamMetrics
+from stream_features.contract import DeliveryPrediction, OrderCreated
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
+from stream_features.stack import free_port, start_stack
 from tests.integration.worker_helpers import (
     TopicReader,
     live_orders,
@@ -90,3 +97,81 @@ def test_poison_lands_in_the_dlq_with_reasons(topics: Settings, key_prefix: str)
     assert "over the" in by_value[b"x" * (settings.max_message_bytes + 1)].reason
     assert by_value[dasher_event()].field == "type"
     assert {m.key() for m in letters} == {k for _, k, _ in poison}
+
+
+def _stream(
+    settings: Settings, orders: list[OrderCreated], chunk: int = 1000, pause_s: float = 0.05
+) -> threading.Thread:
+    def run() -> None:
+        for start in range(0, len(orders), chunk):
+            produce_orders(settings, orders[start : start + chunk])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_member_joining_mid_stream_causes_no_duplicates(
+    topics: Settings, key_prefix: str
+) -> None:
+    """The old owner finishes and commits in on_revoke, so the new one starts where it ended."""
+    settings = topics
+    orders = live_orders(20_000, "r")
+    reader = TopicReader(settings, settings.predictions_topic)
+    url = settings.redis_url_value() or ""
+    with running_worker(settings, redis_features(settings, url, key_prefix), LinearModel()) as a:
+        assert a.assigned.wait(30)
+        producer = _stream(settings, orders)
+        reader.read_until(lambda m: len(m) >= 2000, timeout_s=30)
+        features_b = redis_features(settings, url, key_prefix)
+        with running_worker(settings, features_b, LinearModel()) as b:
+            producer.join(60)
+            got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
+            assert b.stats.predictions > 0, "the second member never got partitions"
+    reader.close()
+    counts = Counter(m.key() for m in got)
+    assert set(counts) == {o.order_id.encode() for o in orders}
+    assert sum(counts.values()) == len(orders), "a rebalance made the new owner read again"
+
+
+def test_redis_outage_retries_the_batch_and_loses_nothing(topics: Settings, tmp_path: Path) -> None:
+    """Stop the worker's Redis mid-stream, start it again on the same port: no order missing."""
+    settings = topics
+    redis_only = Settings(
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        embedded_redis_port=free_port(),
+        data_dir=tmp_path / "redis",
+    )
+    first, second = live_orders(3000, "before"), live_orders(3000, "during")
+    metrics = StreamMetrics()
+    reader = TopicReader(settings, settings.predictions_topic)
+    outage = contextlib.ExitStack()
+    urls = outage.enter_context(start_stack(redis_only))
+    features = redis_features(settings, urls.redis_url)
+    with running_worker(settings, features, LinearModel(), metrics):
+        produce_orders(settings, first)
+        reader.read_until(lambda m: len(m) >= len(first), timeout_s=30)
+        outage.close()  # SIGTERM to redis-server: the worker's next batch fails
+        produce_orders(settings, second)
+        assert _wait_for(lambda: _retries(metrics) >= 2, timeout_s=30), "no retry seen"
+        predicted = metrics.registry.get_sample_value("eta_stream_predictions_total")
+        assert predicted == len(first), "a prediction was made without Redis"
+        with start_stack(redis_only):  # the same port and data dir: the worker reconnects
+            got = reader.read_until(lambda m: len(m) >= len(first) + len(second), timeout_s=60)
+    reader.close()
+    assert {m.key() for m in got} == {o.order_id.encode() for o in first + second}
+
+
+def _retries(metrics: StreamMetrics) -> float:
+    value = metrics.registry.get_sample_value("eta_stream_retries_total", {"cause": "features"})
+    return value or 0.0
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -6,13 +6,19 @@ deadline for what they expect, never for a fixed time.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, Message, Producer
 
 from predictor.engines.confluent import ConfluentWorker
@@ -26,10 +32,12 @@ from stream_features.vectors import FeatureSource
 
 __all__ = [
     "TopicReader",
+    "WorkerProcess",
     "live_orders",
     "produce",
     "produce_orders",
     "running_worker",
+    "worker_env",
 ]
 
 
@@ -151,3 +159,70 @@ def running_worker(
         assert not thread.is_alive(), "the worker did not stop within 60 s"
     if failure:
         raise failure[0]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of an ``eta predict stream`` subprocess that sees what ``settings`` say."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETA_")}
+    for name, value in settings.model_dump(exclude_defaults=True).items():
+        if name == "kafka":
+            env.update({f"ETA_KAFKA__{k.upper()}": str(v) for k, v in value.items()})
+        elif value is not None:
+            secret = getattr(value, "get_secret_value", None)
+            env[f"ETA_{name.upper()}"] = str(secret() if secret else value)
+    return env
+
+
+class WorkerProcess:
+    """``eta predict stream`` in a subprocess, its JSON-lines log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path, engine: str = "confluent") -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from predictor.cli import main; main()",
+                "predict",
+                "stream",
+                "--engine",
+                engine,
+            ],
+            env=worker_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_bytes().splitlines():
+            try:
+                lines.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                lines.append({"msg": raw.decode(errors="replace")})
+        return lines
+
+    def wait_for_log(self, text: str, timeout_s: float = 60.0, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sum(text in str(line.get("msg")) for line in self.log_lines()) >= count:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"no {text!r} in the worker's log (exit {self.proc.poll()}):\n{tail}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout_s)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            self._log.close()
+        return code

@@ -1,0 +1,88 @@
+"""``eta predict stream``: wire settings to an engine, run until SIGTERM/SIGINT, exit cleanly.
+
+The worker needs a broker and Redis that producers can also reach, so it starts no embedded
+services: ``eta up`` does, and prints the ``ETA_*`` lines to export. It waits for a model at
+``model_name@serve_stage`` before joining the group (nothing is consumed without a model to
+score it), then follows the stage: a new version is picked up between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import redis
+
+from predictor.engines.wiring import confluent_worker, redis_features
+from predictor.serving.metrics import StreamMetrics
+from stream_features.errors import EtaError
+from stream_features.kafka_clients import ensure_topics
+from stream_features.settings import Settings
+
+__all__ = ["ConfigurationError", "run_stream", "stop_on_signals"]
+
+log = logging.getLogger("etastream.stream")
+
+
+class ConfigurationError(EtaError):
+    http_status = 500
+
+    def __init__(self, missing: str) -> None:
+        super().__init__(
+            f"{missing} is not set: the stream worker joins an existing stack. Start one with "
+            "`eta up` and export the ETA_* lines it prints, or point the variable at your own"
+        )
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT ask for a clean stop (finish the batch, flush, commit); a second one
+    interrupts whatever is waiting."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("stopping on %s", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
+    """Run the chosen engine until ``stop``; the exit code (0 when everything was committed)."""
+    from predictor.models.handle import ModelHandle
+    from predictor.models.registry import Registry
+
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigurationError("ETA_KAFKA_BOOTSTRAP_SERVERS")
+    redis_url = settings.redis_url_value()
+    if redis_url is None:
+        raise ConfigurationError("ETA_REDIS_URL")
+    ensure_topics(settings)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    handle = ModelHandle(
+        Registry(settings.registry_dir, client),
+        settings.model_name,
+        settings.serve_stage,
+        client,
+        settings.model_poll_s,
+        scoring=settings.scoring,
+        wait_for_stage=True,
+    )
+    try:
+        while handle.peek() is None and not stop.wait(1.0):
+            log.info("waiting for a model at %s@%s", settings.model_name, settings.serve_stage)
+        if stop.is_set():
+            return 0
+        metrics = StreamMetrics()
+        metrics.serve(settings.metrics_port)
+        features = redis_features(settings, redis_url)
+        if engine != "confluent":
+            raise ConfigurationError(f"the {engine} engine")
+        worker = confluent_worker(settings, features, handle.current, metrics)
+        stats = worker.run(stop)
+        return 0 if stats.uncommitted_batches == 0 else 3
+    finally:
+        handle.close()

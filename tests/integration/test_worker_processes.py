@@ -1,0 +1,104 @@
+"""``eta predict stream`` as real processes: SIGTERM commits and exits 0; SIGKILL loses nothing.
+
+Each test starts worker subprocesses in the test's own group and topics, with a real model in
+the test's own registry, and counts what arrives on the predictions topic, with deadlines.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+
+from stream_features.kafka_clients import consumer_config, ensure_topics
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import (
+    TopicReader,
+    WorkerProcess,
+    live_orders,
+    produce_orders,
+)
+from tests.integration.worker_models import registered_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def served(settings: Settings, tmp_path: Path) -> Settings:
+    ensure_topics(settings)
+    return registered_model(settings, tmp_path)
+
+
+def _order_ids(messages: list) -> Counter[bytes]:  # type: ignore[type-arg]
+    return Counter(m.key() for m in messages)
+
+
+def test_sigterm_finishes_commits_and_exits_0(served: Settings, tmp_path: Path) -> None:
+    orders = live_orders(5000, "t")
+    produce_orders(served, orders)
+    reader = TopicReader(served, served.predictions_topic)
+    worker = WorkerProcess(served, tmp_path / "worker.log")
+    got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
+    assert set(_order_ids(got)) == {o.order_id.encode() for o in orders}
+    assert worker.stop(signal.SIGTERM) == 0
+    stopped = [line for line in worker.log_lines() if line.get("msg") == "stream worker stopped"]
+    assert stopped and stopped[0]["uncommitted_batches"] == 0 and stopped[0]["commits"] > 0
+
+    # a new member of the same group starts after everything already predicted: once it is
+    # assigned, a marker order is the first and only thing it reads
+    assigned = threading.Event()
+    consumer = Consumer(consumer_config(served))
+    consumer.subscribe(
+        [served.orders_topic, served.dasher_events_topic, served.deliveries_topic],
+        on_assign=lambda _c, _p: assigned.set(),
+    )
+    seen: list[bytes] = []
+    deadline = time.monotonic() + 30
+    marker = live_orders(1, "marker")
+    while time.monotonic() < deadline and not any(b"marker0" in v for v in seen):
+        seen += [m.value() or b"" for m in consumer.consume(1000, 0.2) if m.error() is None]
+        if assigned.is_set() and marker:
+            produce_orders(served, marker)
+            marker = []
+    consumer.close()
+    assert len(seen) == 1, f"{len(seen)} records read again after a clean stop"
+    assert b'"order_id":"marker0"' in seen[0]
+    reader.close()
+
+
+def test_sigkill_mid_stream_loses_no_order_and_duplicates_are_counted(
+    served: Settings, tmp_path: Path
+) -> None:
+    total, chunk = 30_000, 1_000
+    orders = live_orders(total, "k")
+    reader = TopicReader(served, served.predictions_topic)
+    a = WorkerProcess(served, tmp_path / "a.log")
+    b = WorkerProcess(served, tmp_path / "b.log")
+
+    def stream() -> None:  # a steady stream rather than one burst, so the kill lands mid-way
+        for start in range(0, total, chunk):
+            produce_orders(served, orders[start : start + chunk])
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=stream, daemon=True)
+    a.wait_for_log("partitions assigned")
+    b.wait_for_log("partitions assigned")
+    producer.start()
+    reader.read_until(lambda m: len(m) >= total // 4, timeout_s=60)
+    a.stop(signal.SIGKILL)
+    restarted = WorkerProcess(served, tmp_path / "a2.log")
+    producer.join(120)
+    expected = {o.order_id.encode() for o in orders}
+    got = reader.read_until(lambda m: expected <= set(_order_ids(m)), timeout_s=120)
+    counts = _order_ids(got)
+    missing = expected - set(counts)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"\n{total} orders, {len(got)} predictions, {duplicates} duplicates after SIGKILL")
+    assert not missing, f"{len(missing)} orders never predicted, e.g. {sorted(missing)[:3]}"
+    assert restarted.stop() == 0 and b.stop() == 0
+    reader.close()
