@@ -1,13 +1,318 @@
-"""Commands of the producers: the ``eta produce`` group and ``eta tail``."""
+"""Commands of the producers: the ``eta produce`` group and ``eta tail``.
+
+Settings are read here, once per command; heavy imports wait inside the command bodies so that
+``eta --help`` stays fast. Rendering (progress bars, summaries) lives in ``producers.console``.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from producers.config import SimConfig
+    from producers.publisher import Publisher
+    from stream_features.settings import Settings
 
 __all__ = ["produce_app", "register"]
 
 produce_app = typer.Typer(help="Publish simulated or recorded events.", no_args_is_help=True)
 
+MAX_RATE = 500.0
+MarketsOpt = Annotated[int, typer.Option(help="markets to simulate (m1..mN)")]
+StoresOpt = Annotated[int, typer.Option(help="stores over all markets")]
+SeedOpt = Annotated[int, typer.Option(help="the same seed gives the same world and stream")]
+ShockOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="MARKET:KIND:START_OFFSET_S:FACTOR[:DURATION_S], KIND dasher_shortage or "
+        "demand_surge, offset from the simulation's start; repeatable"
+    ),
+]
+DasherOpt = Annotated[bool, typer.Option(help="publish shift_start/shift_end DasherEvents")]
+
+
+def _settings_with_broker() -> Settings:
+    from producers.errors import NoBrokerConfigured
+    from stream_features.settings import Settings
+
+    settings = Settings()
+    if not settings.kafka_bootstrap_servers:
+        typer.secho(str(NoBrokerConfigured()), err=True, fg="red")
+        raise typer.Exit(2)
+    return settings
+
+
+def _sim_config(
+    markets: int,
+    stores: int,
+    shocks: list[str] | None,
+    dasher_events: bool,
+    orders_per_day: float | None = None,
+) -> SimConfig:
+    from pydantic import ValidationError
+
+    from producers.config import SimConfig, parse_shock
+
+    try:
+        parsed = tuple(parse_shock(s) for s in shocks or ())
+        extra = {} if orders_per_day is None else {"orders_per_day": orders_per_day}
+        return SimConfig(
+            markets=markets, stores=stores, shocks=parsed, dasher_events=dasher_events, **extra
+        )
+    except (ValidationError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _parse_rate(rate: str) -> float | None:
+    """Orders per second, or None for ``max``."""
+    if rate.strip().lower() == "max":
+        return None
+    try:
+        value = float(rate)
+    except ValueError:
+        raise typer.BadParameter(f"--rate is a number of orders/s or 'max', not {rate!r}") from None
+    if not 0 < value <= MAX_RATE:
+        raise typer.BadParameter(f"--rate must be in (0, {MAX_RATE:g}] orders/s or 'max'")
+    return value
+
+
+def _publisher(settings: Settings) -> Publisher:
+    """A Publisher on the configured broker, its topics created first."""
+    from producers.publisher import Publisher, Routes
+    from stream_features.kafka_clients import ensure_topics, producer_config
+
+    try:
+        ensure_topics(settings)
+    except Exception as exc:
+        typer.secho(f"cannot reach the broker to create topics: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from None
+    return Publisher(producer_config(settings), Routes.from_settings(settings))
+
+
+@produce_app.command()
+def simulate(
+    rate: Annotated[str, typer.Option(help="orders/s of the live marketplace, or 'max'")] = "20",
+    duration: Annotated[float, typer.Option(help="seconds to run", min=0.1)] = 60.0,
+    seed: SeedOpt = 0,
+    markets: MarketsOpt = 6,
+    stores: StoresOpt = 2000,
+    shock: ShockOpt = None,
+    warmup: Annotated[
+        float, typer.Option(help="seconds of simulated past sent at once before going live")
+    ] = 0.0,
+    demand: Annotated[
+        float, typer.Option(help="with --rate max: the marketplace's orders/s at the start")
+    ] = 200.0,
+    dasher_events: DasherOpt = True,
+) -> None:
+    """Publish a live simulated marketplace, event times around now, paced at RATE orders/s."""
+    from producers.console import live_progress, print_counts
+    from producers.errors import PublishError
+    from producers.live import publish_live
+    from producers.simulator import Marketplace, orders_per_day_for_rate
+
+    settings = _settings_with_broker()
+    per_s = _parse_rate(rate)
+    now = datetime.now(UTC)
+    start = now - timedelta(seconds=warmup)
+    opd = orders_per_day_for_rate(per_s if per_s is not None else min(demand, MAX_RATE), now)
+    config = _sim_config(markets, stores, shock, dasher_events, opd)
+    end = now + timedelta(seconds=duration) if per_s is not None else start + timedelta(days=30)
+    publisher = _publisher(settings)
+    events = Marketplace(config, seed).events(start, end)
+    try:
+        with publisher, live_progress("simulating", duration) as on_event:
+            report = publish_live(
+                events,
+                publisher.publish,
+                paced=per_s is not None,
+                max_wall_s=duration + warmup if per_s is None else None,
+                wait=publisher.poll,
+                on_event=on_event,
+            )
+    except PublishError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+    print_counts(
+        "published",
+        report.by_type,
+        {
+            "acknowledged": publisher.sent,
+            "failed": publisher.failed,
+            "wall seconds": round(report.wall_s, 2),
+            "orders/s achieved": round(report.orders_per_s, 1),
+            "events/s achieved": round(report.sent / max(report.wall_s, 1e-9), 1),
+            "event time ahead of clock (s)": round(report.lead_s, 1),
+        },
+    )
+
+
+@produce_app.command()
+def history(
+    out: Annotated[Path, typer.Option(help="the log to write: .parquet, .jsonl(.gz), .csv")],
+    days: Annotated[float, typer.Option(help="days of history", min=0.01)] = 7.0,
+    end: Annotated[
+        str | None, typer.Option(help="ISO-8601 end with a timezone; default now (to the minute)")
+    ] = None,
+    seed: SeedOpt = 0,
+    markets: MarketsOpt = 6,
+    stores: StoresOpt = 2000,
+    orders_per_day: Annotated[float, typer.Option(help="orders a day, all markets")] = 15_000.0,
+    shock: ShockOpt = None,
+    dasher_events: DasherOpt = True,
+) -> None:
+    """Write a historical event log from the simulator (no broker needed)."""
+    import time
+
+    from producers.console import event_time_progress, print_counts
+    from producers.history import write_history
+    from stream_features.event_log import log_format
+
+    try:
+        log_format(out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from None
+    stop = _parse_end(end)
+    start = stop - timedelta(days=days)
+    config = _sim_config(markets, stores, shock, dasher_events, orders_per_day)
+    wall0 = time.perf_counter()
+    with event_time_progress(f"writing {out.name}", start, stop) as on_event:
+        counts = write_history(out, start, stop, config, seed, on_event)
+    wall = time.perf_counter() - wall0
+    total = sum(counts.values())
+    print_counts(
+        f"{out} ({start:%Y-%m-%d %H:%M} → {stop:%Y-%m-%d %H:%M} UTC)",
+        counts,
+        {"seconds": round(wall, 2), "events/s": round(total / max(wall, 1e-9))},
+    )
+
+
+def _parse_end(end: str | None) -> datetime:
+    if end is None:
+        return datetime.now(UTC).replace(second=0, microsecond=0)
+    try:
+        value = datetime.fromisoformat(end)
+    except ValueError:
+        raise typer.BadParameter(f"{end!r} is not ISO-8601", param_hint="--end") from None
+    if value.tzinfo is None:
+        raise typer.BadParameter("give a timezone, e.g. 2026-03-01T00:00:00Z", param_hint="--end")
+    return value.astimezone(UTC)
+
+
+@produce_app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="an event log: .jsonl(.gz), .csv(.gz), .parquet")],
+    speed: Annotated[str, typer.Option(help="1 (real time), 60, any factor, or 'max'")] = "max",
+    show_rejected: Annotated[int, typer.Option(help="rejected lines to list")] = 20,
+) -> None:
+    """Replay a recorded log in its order, gaps scaled by SPEED; bad lines are reported."""
+    from producers.console import print_counts, print_rejections, replay_progress
+    from producers.errors import PublishError
+    from producers.replay import replay as run_replay
+    from stream_features.event_log import count_records, iter_log, log_format
+
+    if not file.exists():
+        raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
+    try:
+        log_format(file)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from None
+    factor = _parse_speed(speed)
+    settings = _settings_with_broker()
+    publisher = _publisher(settings)
+    try:
+        with publisher, replay_progress(file.name, count_records(file)) as on_line:
+            report = run_replay(
+                iter_log(file),
+                publisher.publish,
+                factor,
+                wait=publisher.poll,
+                keep_rejections=show_rejected,
+                on_line=on_line,
+            )
+    except PublishError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+    span = (
+        f"{report.first_event_at:%Y-%m-%d %H:%M:%S} → {report.last_event_at:%Y-%m-%d %H:%M:%S}"
+        if report.first_event_at and report.last_event_at
+        else "none"
+    )
+    print_counts(
+        f"replayed {file}",
+        report.by_type,
+        {
+            "sent": report.sent,
+            "acknowledged": publisher.sent,
+            "rejected": report.rejected,
+            "event time span": f"{span} ({report.span_s:,.0f} s)",
+            "events/s": round(report.sent / max(report.wall_s, 1e-9), 1),
+        },
+    )
+    print_rejections(report.rejections, report.rejected)
+
+
+def _parse_speed(speed: str) -> float | None:
+    """A replay speed factor, or None for ``max``."""
+    if speed.strip().lower() == "max":
+        return None
+    try:
+        value = float(speed)
+    except ValueError:
+        raise typer.BadParameter(f"--speed is a factor or 'max', not {speed!r}") from None
+    if value <= 0:
+        raise typer.BadParameter("--speed must be positive")
+    return value
+
+
+def tail(
+    topic: Annotated[str, typer.Argument(help="a topic, or orders/deliveries/predictions/dlq…")],
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest message")] = False,
+    max_messages: Annotated[int | None, typer.Option("--max", help="stop after N")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop after S seconds without a message")
+    ] = None,
+) -> None:
+    """Print the messages of a topic as JSON lines; undecodable ones with their reason."""
+    from producers.console import tail_printer
+    from producers.tail import follow, resolve_topic, topic_aliases
+
+    settings = _settings_with_broker()
+    aliases = topic_aliases(settings)
+    name = resolve_topic(topic, aliases)
+    consumer = _tail_consumer(settings, name, from_beginning)
+    event_topics = {settings.orders_topic, settings.dasher_events_topic, settings.deliveries_topic}
+    try:
+        follow(consumer, tail_printer(), max_messages, timeout, strict=name in event_topics)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+def _tail_consumer(settings: Settings, topic: str, from_beginning: bool) -> Any:
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+
+    from stream_features.kafka_clients import consumer_config
+
+    consumer = Consumer(consumer_config(settings, group=f"eta-tail-{uuid.uuid4().hex[:8]}"))
+    metadata = consumer.list_topics(topic, timeout=10)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        consumer.close()
+        typer.secho(f"no topic {topic!r} on {settings.kafka_bootstrap_servers}", err=True, fg="red")
+        raise typer.Exit(1)
+    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+    consumer.assign([TopicPartition(topic, p, start) for p in sorted(found.partitions)])
+    return consumer
+
 
 def register(app: typer.Typer) -> None:
     app.add_typer(produce_app, name="produce")
+    app.command()(tail)

@@ -1,0 +1,362 @@
+"""A marketplace simulator: a causally consistent event stream whose durations depend on state.
+
+Orders arrive as a Poisson process following the daily demand curve of their market. Each order
+waits for its store (prep time grows with the orders the store took in the last
+``store_load_window_s``) and for a dasher: a free one is assigned at once, and when every dasher
+on shift is busy the order joins the market's queue, so delivery times rise with scarcity.
+Dashers come on and off shift following demand ``supply_lag_s`` late, which opens queues at the
+start of each peak. Drive time follows distance and the hour's traffic; ``outlier_share`` of the
+orders take 3-10x as long. Future events (pickups, deliveries, dashers freed) wait in a heap, so
+the stream comes out in event-time order.
+
+Every ``snapshot_interval_s`` each market publishes a ``MarketSupplySnapshot`` that equals the
+state after every event before it in the stream: ``outstanding_orders`` is exactly the market's
+OrderCreated minus OrderDelivered so far, and ``onshift_dashers`` moves only by the shift events
+in between. Orders still open at ``end`` have no OrderDelivered in the stream.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+from producers.config import SimConfig
+from producers.orders import Arrivals, draw_arrivals
+from producers.world import (
+    World,
+    build_world,
+    demand_shape,
+    mean_demand_shape,
+    traffic_factor,
+)
+from stream_features.contract import (
+    DasherEvent,
+    Event,
+    MarketSupplySnapshot,
+    OrderCreated,
+    OrderDelivered,
+    to_ms,
+)
+
+__all__ = ["Marketplace", "clock_of", "orders_per_day_for_rate"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CHUNK_MS = 3_600_000
+_ARRIVE, _FREE, _DELIVER, _SHIFT_START, _SHIFT_END = range(5)
+_BUSY_PRIOR_S = 1800.0
+ShiftKind = Literal["shift_start", "shift_end"]
+
+
+def _when(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def clock_of(ms: int) -> tuple[float, int]:
+    """(hour of day as a float, weekday with Monday=0) of an epoch-ms instant, in UTC.
+
+    >>> clock_of(to_ms(datetime(2026, 3, 2, 12, 30, tzinfo=UTC)))  # a Monday
+    (12.5, 0)
+    """
+    day, in_day = divmod(ms, 86_400_000)
+    return in_day / 3_600_000, (day + 3) % 7
+
+
+def orders_per_day_for_rate(rate_per_s: float, at: datetime) -> float:
+    """The ``orders_per_day`` that makes the whole marketplace take ``rate_per_s`` at ``at``.
+
+    >>> lunch, night = (datetime(2026, 3, 2, h, tzinfo=UTC) for h in (12, 4))
+    >>> orders_per_day_for_rate(1.0, lunch) < 86_400 < orders_per_day_for_rate(1.0, night)
+    True
+    """
+    hour, weekday = clock_of(to_ms(at))
+    return rate_per_s * 86_400 * mean_demand_shape() / demand_shape(hour, weekday)
+
+
+@dataclass
+class _MarketState:
+    market_id: str
+    dice: random.Random
+    onshift: int = 0
+    busy: int = 0
+    pending_end: int = 0  # busy dashers who end their shift when freed
+    outstanding: int = 0
+    queue: deque[tuple[Any, ...]] = field(default_factory=deque)
+    on_ids: list[int] = field(default_factory=list)
+    off_ids: deque[int] = field(default_factory=deque)
+    next_id: int = 0
+    busy_time_s: float = _BUSY_PRIOR_S  # moving mean of how long an order keeps a dasher
+    mood: float = 0.0  # log of the supply's random drift (some hours dashers are scarce)
+
+
+class Marketplace:
+    """A simulated marketplace; ``events(start, end)`` is deterministic for (config, seed)."""
+
+    def __init__(self, config: SimConfig | None = None, seed: int = 0) -> None:
+        self.config = config or SimConfig()
+        self.seed = seed
+        self.world: World = build_world(self.config, seed)
+        self._unit_rate = self.config.orders_per_day / 86_400 / mean_demand_shape()
+
+    def rate(self, market: int, ms: int, start_ms: int, surges: bool = True) -> float:
+        """Orders per second in ``market`` at ``ms`` (``start_ms`` anchors the shocks)."""
+        hour, weekday = clock_of(ms)
+        value = self._unit_rate * self.world.markets[market].share * demand_shape(hour, weekday)
+        if not surges:
+            return value
+        return value * self._shock_factor(market, "demand_surge", (ms - start_ms) / 1000)
+
+    def _shock_factor(self, market: int, kind: str, offset_s: float) -> float:
+        factor = 1.0
+        market_id = self.world.markets[market].market_id
+        for shock in self.config.shocks:
+            if shock.market_id == market_id and shock.kind == kind and shock.active(offset_s):
+                factor *= shock.factor
+        return factor
+
+    def events(self, start: datetime, end: datetime) -> Iterator[Event]:
+        """Every event with event time in ``[start, end)``, in non-decreasing event time."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware")
+        if end <= start:
+            raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
+        return _Run(self, to_ms(start), to_ms(end)).events()
+
+
+class _Run:
+    """One pass of the simulation over a period: the heap, the markets' state, the dice."""
+
+    def __init__(self, market: Marketplace, start_ms: int, end_ms: int) -> None:
+        self.m, self.cfg, self.world = market, market.config, market.world
+        self.start_ms, self.end_ms = start_ms, end_ms
+        self.rng = np.random.default_rng([market.seed, 1, start_ms])
+        self.heap: list[tuple[Any, ...]] = []
+        self.seq = 0
+        self.order_no = 0
+        self.tag = f"o{market.seed}-{start_ms // 1000}-"
+        self.recent: dict[int, deque[int]] = {}
+        # each market rolls its own dice, so a shock in one leaves the others' streams alone
+        self.states = [
+            _MarketState(m.market_id, dice=random.Random(int(self.rng.integers(2**62))))
+            for m in self.world.markets
+        ]
+        for i, state in enumerate(self.states):
+            state.onshift = self._target(i, start_ms)
+            state.on_ids = list(range(state.onshift))
+            state.next_id = state.onshift
+
+    def _push(self, t_ms: int, kind: int, *payload: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t_ms, self.seq, kind, *payload))
+
+    # --- supply ---------------------------------------------------------------------------
+
+    def _target(self, market: int, t_ms: int) -> int:
+        """Dashers the market wants on shift: lagged demand x time per order, plus backlog.
+
+        Supply plans for the usual demand; a surge reaches it only through the backlog. In a
+        shortage the pool itself shrinks, and no surge pay brings the missing dashers back.
+        """
+        cfg, state = self.cfg, self.states[market]
+        lagged = self.m.rate(market, t_ms - cfg.supply_lag_s * 1000, self.start_ms, surges=False)
+        wanted = cfg.supply_ratio * math.exp(state.mood) * lagged * state.busy_time_s
+        shortage = self.m._shock_factor(market, "dasher_shortage", (t_ms - self.start_ms) / 1000)
+        if shortage < 1:
+            wanted *= shortage
+        else:
+            wanted = shortage * (wanted + cfg.backlog_response * len(state.queue))
+        return max(1, min(cfg.max_dashers_per_market, round(wanted)))
+
+    def _plan(self, t_ms: int, tick_ms: int) -> None:
+        for i, state in enumerate(self.states):
+            gap = self._target(i, t_ms) - (state.onshift - state.pending_end)
+            if gap == 0:
+                continue
+            steps = math.ceil(abs(gap) * self.cfg.supply_step)
+            kind = _SHIFT_START if gap > 0 else _SHIFT_END
+            for offset in sorted(state.dice.randrange(1, tick_ms) for _ in range(steps)):
+                self._push(t_ms + offset, kind, i)
+
+    def _dasher_event(
+        self, state: _MarketState, dasher: int, kind: ShiftKind, t_ms: int
+    ) -> Event | None:
+        if not self.cfg.dasher_events:
+            return None
+        return DasherEvent(
+            dasher_id=f"{state.market_id}-d{dasher}",
+            market_id=state.market_id,
+            kind=kind,
+            at=_when(t_ms),
+        )
+
+    def _shift_start(self, state: _MarketState, t_ms: int) -> Event | None:
+        if state.pending_end:  # someone about to leave stays on instead
+            state.pending_end -= 1
+            return None
+        state.onshift += 1
+        dasher = state.off_ids.popleft() if state.off_ids else state.next_id
+        state.next_id = max(state.next_id, dasher + 1)
+        state.on_ids.append(dasher)
+        if state.queue:
+            self._assign(state, state.queue.popleft(), t_ms)
+        return self._dasher_event(state, dasher, "shift_start", t_ms)
+
+    def _shift_end(self, state: _MarketState, t_ms: int) -> Event | None:
+        if state.onshift - state.busy <= 0:
+            state.pending_end += 1
+            return None
+        return self._leave(state, t_ms)
+
+    def _leave(self, state: _MarketState, t_ms: int) -> Event | None:
+        state.onshift -= 1
+        dasher = state.on_ids.pop()
+        state.off_ids.append(dasher)
+        return self._dasher_event(state, dasher, "shift_end", t_ms)
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def _arrive(self, c: Arrivals, i: int, t_ms: int) -> Event:
+        cfg, world = self.cfg, self.world
+        m, s = c.market[i], c.store[i]
+        state, store = self.states[m], world.stores[s]
+        recent = self.recent.get(s)
+        if recent is None:
+            recent = self.recent[s] = deque()
+        horizon = t_ms - cfg.store_load_window_s * 1000
+        while recent and recent[0] <= horizon:
+            recent.popleft()
+        load = min(len(recent), cfg.store_load_cap)
+        recent.append(t_ms)
+
+        self.order_no += 1
+        order_id = f"{self.tag}{self.order_no}"
+        prep_s = c.prep_base_s[i] * (1 + cfg.store_load_coef * load)
+        ready_ms = t_ms + round(1000 * (c.place_s[i] + prep_s))
+        order = (order_id, s, m, t_ms, ready_ms, i, c)
+        state.outstanding += 1
+        if state.onshift - state.busy > 0:
+            self._assign(state, order, t_ms)
+        else:
+            state.queue.append(order)
+        loc: dict[str, float] = {}
+        if cfg.locations:
+            loc = dict(
+                store_lat=store.lat,
+                store_lon=store.lon,
+                consumer_lat=c.consumer_lat[i],
+                consumer_lon=c.consumer_lon[i],
+            )
+        return OrderCreated(
+            order_id=order_id,
+            created_at=_when(t_ms),
+            market_id=state.market_id,
+            store_id=store.store_id,
+            store_category=store.category,
+            order_protocol=c.protocol[i],
+            total_items=c.total_items[i],
+            subtotal=c.subtotal[i],
+            num_distinct_items=c.num_distinct[i],
+            min_item_price=c.min_price[i],
+            max_item_price=c.max_price[i],
+            estimated_order_place_duration_s=c.est_place_s[i],
+            estimated_store_to_consumer_driving_duration_s=c.est_drive_s[i],
+            **loc,
+        )
+
+    def _assign(self, state: _MarketState, order: tuple[Any, ...], t_ms: int) -> None:
+        """A free dasher takes ``order`` at ``t_ms``: schedule the pickup, delivery and release."""
+        order_id, s, m, created_ms, ready_ms, i, c = order
+        state.busy += 1
+        ratio = state.busy / state.onshift
+        travel_s = c.dispatch_s[i] + c.to_store_s[i] * (1 + self.cfg.scarcity_coef * ratio * ratio)
+        pickup_ms = max(ready_ms, t_ms + round(1000 * travel_s)) + round(1000 * c.handoff_s[i])
+        hour, weekday = clock_of(pickup_ms)
+        drive_s = c.est_drive_s[i] * traffic_factor(hour, weekday) * c.drive_noise[i]
+        done_ms = pickup_ms + round(1000 * (drive_s + c.dropoff_s[i]))
+        self._push(done_ms, _FREE, m, done_ms - t_ms)
+        # an outlier's extra time is the consumer's (unreachable, wrong address): the dasher
+        # is released on time, the order stays open
+        delivered_ms = created_ms + round((done_ms - created_ms) * c.outlier_mult[i])
+        self._push(delivered_ms, _DELIVER, order_id, s, m, pickup_ms)
+
+    def _free(self, state: _MarketState, busy_ms: int, t_ms: int) -> Event | None:
+        state.busy -= 1
+        state.busy_time_s += 0.01 * (busy_ms / 1000 - state.busy_time_s)
+        if state.pending_end:
+            state.pending_end -= 1
+            return self._leave(state, t_ms)
+        if state.queue:
+            self._assign(state, state.queue.popleft(), t_ms)
+        return None
+
+    def _deliver(self, payload: tuple[Any, ...], t_ms: int) -> Event:
+        order_id, s, m, pickup_ms = payload
+        state = self.states[m]
+        state.outstanding -= 1
+        return OrderDelivered(
+            order_id=order_id,
+            store_id=self.world.stores[s].store_id,
+            market_id=state.market_id,
+            delivered_at=_when(t_ms),
+            picked_up_at=_when(pickup_ms),
+        )
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _handle(self, item: tuple[Any, ...]) -> Event | None:
+        t_ms, _, kind = item[0], item[1], item[2]
+        if kind == _ARRIVE:
+            return self._arrive(item[3], item[4], t_ms)
+        if kind == _FREE:
+            return self._free(self.states[item[3]], item[4], t_ms)
+        if kind == _DELIVER:
+            return self._deliver(item[3:], t_ms)
+        if kind == _SHIFT_START:
+            return self._shift_start(self.states[item[3]], t_ms)
+        return self._shift_end(self.states[item[3]], t_ms)
+
+    def _new_chunk(self, chunk_ms: int) -> None:
+        for state in self.states:  # supply drifts hour by hour
+            state.mood = 0.7 * state.mood + state.dice.gauss(0.0, 0.2)
+        arrivals = draw_arrivals(
+            self.rng,
+            self.world,
+            lambda market, ms: self.m.rate(market, ms, self.start_ms),
+            chunk_ms,
+            _CHUNK_MS // 60_000,
+            self.cfg.outlier_share,
+        )
+        for i, t_ms in enumerate(arrivals.time_ms):
+            self._push(t_ms, _ARRIVE, arrivals, i)
+
+    def events(self) -> Iterator[Event]:
+        tick_ms = self.cfg.snapshot_interval_s * 1000
+        t_ms, next_chunk_ms = self.start_ms, self.start_ms
+        heap = self.heap
+        while t_ms < self.end_ms:
+            at = _when(t_ms)
+            for state in self.states:
+                yield MarketSupplySnapshot(
+                    market_id=state.market_id,
+                    at=at,
+                    onshift_dashers=state.onshift,
+                    busy_dashers=state.busy,
+                    outstanding_orders=state.outstanding,
+                )
+            horizon = min(t_ms + tick_ms, self.end_ms)
+            while next_chunk_ms < horizon:
+                self._new_chunk(next_chunk_ms)
+                next_chunk_ms += _CHUNK_MS
+            self._plan(t_ms, tick_ms)
+            while heap and heap[0][0] < horizon:
+                event = self._handle(heapq.heappop(heap))
+                if event is not None:
+                    yield event
+            t_ms += tick_ms
