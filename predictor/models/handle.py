@@ -10,6 +10,7 @@ with exactly one version. A version that fails to load is logged and the old one
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,6 +33,8 @@ __all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
+_WAKE_S = 0.5
+"""Longest the watcher blocks at a time, so ``close()`` returns promptly."""
 RETRY_FAILED_S = 60.0
 """A version that failed to load is tried again after this long (a file may have been late)."""
 
@@ -59,11 +62,16 @@ class ModelHandle:
         self._last_poll = 0.0
         self.last_error: str | None = None
         self.swaps = 0
-        version = self._pointer()
-        if version is not None:
-            self._model = self._load(version)  # errors surface here: nothing to fall back on
-        elif not wait_for_stage:
-            raise StageNotSetError(name, stage)
+        self._pubsub: Any = self._subscribe() if redis_client is not None else None
+        try:
+            version = self._pointer()
+            if version is not None:
+                self._model = self._load(version)  # errors surface here: nothing to fall back on
+            elif not wait_for_stage:
+                raise StageNotSetError(name, stage)
+        except BaseException:
+            self._drop_subscription()
+            raise
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"model-handle-{name}@{stage}", daemon=True
@@ -95,7 +103,7 @@ class ModelHandle:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.poll_s + 5.0)
+        self._thread.join(timeout=_WAKE_S + 5.0)
 
     def __enter__(self) -> ModelHandle:
         return self
@@ -115,18 +123,31 @@ class ModelHandle:
     def _load(self, version: str) -> EtaModel:
         return with_scoring(self.registry.load(self.name, version), self.scoring)
 
+    def _subscribe(self) -> Any:
+        """Subscribe and wait for the confirmation, so no move published after it is missed."""
+        assert self._redis is not None
+        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.registry.channel)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message and message.get("type") == "subscribe":
+                self._last_poll = 0.0  # a move made while unsubscribed is found by the next GET
+                return pubsub
+        pubsub.close()
+        raise redis.TimeoutError(f"SUBSCRIBE {self.registry.channel} was not confirmed in 5 s")
+
     def _run(self) -> None:
-        pubsub: Any = None
         while not self._stop.is_set():
             try:
                 announced = None
                 if self._redis is not None:
-                    if pubsub is None:
-                        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                        pubsub.subscribe(self.registry.channel)
-                    announced = self._announced(pubsub.get_message(timeout=self.poll_s))
+                    if self._pubsub is None:
+                        self._pubsub = self._subscribe()
+                    wait_s = min(self.poll_s, _WAKE_S)
+                    announced = self._announced(self._pubsub.get_message(timeout=wait_s))
                 else:
-                    self._stop.wait(self.poll_s)
+                    self._stop.wait(min(self.poll_s, _WAKE_S))
                 self._check(announced)
             except redis.RedisError as exc:
                 self.last_error = f"Redis: {exc}"
@@ -136,16 +157,19 @@ class ModelHandle:
                     self.stage,
                     exc,
                 )
-                if pubsub is not None:
-                    pubsub.close()
-                pubsub = None
+                self._drop_subscription()
                 self._stop.wait(self.poll_s)
             except Exception as exc:  # the watcher must outlive any one bad read
                 self.last_error = str(exc)
                 log.exception("%s@%s watcher: %s", self.name, self.stage, exc)
                 self._stop.wait(self.poll_s)
-        if pubsub is not None:
-            pubsub.close()
+        self._drop_subscription()
+
+    def _drop_subscription(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._pubsub.close()
+        self._pubsub = None
 
     def _announced(self, message: dict[str, Any] | None) -> str | None:
         if not message or message.get("type") != "message":
