@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from predictor.engines.wiring import redis_features
 from predictor.serving.dlq import decode_dead_letter
 from predictor.serving.metrics import StreamMetrics
 from stream_features.contract import DeliveryPrediction, OrderCreated
-from stream_features.kafka_clients import ensure_topics
+from stream_features.kafka_clients import consumer_config, ensure_topics
 from stream_features.settings import Settings
 from stream_features.stack import free_port, start_stack
 from tests.integration.worker_helpers import (
@@ -175,3 +176,23 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_exactly_once_mode_commits_offsets_inside_the_transaction(
+    topics: Settings, key_prefix: str
+) -> None:
+    settings = topics.model_copy(update={"exactly_once": True})
+    orders = live_orders(5000, "x")
+    produce_orders(settings, orders)
+    reader = TopicReader(settings, settings.predictions_topic, isolation="read_committed")
+    features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
+    with running_worker(settings, features, LinearModel()) as worker:
+        got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
+    reader.close()
+    assert sorted(m.key() or b"" for m in got) == sorted(o.order_id.encode() for o in orders)
+    assert worker.stats.commits == worker.stats.batches > 0  # one transaction per batch
+    consumer = Consumer(consumer_config(settings))
+    partitions = [TopicPartition(settings.orders_topic, p) for p in range(4)]
+    committed = consumer.committed(partitions, timeout=10)
+    consumer.close()
+    assert sum(max(tp.offset, 0) for tp in committed) == len(orders)

@@ -99,7 +99,13 @@ def produce_orders(settings: Settings, orders: Iterable[OrderCreated]) -> int:
 class TopicReader:
     """Reads a topic from the beginning in a group of its own, accumulating what arrives."""
 
-    def __init__(self, settings: Settings, topic: str, group: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        group: str | None = None,
+        isolation: str = "read_uncommitted",
+    ) -> None:
         self.messages: list[Message] = []
         self._consumer = Consumer(
             {
@@ -109,6 +115,7 @@ class TopicReader:
                 "enable.auto.commit": False,
                 "session.timeout.ms": settings.session_timeout_ms,
                 "fetch.message.max.bytes": 10_485_760,
+                "isolation.level": isolation,
             }
         )
         self._consumer.subscribe([topic])
