@@ -18,6 +18,7 @@ EtaError                          http_status 500
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from stream_features.errors import EtaError
 
@@ -47,8 +48,16 @@ class TrainingSetError(EtaError):
 
 
 class ModelNotBetterError(EtaError):
-    def __init__(self, metric: str, model: float, baselines: dict[str, float]) -> None:
+    def __init__(
+        self,
+        metric: str,
+        model: float,
+        baselines: dict[str, float],
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
         self.metric, self.model, self.baselines = metric, model, baselines
+        self.metrics = metrics
+        """Every validation metric of the model and the baselines, for the report."""
         worse = ", ".join(f"{k} {v:.1f}" for k, v in baselines.items() if v <= model)
         super().__init__(
             f"the model's validation {metric} is {model:.1f}, not better than {worse}; "

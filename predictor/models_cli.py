@@ -17,6 +17,7 @@ from stream_features.errors import EtaError
 from stream_features.settings import Settings
 
 if TYPE_CHECKING:
+    from predictor.models.dataset import Split
     from predictor.models.registry import AliasMove, Registry
     from predictor.models.training import Objective
 
@@ -27,14 +28,20 @@ models_app = typer.Typer(
 )
 _console = Console()
 _OBJECTIVES = ("huber", "l1", "l2", "log_l2")
+_NAME_HELP = "model name (default: ETA_MODEL_NAME)"
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Print an EtaError's own message and exit 1, instead of a traceback."""
+    """Print an EtaError's own message (and a refused model's metrics) and exit 1."""
+    from predictor.errors import ModelNotBetterError
+    from predictor.models.tables import metrics_table
+
     try:
         yield
     except EtaError as exc:
+        if isinstance(exc, ModelNotBetterError) and exc.metrics:
+            _console.print(metrics_table(exc.metrics, "validation (refused)"))
         _console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from exc
 
@@ -69,40 +76,24 @@ def _report_move(move: AliasMove) -> None:
         )
 
 
-def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("validation rows: " + str(metrics["model"]["rows"]))
-    columns = [
-        ("model", "model"),
-        ("global_median", "global median"),
-        ("store_median", "store median"),
-    ]
-    for _, label in columns:
-        table.add_column(label, justify="right")
-    rows = [
-        ("MAE (s)", "mae_s", "{:.1f}"),
-        ("RMSE (s)", "rmse_s", "{:.1f}"),
-        ("p50 |error| (s)", "p50_abs_error_s", "{:.1f}"),
-        ("p90 |error| (s)", "p90_abs_error_s", "{:.1f}"),
-        ("within ±10 min", "within_10min", "{:.1%}"),
-    ]
-    for label, key, fmt in rows:
-        best = min(metrics[k][key] for k, _ in columns)
-        if key == "within_10min":
-            best = max(metrics[k][key] for k, _ in columns)
-        cells = [
-            f"[bold]{fmt.format(metrics[k][key])}[/]"
-            if metrics[k][key] == best
-            else fmt.format(metrics[k][key])
-            for k, _ in columns
-        ]
-        table.add_row(label, *cells)
-    return table
+def _compare(split: Split, max_rounds: int) -> None:
+    from predictor.models.tables import objectives_table
+    from predictor.models.training import OBJECTIVES, TrainConfig, train_model
+    from predictor.models.workflow import feature_dtypes
+
+    metrics: dict[str, dict[str, Any]] = {}
+    trees: dict[str, int] = {}
+    for objective in OBJECTIVES:
+        with _console.status(f"training {objective}…"):
+            config = TrainConfig(objective=objective, num_boost_round=max_rounds)
+            result = train_model(split, feature_dtypes(), config)
+        metrics[objective], trees[objective] = result.metrics, result.best_iteration
+    _console.print(objectives_table(metrics, trees))
 
 
 def train(
     training_set: Path = typer.Option(..., exists=True, dir_okay=False, help="Parquet file"),
-    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+    name: str = typer.Option(None, help=_NAME_HELP),
     register_: bool = typer.Option(True, "--register/--no-register", help="add to the registry"),
     promote: str = typer.Option(None, help="also point this stage at the new version"),
     force: bool = typer.Option(False, help="keep a model that does not beat the baselines"),
@@ -110,10 +101,12 @@ def train(
     valid_fraction: float = typer.Option(0.2, help="latest share of orders to validate on"),
     max_rounds: int = typer.Option(2000, help="boosting rounds before early stopping"),
     out: Path = typer.Option(None, help="also keep the artifact in this directory"),
+    compare_objectives: bool = typer.Option(
+        False, help="train every objective on the same split, print them, register nothing"
+    ),
 ) -> None:
     """Train the duration model on a training set, judge it against baselines, register it."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
+    from predictor.models.tables import metrics_table
     from predictor.models.training import TrainConfig
     from predictor.models.workflow import load_split, train_to_artifact
 
@@ -129,50 +122,38 @@ def train(
             f"{split.valid_window[1]:%Y-%m-%d %H:%M} UTC ({split.dropped_labels} rows without "
             "a usable label left out)"
         )
+        if compare_objectives:
+            _compare(split, max_rounds)
+            return
         registry = _registry(settings) if register_ else None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         with (
             tempfile.TemporaryDirectory() as tmp,
-            Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=_console, transient=True
-            ) as bar,
+            _console.status(f"training {objective}…") as status,
         ):
-            task = bar.add_task(f"training {objective}…")
-
-            def progress(iteration: int, mae_s: float) -> None:
-                bar.update(task, description=f"tree {iteration}: validation MAE {mae_s:.1f} s")
-
             target = out or (
                 Path(tmp) / name
                 if register_
                 else settings.data_dir / "artifacts" / f"{name}-{stamp}"
             )
-            try:
-                outcome = train_to_artifact(
-                    split,
-                    target,
-                    name=name,
-                    training_set=str(training_set.resolve()),
-                    config=TrainConfig(
-                        objective=cast("Objective", objective), num_boost_round=max_rounds
-                    ),
-                    registry=registry,
-                    promote=promote,
-                    force=force,
-                    progress=progress,
-                )
-            finally:
-                bar.stop()
+            outcome = train_to_artifact(
+                split,
+                target,
+                name=name,
+                training_set=str(training_set.resolve()),
+                config=TrainConfig(
+                    objective=cast("Objective", objective), num_boost_round=max_rounds
+                ),
+                registry=registry,
+                promote=promote,
+                force=force,
+                progress=lambda i, mae: status.update(f"tree {i}: validation MAE {mae:.1f} s"),
+            )
         result = outcome.result
-        _console.print(
-            _metrics_table(
-                result.metrics, f"{name}: {objective}, {result.best_iteration} trees (validation)"
-            )
-        )
+        title = f"{name}: {objective}, {result.best_iteration} trees (validation)"
+        _console.print(metrics_table(result.metrics, title))
         if outcome.forced:
-            _console.print(
-                "[bold yellow]kept with --force although it does not beat every baseline[/]"
-            )
+            _console.print("[bold yellow]kept with --force: it does not beat every baseline[/]")
         if outcome.version is not None:
             _console.print(
                 f"registered [bold]{name}:{outcome.version}[/] in {settings.registry_dir}"
@@ -200,80 +181,74 @@ def list_models() -> None:
 
 
 def _split_ref(ref: str, default_name: str) -> tuple[str, str | None]:
+    """``NAME[:VERSION]`` apart.
+
+    >>> _split_ref("eta:3", "x"), _split_ref("eta", "x"), _split_ref(":2", "x")
+    (('eta', '3'), ('eta', None), ('x', '2'))
+    """
     name, _, version = ref.partition(":")
     return name or default_name, version or None
 
 
+def _versions_table(registry: Registry, name: str) -> Table:
+    from predictor.errors import ModelNotFoundError
+    from predictor.models.artifact import read_metadata
+
+    versions, aliases = registry.versions(name), registry.aliases(name)
+    if not versions:
+        raise ModelNotFoundError(registry.root, name)
+    table = Table(title=f"{name} in {registry.root}")
+    for column in ("version", "created", "objective", "trees", "valid MAE (s)", "stages"):
+        table.add_column(column)
+    for v in versions:
+        meta = read_metadata(registry.path(name, v))
+        mae = meta["metrics"]["validation"]["model"]["mae_s"]
+        stages = ", ".join(s for s, target in sorted(aliases.items()) if target == v)
+        created = str(meta.get("created_at", ""))[:19]
+        table.add_row(v, created, meta["objective"], str(meta["num_trees"]), f"{mae:.1f}", stages)
+    return table
+
+
 @models_app.command()
 def show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION")) -> None:
-    """A model's versions, or one version's metadata and metrics."""
+    """A model's versions and stage moves, or one version's metadata and metrics."""
     from predictor.models.artifact import read_metadata
+    from predictor.models.tables import history_table, metrics_table
 
     settings = Settings()
     with _errors():
         registry = _registry(settings)
         name, version = _split_ref(ref, settings.model_name)
-        aliases = registry.aliases(name)
         if version is None:
-            versions = registry.versions(name)
-            if not versions:
-                from predictor.errors import ModelNotFoundError
-
-                raise ModelNotFoundError(registry.root, name)
-            table = Table(title=f"{name} in {registry.root}")
-            for column in ("version", "created", "objective", "trees", "valid MAE (s)", "stages"):
-                table.add_column(column)
-            for v in versions:
-                meta = read_metadata(registry.path(name, v))
-                mae = meta["metrics"]["validation"]["model"]["mae_s"]
-                stages = ", ".join(s for s, target in sorted(aliases.items()) if target == v)
-                table.add_row(
-                    v,
-                    str(meta.get("created_at", ""))[:19],
-                    str(meta.get("objective")),
-                    str(meta.get("num_trees")),
-                    f"{mae:.1f}",
-                    stages,
-                )
-            _console.print(table)
-            _history_table(registry.history(name)[-10:], f"{name}: last stage moves")
+            _console.print(_versions_table(registry, name))
+            _console.print(history_table(registry.history(name)[-10:], "last stage moves"))
             return
         meta = read_metadata(registry.path(name, version))
+        stages = [s for s, target in registry.aliases(name).items() if target == version]
+        train_, valid = meta["training"]["train"], meta["training"]["valid"]
         info = Table(title=f"{name}:{version}", show_header=False)
-        training = meta["training"]
         for key, value in (
-            ("stages", ", ".join(s for s, t in aliases.items() if t == version) or "—"),
-            ("created / registered", f"{meta.get('created_at')} / {meta.get('registered_at')}"),
+            ("stages", ", ".join(stages) or "—"),
+            ("created / registered", f"{meta['created_at']} / {meta.get('registered_at')}"),
             ("objective / trees", f"{meta['objective']} / {meta['num_trees']}"),
             (
                 "features",
                 f"{len(meta['feature_names'])} (registry {meta['feature_registry_hash']})",
             ),
             (
-                "train window",
-                f"{training['train']['min_created_at']} → "
-                f"{training['train']['max_created_at']} ({training['train']['rows']} rows)",
+                "train",
+                f"{train_['min_created_at']} → {train_['max_created_at']}, {train_['rows']} rows",
             ),
             (
-                "valid window",
-                f"{training['valid']['min_created_at']} → "
-                f"{training['valid']['max_created_at']} ({training['valid']['rows']} rows)",
+                "valid",
+                f"{valid['min_created_at']} → {valid['max_created_at']}, {valid['rows']} rows",
             ),
             ("training set", str(meta.get("training_set"))),
             ("libraries", ", ".join(f"{k} {v}" for k, v in meta["libraries"].items())),
         ):
             info.add_row(key, value)
         _console.print(info)
-        _console.print(_metrics_table(meta["metrics"]["validation"], "validation metrics"))
-
-
-def _history_table(moves: list[AliasMove], title: str) -> None:
-    table = Table(title=title)
-    for column in ("at", "who", "stage", "action", "from", "to"):
-        table.add_column(column)
-    for m in moves:
-        table.add_row(m.at[:19], m.who, m.stage, m.action, m.from_version or "—", m.to_version)
-    _console.print(table)
+        _console.print(metrics_table(meta["metrics"]["validation"], "validation metrics"))
 
 
 @models_app.command("register")
@@ -282,11 +257,11 @@ def register_artifact(
     name: str = typer.Option(None, help="model name (default: the artifact's)"),
 ) -> None:
     """Verify an artifact directory and add it as the next version."""
+    from predictor.models.artifact import read_metadata
+
     settings = Settings()
     with _errors():
         registry = _registry(settings)
-        from predictor.models.artifact import read_metadata
-
         name = name or str(read_metadata(artifact_dir)["name"])
         version = registry.register(artifact_dir, name)
         _console.print(f"registered [bold]{name}:{version}[/] in {registry.root}")
@@ -296,7 +271,7 @@ def register_artifact(
 def promote(
     version: str = typer.Argument(...),
     stage: str = typer.Option(..., help="staging | production | archived | any alias"),
-    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+    name: str = typer.Option(None, help=_NAME_HELP),
 ) -> None:
     """Point a stage at a version (services follow it without a restart)."""
     settings = Settings()
@@ -307,7 +282,7 @@ def promote(
 @models_app.command()
 def rollback(
     stage: str = typer.Option("production"),
-    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+    name: str = typer.Option(None, help=_NAME_HELP),
 ) -> None:
     """Point a stage back at the version it pointed at before its latest move."""
     settings = Settings()
@@ -317,14 +292,37 @@ def rollback(
 
 @models_app.command()
 def history(
-    name: str = typer.Option(None, help="model name (default: ETA_MODEL_NAME)"),
+    name: str = typer.Option(None, help=_NAME_HELP),
     stage: str = typer.Option(None, help="only this stage"),
 ) -> None:
     """Every stage move: who, when, from, to."""
+    from predictor.models.tables import history_table
+
     settings = Settings()
     with _errors():
         name = name or settings.model_name
-        _history_table(_registry(settings).history(name, stage), f"{name}: stage moves")
+        moves = _registry(settings).history(name, stage)
+        _console.print(history_table(moves, f"{name}: stage moves"))
+
+
+@models_app.command("compile")
+def compile_version(
+    ref: str = typer.Argument(..., help="NAME:VERSION (default: the latest)"),
+) -> None:
+    """Compile a version with lleaves into its cache now, so a promotion swaps in at once."""
+    from predictor.errors import ModelNotFoundError
+    from predictor.models.compiled import compile_model
+
+    settings = Settings()
+    with _errors():
+        name, version = _split_ref(ref, settings.model_name)
+        registry = _registry(settings)
+        version = version or next(reversed(registry.versions(name)), None)
+        if version is None:
+            raise ModelNotFoundError(registry.root, name)
+        with _console.status(f"compiling {name}:{version}…"):
+            model = compile_model(registry.load(name, version))
+        _console.print(f"{model.name}:{model.version} compiled: {model.scoring_info}")
 
 
 @models_app.command("sync-redis")

@@ -58,7 +58,9 @@ def train_to_artifact(
     result = train_model(split, dtypes, config, progress)
     worse = result.worse_than()
     if worse and not force:
-        raise ModelNotBetterError("MAE", result.metrics["model"]["mae_s"], worse)
+        raise ModelNotBetterError(
+            "MAE", result.metrics["model"]["mae_s"], worse, dict(result.metrics)
+        )
     metadata = build_metadata(
         result,
         split,

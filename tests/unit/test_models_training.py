@@ -155,4 +155,26 @@ def test_eta_train_exits_1_with_the_reason_when_the_model_loses(
 
     assert result.exit_code == 1
     assert "not registered" in result.output
+    assert "validation (refused)" in result.output  # the numbers behind the refusal
     assert not (tmp_path / "models" / "eta").exists()
+
+
+def test_compare_objectives_trains_each_and_registers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from predictor.cli import app
+
+    monkeypatch.setenv("ETA_REGISTRY_DIR", str(tmp_path / "models"))
+    path = tmp_path / "ts.parquet"
+    synthetic_training_set(2000, seed=7).write_parquet(path)
+
+    result = CliRunner().invoke(
+        app,
+        ["train", "--training-set", str(path), "--max-rounds", "20", "--compare-objectives"],
+        env={"COLUMNS": "200"},
+    )
+
+    assert result.exit_code == 0, result.output
+    for objective in ("huber", "l1", "l2", "log_l2", "store median"):
+        assert objective in result.output
+    assert not (tmp_path / "models").exists()

@@ -1,0 +1,62 @@
+"""Rich tables of the model lifecycle: metrics next to baselines, objectives, stage moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from predictor.models.registry import AliasMove
+
+__all__ = ["history_table", "metrics_table", "objectives_table"]
+
+_ROWS = (
+    ("MAE (s)", "mae_s", "{:.1f}"),
+    ("RMSE (s)", "rmse_s", "{:.1f}"),
+    ("p50 |error| (s)", "p50_abs_error_s", "{:.1f}"),
+    ("p90 |error| (s)", "p90_abs_error_s", "{:.1f}"),
+    ("within ±10 min", "within_10min", "{:.1%}"),
+)
+
+
+def _table(columns: dict[str, Any], title: str, first: str) -> Table:
+    """One column per entry of ``columns`` (label -> Metrics), the best of each row in bold."""
+    table = Table(title=title)
+    table.add_column(first)
+    for label in columns:
+        table.add_column(label, justify="right")
+    for name, key, fmt in _ROWS:
+        values = [m[key] for m in columns.values()]
+        best = max(values) if key == "within_10min" else min(values)
+        cells = [f"[bold]{fmt.format(v)}[/]" if v == best else fmt.format(v) for v in values]
+        table.add_row(name, *cells)
+    return table
+
+
+def metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    """The model and both baselines on the same validation rows."""
+    columns = {
+        "model": metrics["model"],
+        "global median": metrics["global_median"],
+        "store median": metrics["store_median"],
+    }
+    return _table(columns, title, f"validation rows: {metrics['model']['rows']}")
+
+
+def objectives_table(by_objective: dict[str, dict[str, Any]], trees: dict[str, int]) -> Table:
+    """Each objective's validation metrics, with the store-median baseline for scale."""
+    first = next(iter(by_objective.values()))
+    columns = {f"{name} ({trees[name]} trees)": m["model"] for name, m in by_objective.items()}
+    columns["store median"] = first["store_median"]
+    return _table(
+        columns, "objectives on the same split", f"validation rows: {first['model']['rows']}"
+    )
+
+
+def history_table(moves: list[AliasMove], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("at", "who", "stage", "action", "from", "to"):
+        table.add_column(column)
+    for m in moves:
+        table.add_row(m.at[:19], m.who, m.stage, m.action, m.from_version or "—", m.to_version)
+    return table
