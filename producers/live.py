@@ -25,10 +25,13 @@ class LiveReport:
     wall_s: float = 0.0
     event_span_s: float = 0.0  # event time from the first event to the last
     lead_s: float = 0.0  # how far the last event's time was ahead of the wall clock
+    live_orders: int = 0  # orders stamped at or after the run's start (not the warm-up)
+    live_wall_s: float = 0.0  # wall time since the first of those went out
 
     @property
     def orders_per_s(self) -> float:
-        return self.by_type["OrderCreated"] / self.wall_s if self.wall_s > 0 else 0.0
+        """Orders per wall-clock second once live (the warm-up burst left out)."""
+        return self.live_orders / self.live_wall_s if self.live_wall_s > 0 else 0.0
 
 
 def publish_live(
@@ -44,6 +47,7 @@ def publish_live(
     report = LiveReport()
     wall0 = clock()
     first: float | None = None
+    live_since: float | None = None
     stamp = wall0
     for event in events:
         stamp = event_time(event).timestamp()
@@ -56,10 +60,15 @@ def publish_live(
         publish(event)
         report.sent += 1
         report.by_type[event.type] += 1
+        if stamp >= wall0:
+            if live_since is None:
+                live_since = clock()
+            report.live_orders += event.type == "OrderCreated"
         report.event_span_s = stamp - first
         if on_event is not None:
             on_event(event)
     now = clock()
     report.wall_s = now - wall0
+    report.live_wall_s = now - live_since if live_since is not None else 0.0
     report.lead_s = stamp - now
     return report

@@ -49,9 +49,11 @@ from stream_features.contract import (
 __all__ = ["Marketplace", "clock_of", "orders_per_day_for_rate"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CHUNK_MS = 3_600_000
-_ARRIVE, _FREE, _DELIVER, _SHIFT_START, _SHIFT_END = range(5)
-_BUSY_PRIOR_S = 1800.0
+_HOUR_MS = 3_600_000
+_CHUNK_ORDERS = 20_000  # about how many orders to draw at once (a peak minute's worth or more)
+_FREE, _DELIVER, _SHIFT_START, _SHIFT_END = range(4)
+_BUSY_PRIOR_S = 2000.0  # about what an order keeps a dasher busy in the default world
+_MOOD_STEP, _MOOD_KEEP = 0.2, 0.7  # hourly AR(1) of the supply's log drift
 ShiftKind = Literal["shift_start", "shift_end"]
 
 
@@ -141,13 +143,16 @@ class _Run:
         self.seq = 0
         self.order_no = 0
         self.tag = f"o{market.seed}-{start_ms // 1000}-"
+        peak_per_min = self.cfg.orders_per_day / 1440 * 3
+        self.chunk_min = int(max(1, min(60, _CHUNK_ORDERS // max(peak_per_min, 1))))
         self.recent: dict[int, deque[int]] = {}
         # each market rolls its own dice, so a shock in one leaves the others' streams alone
         self.states = [
             _MarketState(m.market_id, dice=random.Random(int(self.rng.integers(2**62))))
             for m in self.world.markets
         ]
-        for i, state in enumerate(self.states):
+        for i, state in enumerate(self.states):  # start in a steady state: no burst of shifts
+            state.mood = state.dice.gauss(0.0, _MOOD_STEP / math.sqrt(1 - _MOOD_KEEP**2))
             state.onshift = self._target(i, start_ms)
             state.on_ids = list(range(state.onshift))
             state.next_id = state.onshift
@@ -176,8 +181,9 @@ class _Run:
 
     def _plan(self, t_ms: int, tick_ms: int) -> None:
         for i, state in enumerate(self.states):
-            gap = self._target(i, t_ms) - (state.onshift - state.pending_end)
-            if gap == 0:
+            target = self._target(i, t_ms)
+            gap = target - (state.onshift - state.pending_end)
+            if abs(gap) <= 0.03 * target:  # dashers do not come and go over a few percent
                 continue
             steps = math.ceil(abs(gap) * self.cfg.supply_step)
             kind = _SHIFT_START if gap > 0 else _SHIFT_END
@@ -312,8 +318,6 @@ class _Run:
 
     def _handle(self, item: tuple[Any, ...]) -> Event | None:
         t_ms, _, kind = item[0], item[1], item[2]
-        if kind == _ARRIVE:
-            return self._arrive(item[3], item[4], t_ms)
         if kind == _FREE:
             return self._free(self.states[item[3]], item[4], t_ms)
         if kind == _DELIVER:
@@ -322,24 +326,26 @@ class _Run:
             return self._shift_start(self.states[item[3]], t_ms)
         return self._shift_end(self.states[item[3]], t_ms)
 
-    def _new_chunk(self, chunk_ms: int) -> None:
-        for state in self.states:  # supply drifts hour by hour
-            state.mood = 0.7 * state.mood + state.dice.gauss(0.0, 0.2)
-        arrivals = draw_arrivals(
+    def _drift_supply(self) -> None:
+        for state in self.states:  # the supply's mood drifts hour by hour
+            state.mood = _MOOD_KEEP * state.mood + state.dice.gauss(0.0, _MOOD_STEP)
+
+    def _draw(self, chunk_ms: int) -> Arrivals:
+        return draw_arrivals(
             self.rng,
             self.world,
             lambda market, ms: self.m.rate(market, ms, self.start_ms),
             chunk_ms,
-            _CHUNK_MS // 60_000,
+            self.chunk_min,
             self.cfg.outlier_share,
         )
-        for i, t_ms in enumerate(arrivals.time_ms):
-            self._push(t_ms, _ARRIVE, arrivals, i)
 
     def events(self) -> Iterator[Event]:
-        tick_ms = self.cfg.snapshot_interval_s * 1000
-        t_ms, next_chunk_ms = self.start_ms, self.start_ms
-        heap = self.heap
+        """Snapshots at each tick, then the tick's events: the heap's merged with arrivals."""
+        tick_ms, chunk_ms = self.cfg.snapshot_interval_s * 1000, self.chunk_min * 60_000
+        t_ms, next_chunk_ms, next_drift_ms = self.start_ms, self.start_ms, self.start_ms + _HOUR_MS
+        heap, arrivals, k = self.heap, self._draw(self.start_ms), 0
+        next_chunk_ms += chunk_ms
         while t_ms < self.end_ms:
             at = _when(t_ms)
             for state in self.states:
@@ -351,12 +357,25 @@ class _Run:
                     outstanding_orders=state.outstanding,
                 )
             horizon = min(t_ms + tick_ms, self.end_ms)
-            while next_chunk_ms < horizon:
-                self._new_chunk(next_chunk_ms)
-                next_chunk_ms += _CHUNK_MS
+            if t_ms >= next_drift_ms:
+                self._drift_supply()
+                next_drift_ms += _HOUR_MS
             self._plan(t_ms, tick_ms)
-            while heap and heap[0][0] < horizon:
-                event = self._handle(heapq.heappop(heap))
+            times = arrivals.time_ms
+            while True:
+                if k == len(times) and next_chunk_ms < horizon:
+                    arrivals, k = self._draw(next_chunk_ms), 0
+                    times = arrivals.time_ms
+                    next_chunk_ms += chunk_ms
+                    continue
+                arrival_ms = times[k] if k < len(times) else horizon
+                if heap and heap[0][0] < horizon and heap[0][0] <= arrival_ms:
+                    event = self._handle(heapq.heappop(heap))
+                elif arrival_ms < horizon:
+                    event = self._arrive(arrivals, k, arrival_ms)
+                    k += 1
+                else:
+                    break
                 if event is not None:
                     yield event
             t_ms += tick_ms
