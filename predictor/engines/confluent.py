@@ -16,12 +16,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from predictor.engines.options import EngineOptions
+from predictor.engines.options import EngineOptions, WorkerStats
 from predictor.serving.backoff import backoff_s
 from predictor.serving.commits import CommitTracker, TopicPartitionKey, offset_span
 from predictor.serving.metrics import StreamMetrics
@@ -32,19 +31,6 @@ from stream_features.vectors import FeatureSource
 __all__ = ["ConfluentWorker", "WorkerStats"]
 
 log = logging.getLogger("etastream.stream")
-
-
-@dataclass
-class WorkerStats:
-    """Running totals of one worker, logged at exit and read by tests."""
-
-    batches: int = 0
-    records: int = 0
-    predictions: int = 0
-    dead_letters: int = 0
-    commits: int = 0
-    rewinds: int = 0
-    uncommitted_batches: int = 0
 
 
 class ConfluentWorker:

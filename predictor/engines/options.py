@@ -7,10 +7,29 @@ from dataclasses import dataclass
 from predictor.serving.pipeline import PipelineConfig
 from stream_features.settings import Settings
 
-__all__ = ["DEAD_LETTER_MAX_BYTES", "EngineOptions", "engine_options", "pipeline_config"]
+__all__ = [
+    "DEAD_LETTER_MAX_BYTES",
+    "EngineOptions",
+    "WorkerStats",
+    "engine_options",
+    "pipeline_config",
+]
 
 DEAD_LETTER_MAX_BYTES = 8_000_000
 """Under the producer's and the topics' 10 MiB limit with room for the envelope."""
+
+
+@dataclass
+class WorkerStats:
+    """Running totals of one worker, logged at exit and read by tests."""
+
+    batches: int = 0
+    records: int = 0
+    predictions: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+    rewinds: int = 0
+    uncommitted_batches: int = 0
 
 
 @dataclass(frozen=True)

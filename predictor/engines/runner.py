@@ -15,25 +15,22 @@ from types import FrameType
 
 import redis
 
-from predictor.engines.wiring import confluent_worker, redis_features
+from predictor.engines.errors import EngineConfigError
+from predictor.engines.wiring import confluent_worker, faust_worker, redis_features
 from predictor.serving.metrics import StreamMetrics
-from stream_features.errors import EtaError
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 
-__all__ = ["ConfigurationError", "run_stream", "stop_on_signals"]
+__all__ = ["run_stream", "stop_on_signals"]
 
 log = logging.getLogger("etastream.stream")
 
 
-class ConfigurationError(EtaError):
-    http_status = 500
-
-    def __init__(self, missing: str) -> None:
-        super().__init__(
-            f"{missing} is not set: the stream worker joins an existing stack. Start one with "
-            "`eta up` and export the ETA_* lines it prints, or point the variable at your own"
-        )
+def _missing(variable: str) -> EngineConfigError:
+    return EngineConfigError(
+        f"{variable} is not set: the stream worker joins an existing stack. Start one with "
+        "`eta up` and export the ETA_* lines it prints, or point the variable at your own"
+    )
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -56,10 +53,10 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     from predictor.models.registry import Registry
 
     if not settings.kafka_bootstrap_servers:
-        raise ConfigurationError("ETA_KAFKA_BOOTSTRAP_SERVERS")
+        raise _missing("ETA_KAFKA_BOOTSTRAP_SERVERS")
     redis_url = settings.redis_url_value()
     if redis_url is None:
-        raise ConfigurationError("ETA_REDIS_URL")
+        raise _missing("ETA_REDIS_URL")
     ensure_topics(settings)
     client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
     handle = ModelHandle(
@@ -79,10 +76,8 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         metrics = StreamMetrics()
         metrics.serve(settings.metrics_port)
         features = redis_features(settings, redis_url)
-        if engine != "confluent":
-            raise ConfigurationError(f"the {engine} engine")
-        worker = confluent_worker(settings, features, handle.current, metrics)
-        stats = worker.run(stop)
+        build = faust_worker if engine == "faust" else confluent_worker
+        stats = build(settings, features, handle.current, metrics).run(stop)
         return 0 if stats.uncommitted_batches == 0 else 3
     finally:
         handle.close()

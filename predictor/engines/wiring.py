@@ -7,10 +7,12 @@ below receives plain values and ready clients.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis
 
 from predictor.engines.confluent import ConfluentWorker
+from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import engine_options, pipeline_config
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import ScoringModel
@@ -18,7 +20,10 @@ from stream_features.kafka_clients import consumer_config, producer_config
 from stream_features.settings import Settings
 from stream_features.vectors import FeatureSource
 
-__all__ = ["RETRY_ON", "confluent_worker", "redis_features"]
+if TYPE_CHECKING:
+    from predictor.engines.faust_app import FaustWorker
+
+__all__ = ["RETRY_ON", "confluent_worker", "faust_worker", "redis_features"]
 
 RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, TimeoutError)
 """Feature-store failures that make the engine read the batch again instead of crashing."""
@@ -56,4 +61,36 @@ def confluent_worker(
         engine_options(settings),
         metrics=metrics,
         retry_on=RETRY_ON,
+    )
+
+
+def faust_worker(
+    settings: Settings,
+    features: FeatureSource,
+    models: Callable[[], ScoringModel],
+    metrics: StreamMetrics | None = None,
+) -> FaustWorker:
+    """The same worker as a Faust app (``pip install etastream[faust]``)."""
+    from predictor.engines.faust_app import FaustWorker
+
+    if settings.kafka:
+        raise EngineConfigError(
+            "the faust engine does not read ETA_KAFKA__* (librdkafka settings); "
+            "use --engine confluent with a secured cluster"
+        )
+    if settings.exactly_once:
+        raise EngineConfigError(
+            "ETA_EXACTLY_ONCE needs Kafka transactions, which only the confluent engine uses; "
+            "drop --engine faust or unset ETA_EXACTLY_ONCE"
+        )
+    return FaustWorker(
+        settings.kafka_bootstrap_servers or "",
+        settings.consumer_group,
+        features,
+        models,
+        pipeline_config(settings),
+        engine_options(settings),
+        metrics=metrics,
+        retry_on=RETRY_ON,
+        session_timeout_s=settings.session_timeout_ms / 1000,
     )

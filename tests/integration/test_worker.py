@@ -1,4 +1,8 @@
-"""The stream worker against the real broker and Redis: every order predicted, poison kept."""
+"""The stream worker against the real broker and Redis: every order predicted, poison kept.
+
+Each test runs on both engines (confluent and faust), in a thread of the test process with a
+model of known output; the process-level tests (signals) are in ``test_worker_processes``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from predictor.engines.wiring import redis_features
+from predictor.engines.errors import EngineConfigError
+from predictor.engines.wiring import faust_worker, redis_features
 from predictor.serving.dlq import decode_dead_letter
 from predictor.serving.metrics import StreamMetrics
-from stream_features.contract import DeliveryPrediction, OrderCreated
+from stream_features.contract import DeliveryPrediction, OrderCreated, encode
 from stream_features.kafka_clients import consumer_config, ensure_topics
 from stream_features.settings import Settings
 from stream_features.stack import free_port, start_stack
@@ -25,13 +30,17 @@ from tests.integration.worker_helpers import (
     live_orders,
     produce,
     produce_orders,
+    publish_simulated,
     running_worker,
 )
 from tests.serving_fakes import LinearModel, dasher_event
 
 pytestmark = pytest.mark.integration
 
-ORDERS = 100_000
+ENGINES = ["confluent", "faust"]
+ORDERS = {"confluent": 100_000, "faust": 20_000}
+"""The issue's 100,000 orders through the confluent engine (about 10 s here); Faust moves about
+3,500 orders/s on this machine, so it gets 20,000 (bench/stream.py measures both)."""
 
 
 @pytest.fixture()
@@ -40,28 +49,35 @@ def topics(settings: Settings) -> Settings:
     return settings
 
 
-def test_every_order_gets_exactly_one_prediction(topics: Settings, key_prefix: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_order_gets_exactly_one_prediction(
+    topics: Settings, key_prefix: str, engine: str
+) -> None:
+    """A simulated marketplace (orders, deliveries, dasher events, snapshots) in, and exactly
+    one prediction out per order, each naming the model version that scored it."""
     settings = topics
-    orders = live_orders(ORDERS, "o")
-    produce_orders(settings, orders)
+    orders = publish_simulated(settings, ORDERS[engine])
     reader = TopicReader(settings, settings.predictions_topic)
     features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
     started = time.monotonic()
-    with running_worker(settings, features, LinearModel(version="3")) as worker:
-        got = reader.read_until(lambda m: len(m) >= ORDERS, timeout_s=60)
+    with running_worker(settings, features, LinearModel(version="3"), engine=engine) as worker:
+        got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=90)
     elapsed = time.monotonic() - started
     reader.close()
     preds = [DeliveryPrediction.model_validate_json(m.value() or b"") for m in got]
     ids = [p.order_id for p in preds]
-    assert len(ids) == ORDERS, f"{len(ids)} predictions for {ORDERS} orders in {elapsed:.1f} s"
+    assert len(ids) == len(orders), f"{len(ids)} predictions for {len(orders)} in {elapsed:.0f} s"
     assert set(ids) == {o.order_id for o in orders}
     assert {(p.model_name, p.model_version, p.mode) for p in preds} == {("eta", "3", "streaming")}
     assert [m.key() for m in got] == [p.order_id.encode() for p in preds]
-    assert worker.stats.predictions == ORDERS and worker.stats.dead_letters == 0
+    assert worker.stats.predictions == len(orders) and worker.stats.dead_letters == 0
     assert worker.stats.commits > 0
 
 
-def test_poison_lands_in_the_dlq_with_reasons(topics: Settings, key_prefix: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_poison_lands_in_the_dlq_with_reasons(
+    topics: Settings, key_prefix: str, engine: str
+) -> None:
     settings = topics
     good = live_orders(3, "g")
     poison: list[tuple[str, bytes | None, bytes | None]] = [
@@ -71,14 +87,12 @@ def test_poison_lands_in_the_dlq_with_reasons(topics: Settings, key_prefix: str)
         (settings.orders_topic, b"k4", dasher_event()),  # right message, wrong topic
         (settings.deliveries_topic, None, b'{"schema_version": 9, "type": "OrderDelivered"}'),
     ]
-    from stream_features.contract import encode
-
     good_records = [(settings.orders_topic, o.store_id.encode(), encode(o)) for o in good]
     produce(settings, [good_records[0], *poison[:3], good_records[1], *poison[3:], good_records[2]])
     dlq = TopicReader(settings, settings.dlq_topic)
     preds = TopicReader(settings, settings.predictions_topic)
     features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
-    with running_worker(settings, features, LinearModel()):
+    with running_worker(settings, features, LinearModel(), engine=engine):
         letters = dlq.read_until(lambda m: len(m) >= len(poison), timeout_s=30)
         predicted = preds.read_until(lambda m: len(m) >= len(good), timeout_s=30)
     dlq.close()
@@ -113,30 +127,39 @@ def _stream(
     return thread
 
 
-def test_a_member_joining_mid_stream_causes_no_duplicates(
-    topics: Settings, key_prefix: str
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_member_joining_mid_stream_loses_nothing(
+    topics: Settings, key_prefix: str, engine: str
 ) -> None:
-    """The old owner finishes and commits in on_revoke, so the new one starts where it ended."""
+    """Confluent: the old owner finishes and commits in on_revoke, so the new one starts where
+    it ended and nothing is predicted twice. Faust: nothing lost; duplicates are counted."""
     settings = topics
     orders = live_orders(20_000, "r")
     reader = TopicReader(settings, settings.predictions_topic)
     url = settings.redis_url_value() or ""
-    with running_worker(settings, redis_features(settings, url, key_prefix), LinearModel()) as a:
+    features_a = redis_features(settings, url, key_prefix)
+    with running_worker(settings, features_a, LinearModel(), engine=engine) as a:
         assert a.assigned.wait(30)
         producer = _stream(settings, orders)
         reader.read_until(lambda m: len(m) >= 2000, timeout_s=30)
         features_b = redis_features(settings, url, key_prefix)
-        with running_worker(settings, features_b, LinearModel()) as b:
+        with running_worker(settings, features_b, LinearModel(), engine=engine) as b:
             producer.join(60)
             got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
             assert b.stats.predictions > 0, "the second member never got partitions"
     reader.close()
     counts = Counter(m.key() for m in got)
     assert set(counts) == {o.order_id.encode() for o in orders}
-    assert sum(counts.values()) == len(orders), "a rebalance made the new owner read again"
+    duplicates = sum(counts.values()) - len(orders)
+    print(f"\n{engine}: {duplicates} duplicates across a rebalance under load")
+    if engine == "confluent":
+        assert duplicates == 0, "a rebalance made the new owner read again"
 
 
-def test_redis_outage_retries_the_batch_and_loses_nothing(topics: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_redis_outage_retries_the_batch_and_loses_nothing(
+    topics: Settings, tmp_path: Path, engine: str
+) -> None:
     """Stop the worker's Redis mid-stream, start it again on the same port: no order missing."""
     settings = topics
     redis_only = Settings(
@@ -150,7 +173,7 @@ def test_redis_outage_retries_the_batch_and_loses_nothing(topics: Settings, tmp_
     outage = contextlib.ExitStack()
     urls = outage.enter_context(start_stack(redis_only))
     features = redis_features(settings, urls.redis_url)
-    with running_worker(settings, features, LinearModel(), metrics):
+    with running_worker(settings, features, LinearModel(), metrics, engine=engine):
         produce_orders(settings, first)
         reader.read_until(lambda m: len(m) >= len(first), timeout_s=30)
         outage.close()  # SIGTERM to redis-server: the worker's next batch fails
@@ -196,3 +219,10 @@ def test_exactly_once_mode_commits_offsets_inside_the_transaction(
     committed = consumer.committed(partitions, timeout=10)
     consumer.close()
     assert sum(max(tp.offset, 0) for tp in committed) == len(orders)
+
+
+def test_faust_refuses_exactly_once(topics: Settings) -> None:
+    settings = topics.model_copy(update={"exactly_once": True})
+    features = redis_features(settings, settings.redis_url_value() or "")
+    with pytest.raises(EngineConfigError, match="confluent engine"):
+        faust_worker(settings, features, LinearModel)

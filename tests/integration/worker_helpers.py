@@ -22,7 +22,8 @@ import orjson
 from confluent_kafka import Consumer, Message, Producer
 
 from predictor.engines.confluent import ConfluentWorker
-from predictor.engines.wiring import confluent_worker
+from predictor.engines.faust_app import FaustWorker
+from predictor.engines.wiring import confluent_worker, faust_worker
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import ScoringModel
 from stream_features.contract import OrderCreated, encode
@@ -36,6 +37,7 @@ __all__ = [
     "live_orders",
     "produce",
     "produce_orders",
+    "publish_simulated",
     "running_worker",
     "worker_env",
 ]
@@ -143,10 +145,12 @@ def running_worker(
     features: FeatureSource,
     model: ScoringModel | Callable[[], ScoringModel],
     metrics: StreamMetrics | None = None,
-) -> Iterator[ConfluentWorker]:
-    """A confluent worker in a thread; stopped (finish, flush, commit) when the block ends."""
+    engine: str = "confluent",
+) -> Iterator[ConfluentWorker | FaustWorker]:
+    """A worker of ``engine`` in a thread; stopped (finish, flush, commit) when the block ends."""
     models = model if callable(model) and not hasattr(model, "predict") else (lambda: model)
-    worker = confluent_worker(settings, features, models, metrics)  # type: ignore[arg-type]
+    build = faust_worker if engine == "faust" else confluent_worker
+    worker = build(settings, features, models, metrics)  # type: ignore[arg-type]
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -156,7 +160,7 @@ def running_worker(
         except BaseException as exc:  # re-raised in the test's thread
             failure.append(exc)
 
-    thread = threading.Thread(target=target, name="stream-worker", daemon=True)
+    thread = threading.Thread(target=target, name=f"{engine}-worker", daemon=True)
     thread.start()
     try:
         yield worker
@@ -233,3 +237,25 @@ class WorkerProcess:
                 self.proc.wait(10)
             self._log.close()
         return code
+
+
+def publish_simulated(settings: Settings, n_orders: int, seed: int = 1) -> list[OrderCreated]:
+    """The last hour of a busy simulated marketplace, up to its ``n_orders``-th order, on the
+    settings' topics (every kind of event, each on its topic under its key); returns the orders.
+    """
+    from producers.config import SimConfig
+    from producers.publisher import Publisher, Routes
+    from producers.simulator import Marketplace
+
+    now = datetime.now(UTC)
+    market = Marketplace(SimConfig(orders_per_day=n_orders * 24 * 10), seed=seed)
+    orders: list[OrderCreated] = []
+    config = {**producer_config(settings), "linger.ms": 20}
+    with Publisher(config, Routes.from_settings(settings)) as publisher:
+        for event in market.events(now - timedelta(hours=1), now):
+            publisher.publish(event)
+            if isinstance(event, OrderCreated):
+                orders.append(event)
+                if len(orders) >= n_orders:
+                    break
+    return orders

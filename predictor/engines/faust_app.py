@@ -1,0 +1,217 @@
+"""The Faust engine: the same core as a Faust agent over ``stream.take_events`` batches.
+
+``take_events`` is ``take`` with the events instead of their values: the core needs each
+record's topic, partition, offset and key for the dead letters. Faust acks a batch's events when
+the agent asks for the next batch, and commits acked offsets every
+``broker_commit_interval``; the agent awaits the broker's acknowledgement of every record it
+produced before it asks, so an offset is committed only after its predictions are stored
+(at-least-once). A batch that cannot be finished (Redis down at shutdown, a failed delivery) has
+its messages marked as settled without acking them, so Faust never commits past them and they
+are read again by whoever owns the partition next.
+
+Faust is optional: ``pip install etastream[faust]``. Kafka transactions are not offered here
+(``exactly_once`` needs the confluent engine), nor are ``ETA_KAFKA__*`` librdkafka settings,
+which aiokafka does not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+try:
+    import faust
+except ImportError as exc:  # pragma: no cover - the extra is installed in CI
+    raise ImportError("pip install etastream[faust]") from exc
+
+from predictor.engines.errors import EngineConfigError
+from predictor.engines.options import EngineOptions, WorkerStats
+from predictor.serving.backoff import backoff_s
+from predictor.serving.metrics import StreamMetrics
+from predictor.serving.pipeline import BatchResult, PipelineConfig, ScoringModel, process_batch
+from predictor.serving.records import RawRecord
+from stream_features.vectors import FeatureSource
+
+__all__ = ["FaustWorker"]
+
+log = logging.getLogger("etastream.stream")
+
+
+class FaustWorker:
+    """One Faust app (one group member): ``run`` until ``stop`` is set, then stop cleanly."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        features: FeatureSource,
+        models: Callable[[], ScoringModel],
+        config: PipelineConfig,
+        options: EngineOptions,
+        metrics: StreamMetrics | None = None,
+        retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
+        session_timeout_s: float = 6.0,
+    ) -> None:
+        if options.exactly_once:
+            raise EngineConfigError("exactly_once needs the confluent engine (transactions)")
+        self._bootstrap, self._group = bootstrap, group
+        self._features, self._models, self._config = features, models, config
+        self._o = options
+        self._metrics = metrics or StreamMetrics()
+        self._retry_on = retry_on
+        self._session_timeout_s = session_timeout_s
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="eta-core")
+        self.stats = WorkerStats()
+        self.assigned = threading.Event()
+
+    def run(self, stop: threading.Event) -> WorkerStats:
+        """Start the app on an event loop of its own, stop it when ``stop`` is set."""
+        try:
+            asyncio.run(self._main(stop))
+        finally:
+            self._executor.shutdown(wait=True)
+            log.info("stream worker stopped", extra=vars(self.stats))
+        return self.stats
+
+    async def _main(self, stop: threading.Event) -> None:
+        app = self._build_app(stop)
+        await app.start()
+        try:
+            while not stop.is_set() and not app.should_stop:
+                await asyncio.sleep(0.05)
+        finally:
+            await app.stop()
+        if app.crash_reason is not None:
+            raise app.crash_reason
+
+    def _build_app(self, stop: threading.Event) -> faust.App:
+        o = self._o
+        app = faust.App(
+            self._group,  # the app id is the consumer group
+            broker=";".join(f"kafka://{h}" for h in self._bootstrap.split(",")),
+            autodiscover=False,
+            web_enabled=False,
+            store="memory://",
+            topic_allow_declare=False,  # the topics exist (ensure_topics), with their configs
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=10_485_760,
+            broker_session_timeout=self._session_timeout_s,
+            broker_heartbeat_interval=max(self._session_timeout_s / 6, 0.1),
+            broker_commit_interval=o.commit_interval_ms / 1e3,
+            broker_max_poll_records=o.batch_max_events,
+            producer_acks=-1,
+            producer_max_request_size=10_485_760,
+            producer_linger=0.005,
+            stream_buffer_maxsize=max(o.batch_max_events * 4, 4096),
+        )
+        app.sensors.add(_CommitCounter(self.stats))
+        source = app.topic(
+            *o.source_topics, key_serializer="raw", value_serializer="raw", allow_empty=True
+        )
+
+        async def predict(stream: Any) -> None:
+            within = max(o.batch_max_wait_ms, 1) / 1e3
+            async for events in stream.take_events(o.batch_max_events, within=within):
+                finished = False
+                try:
+                    await self._handle(app, events, stop)
+                    finished = True
+                except _Abandoned:
+                    self.stats.uncommitted_batches += 1
+                finally:
+                    if not finished:  # settled without an ack: never committed, read again
+                        for event in events:
+                            event.message.acked = True
+
+        app.agent(source, name=f"{self._group}-predict")(predict)
+
+        def on_assigned(_app: Any, *args: Any, signal: Any, **_kw: Any) -> None:
+            assigned = args[0] if args else set()
+            log.info("partitions assigned", extra={"partitions": sorted(map(_tp, assigned))})
+            if assigned:
+                self.assigned.set()
+
+        def on_revoked(_app: Any, *args: Any, signal: Any, **_kw: Any) -> None:
+            revoked = args[0] if args else set()
+            log.info("partitions revoked", extra={"partitions": sorted(map(_tp, revoked))})
+            self.assigned.clear()
+
+        # mode's stubs describe receivers more narrowly than it calls them
+        app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+
+        return app
+
+    async def _handle(self, app: faust.App, events: Sequence[Any], stop: threading.Event) -> None:
+        records = [
+            RawRecord(m.value, m.topic, m.partition, m.offset, m.key)
+            for m in (e.message for e in events)
+        ]
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            model = self._models()
+            started = time.perf_counter()
+            try:
+                result = await loop.run_in_executor(self._executor, self._process, records, model)
+                break
+            except self._retry_on as exc:
+                if stop.is_set():
+                    log.warning("stopping with a batch the feature store never took")
+                    raise _Abandoned from exc
+                delay = backoff_s(attempt, self._o.backoff_base_s, self._o.backoff_cap_s)
+                log.warning(
+                    "feature store unavailable; retrying the batch",
+                    extra={"error": repr(exc), "attempt": attempt, "retry_in_s": delay},
+                )
+                self._metrics.retries.labels("features").inc()
+                attempt += 1
+                await asyncio.sleep(delay)
+        self._metrics.observe_batch(result, time.perf_counter() - started)
+        futures = [
+            await app.producer.send(self._o.predictions_topic, out.key, out.value, None, None, None)
+            for out in result.predictions
+        ] + [
+            await app.producer.send(self._o.dlq_topic, out.key, out.value, None, None, None)
+            for out in result.dead_letters
+        ]
+        await asyncio.gather(*futures)  # raises on a failed delivery: the batch is not acked
+        self._metrics.observe_acked(result.created_ms, time.time_ns() // 1_000_000)
+        self.stats.batches += 1
+        self.stats.records += len(records)
+        self.stats.predictions += len(result.predictions)
+        self.stats.dead_letters += len(result.dead_letters)
+
+    def _process(self, records: Sequence[RawRecord], model: ScoringModel) -> BatchResult:
+        return process_batch(
+            records,
+            self._features,
+            model,
+            now_ms=time.time_ns() // 1_000_000,
+            config=self._config,
+        )
+
+
+class _CommitCounter(faust.Sensor):
+    """Counts Faust's offset commits into the worker's stats."""
+
+    def __init__(self, stats: WorkerStats) -> None:
+        super().__init__()
+        self._stats = stats
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        self._stats.commits += 1
+
+
+class _Abandoned(Exception):
+    """A batch left unfinished on purpose (stopping while Redis is down)."""
+
+
+def _tp(tp: Any) -> str:
+    return f"{tp.topic}[{tp.partition}]"
