@@ -107,6 +107,10 @@ def simulate(
     demand: Annotated[
         float, typer.Option(help="with --rate max: the marketplace's orders/s at the start")
     ] = 200.0,
+    max_lead: Annotated[
+        float,
+        typer.Option(help="with --rate max: how far event time may run ahead of the clock (s)"),
+    ] = 600.0,
     dasher_events: DasherOpt = True,
 ) -> None:
     """Publish a live simulated marketplace, event times around now, paced at RATE orders/s."""
@@ -129,7 +133,7 @@ def simulate(
             report = publish_live(
                 events,
                 publisher.publish,
-                paced=per_s is not None,
+                lead_s=0.0 if per_s is not None else min(max_lead, settings.max_future_skew_s),
                 max_wall_s=duration + warmup if per_s is None else None,
                 wait=publisher.poll,
                 on_event=on_event,

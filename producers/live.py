@@ -1,8 +1,10 @@
 """Publish a simulated stream live: each event goes out when the wall clock reaches its time.
 
-Paced, the stream is what a marketplace would send now (event time = wall-clock time; events
-stamped in the past, such as a warm-up, go out at once). Unpaced, events go out as fast as the
-producer takes them and event time runs ahead of the clock.
+With ``lead_s=0`` the stream is what a marketplace would send now (event time = wall-clock
+time; events stamped in the past, such as a warm-up, go out at once). A positive ``lead_s``
+lets event time run up to that far ahead of the clock: events go out as fast as the producer
+takes them until the lead is reached, then at the marketplace's pace, so they never get
+further into the future than consumers accept (``ETA_MAX_FUTURE_SKEW_S``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class LiveReport:
 def publish_live(
     events: Iterable[Event],
     publish: Callable[[Event], None],
-    paced: bool,
+    lead_s: float = 0.0,
     max_wall_s: float | None = None,
     wait: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
@@ -53,8 +55,7 @@ def publish_live(
         stamp = event_time(event).timestamp()
         if first is None:
             first = stamp
-        if paced:
-            wait_until(stamp, clock, wait)
+        wait_until(stamp - lead_s, clock, wait)
         if max_wall_s is not None and clock() - wall0 >= max_wall_s:
             break
         publish(event)
