@@ -113,9 +113,9 @@ class Marketplace:
         value = self._unit_rate * self.world.markets[market].share * demand_shape(hour, weekday)
         if not surges:
             return value
-        return value * self._shock_factor(market, "demand_surge", (ms - start_ms) / 1000)
+        return value * self.shock_factor(market, "demand_surge", (ms - start_ms) / 1000)
 
-    def _shock_factor(self, market: int, kind: str, offset_s: float) -> float:
+    def shock_factor(self, market: int, kind: str, offset_s: float) -> float:
         factor = 1.0
         market_id = self.world.markets[market].market_id
         for shock in self.config.shocks:
@@ -172,7 +172,7 @@ class _Run:
         cfg, state = self.cfg, self.states[market]
         lagged = self.m.rate(market, t_ms - cfg.supply_lag_s * 1000, self.start_ms, surges=False)
         wanted = cfg.supply_ratio * math.exp(state.mood) * lagged * state.busy_time_s
-        shortage = self.m._shock_factor(market, "dasher_shortage", (t_ms - self.start_ms) / 1000)
+        shortage = self.m.shock_factor(market, "dasher_shortage", (t_ms - self.start_ms) / 1000)
         if shortage < 1:
             wanted *= shortage
         else:
