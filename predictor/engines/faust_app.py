@@ -142,6 +142,15 @@ class FaustWorker:
             log.info("partitions revoked", extra={"partitions": sorted(map(_tp, revoked))})
             self.assigned.clear()
 
+        async def report_lag() -> None:
+            consumer = app.consumer
+            for tp in consumer.assignment():
+                position = await consumer.position(tp)
+                high = consumer.highwater(tp)
+                if position is not None and position >= 0 and high is not None and high >= 0:
+                    self._metrics.lag.labels(tp.topic, str(tp.partition)).set(high - position)
+
+        app.timer(o.lag_interval_s, name=f"{self._group}-lag")(report_lag)
         # mode's stubs describe receivers more narrowly than it calls them
         app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
         app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]

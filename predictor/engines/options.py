@@ -46,7 +46,7 @@ class EngineOptions:
     exactly_once: bool = False
     max_inflight_batches: int = 8
     commit_interval_ms: int = 50
-    lag_interval_s: float = 10.0
+    lag_interval_s: float = 5.0
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0
     shutdown_timeout_s: float = 30.0

@@ -226,3 +226,33 @@ def test_faust_refuses_exactly_once(topics: Settings) -> None:
     features = redis_features(settings, settings.redis_url_value() or "")
     with pytest.raises(EngineConfigError, match="confluent engine"):
         faust_worker(settings, features, LinearModel)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_metrics_cover_throughput_batches_latency_lag_dlq_and_model(
+    topics: Settings, key_prefix: str, engine: str
+) -> None:
+    settings = topics
+    orders = live_orders(2000, "m")
+    produce_orders(settings, orders)
+    produce(settings, [(settings.orders_topic, None, b"nope"), (settings.orders_topic, None, b"{")])
+    metrics = StreamMetrics()
+    reader = TopicReader(settings, settings.predictions_topic)
+    features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
+    sample = metrics.registry.get_sample_value
+    with running_worker(settings, features, LinearModel("3"), metrics, engine=engine):
+        reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
+        topic = {"topic": settings.orders_topic}
+        assert _wait_for(lambda: sample("eta_stream_dead_letters_total", topic) == 2, 30)
+        lag = {"topic": settings.orders_topic, "partition": "0"}
+        # reported every few seconds; Tansu's watermarks can be off, so only its presence counts
+        assert _wait_for(lambda: sample("eta_stream_consumer_lag", lag) is not None, 30)
+    reader.close()
+    assert sample("eta_stream_events_total", topic) == len(orders) + 2
+    assert sample("eta_stream_predictions_total") == len(orders)
+    assert sample("eta_stream_batch_size_sum") == len(orders) + 2
+    assert (sample("eta_stream_batch_size_count") or 0) >= 1
+    # live orders: every one acknowledged within a minute of its created_at
+    assert sample("eta_stream_end_to_end_latency_seconds_bucket", {"le": "60.0"}) == len(orders)
+    assert sample("eta_stream_model_info", {"name": "eta", "version": "3"}) == 1
+    assert (sample("eta_stream_feature_events_total", {"outcome": "applied"}) or 0) > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from stream_features.kafka_clients import consumer_config, ensure_topics
 from stream_features.settings import Settings
+from stream_features.stack import free_port
 from tests.integration.worker_helpers import (
     TopicReader,
     WorkerProcess,
@@ -42,12 +44,15 @@ def _order_ids(messages: list) -> Counter[bytes]:  # type: ignore[type-arg]
 def test_sigterm_finishes_commits_and_exits_0(
     served: Settings, tmp_path: Path, engine: str
 ) -> None:
+    served = served.model_copy(update={"metrics_port": free_port()})
     orders = live_orders(5000, "t")
     produce_orders(served, orders)
     reader = TopicReader(served, served.predictions_topic)
     worker = WorkerProcess(served, tmp_path / "worker.log", engine)
     got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
     assert set(_order_ids(got)) == {o.order_id.encode() for o in orders}
+    scraped = _scrape_until(served.metrics_port, "eta_stream_predictions_total 5000.0")
+    assert f'eta_stream_model_info{{name="{served.model_name}",version="1"}} 1.0' in scraped
     assert worker.stop(signal.SIGTERM) == 0
     stopped = [line for line in worker.log_lines() if line.get("msg") == "stream worker stopped"]
     assert stopped and stopped[0]["uncommitted_batches"] == 0 and stopped[0]["commits"] > 0
@@ -61,6 +66,22 @@ def test_sigterm_finishes_commits_and_exits_0(
     assert sum(max(tp.offset, 0) for tp in committed) == len(orders)
     if engine == "confluent":  # Tansu keeps an empty group's protocol: faust's refuses others
         _new_member_reads_only_what_comes_next(served)
+
+
+def _scrape_until(port: int, text: str, timeout_s: float = 30.0) -> str:
+    """The worker's /metrics page once it contains ``text``."""
+    deadline = time.monotonic() + timeout_s
+    page = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                page = resp.read().decode()
+        except OSError:
+            page = ""
+        if text in page:
+            return page
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in /metrics:\n{page[-2000:]}")
 
 
 def _new_member_reads_only_what_comes_next(served: Settings) -> None:
