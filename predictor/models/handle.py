@@ -2,10 +2,15 @@
 
 A ``ModelHandle`` keeps one loaded model. A background thread listens on the registry's Redis
 channel (instant) and GETs the stage pointer at most every ``poll_s`` (in case a message was
-missed), or reads the local alias file when there is no Redis. A new version is loaded,
-verified and (with ``scoring``) compiled in that thread; only then is the reference swapped,
-so ``current()`` costs nothing and a caller that calls it once per batch scores each batch
-with exactly one version. A version that fails to load is logged and the old one kept.
+missed), or reads the local alias file when there is no Redis. A new version is loaded and
+verified in that thread; only then is the reference swapped, so ``current()`` costs nothing
+and a caller that calls it once per batch scores each batch with exactly one version. A
+version that fails to load is logged and the old one kept.
+
+Scoring: ``lightgbm`` uses LightGBM's predict; ``compiled`` compiles before the swap (a failed
+compile is a failed load); ``auto`` swaps the new version in at once on LightGBM and replaces
+it with its compiled twin when lleaves has built it (seconds to minutes for a cold cache; run
+``eta models compile`` before promoting to have it warm).
 """
 
 from __future__ import annotations
@@ -14,25 +19,21 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 import redis
 
 from predictor.errors import StageNotSetError
 from predictor.models.artifact import EtaModel
-from predictor.models.compiled import Scoring, with_scoring
+from predictor.models.compiled import Scoring, lleaves_version, with_scoring
 from predictor.models.registry import Registry
+from predictor.models.shadow import ShadowRecord, ShadowScorer
 
-__all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]
+__all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]  # shadow: re-exported
 
 log = logging.getLogger(__name__)
-Array = npt.NDArray[np.float64]
 _WAKE_S = 0.5
 """Longest the watcher blocks at a time, so ``close()`` returns promptly."""
 RETRY_FAILED_S = 60.0
@@ -58,6 +59,7 @@ class ModelHandle:
         self.poll_s, self.scoring = poll_s, scoring
         self._redis, self._on_swap = redis_client, on_swap
         self._model: EtaModel | None = None
+        self._lock = threading.Lock()
         self._failed: tuple[str, float] | None = None
         self._last_poll = 0.0
         self.last_error: str | None = None
@@ -66,7 +68,7 @@ class ModelHandle:
         try:
             version = self._pointer()
             if version is not None:
-                self._model = self._load(version)  # errors surface here: nothing to fall back on
+                self._swap(self._load(version))  # errors surface here: nothing to fall back on
             elif not wait_for_stage:
                 raise StageNotSetError(name, stage)
         except BaseException:
@@ -121,7 +123,26 @@ class ModelHandle:
         return value.decode() if isinstance(value, bytes) else str(value)
 
     def _load(self, version: str) -> EtaModel:
-        return with_scoring(self.registry.load(self.name, version), self.scoring)
+        """LightGBM at once under ``auto`` (compiled later, see ``_upgrade``); compiled before
+        use under ``compiled``, where a compile failure is a load failure."""
+        model = self.registry.load(self.name, version)
+        return with_scoring(model, "compiled") if self.scoring == "compiled" else model
+
+    def _swap(self, model: EtaModel) -> None:
+        with self._lock:
+            self._model = model
+        if self.scoring == "auto" and lleaves_version() is not None:
+            threading.Thread(
+                target=self._upgrade, args=(model,), name=f"compile-{self.name}", daemon=True
+            ).start()
+
+    def _upgrade(self, model: EtaModel) -> None:
+        """Swap in the compiled twin of ``model`` once built, unless another version came."""
+        compiled = with_scoring(model, "auto")  # logs and returns ``model`` on any failure
+        with self._lock:
+            if compiled is not model and self._model is model:
+                self._model = compiled
+                log.info("%s:%s now scored compiled", model.name, model.version)
 
     def _subscribe(self) -> Any:
         """Subscribe and wait for the confirmation, so no move published after it is missed."""
@@ -206,7 +227,8 @@ class ModelHandle:
                 exc,
             )
             return
-        self._model, self._failed, self.last_error = model, None, None
+        self._swap(model)
+        self._failed, self.last_error = None, None
         self.swaps += 1
         log.info(
             "%s@%s now %s (%s), was %s",
@@ -218,56 +240,3 @@ class ModelHandle:
         )
         if self._on_swap is not None:
             self._on_swap(current, model)
-
-
-@dataclass(frozen=True)
-class ShadowRecord:
-    """One batch scored by the shadow model next to the served one."""
-
-    at: float
-    primary_version: str
-    shadow_version: str
-    rows: int
-    mean_abs_diff_s: float
-    max_abs_diff_s: float
-    shadow_predictions: Array = field(repr=False)
-
-
-class ShadowScorer:
-    """Scores batches with a second handle's model and records, never returns, the result."""
-
-    def __init__(
-        self,
-        handle: ModelHandle,
-        sink: Callable[[ShadowRecord], None] | None = None,
-        keep: int = 100,
-    ) -> None:
-        self.handle, self._sink = handle, sink
-        self.records: deque[ShadowRecord] = deque(maxlen=keep)
-        self.errors = 0
-
-    def score(self, values: Array, primary: EtaModel, served: Array) -> ShadowRecord | None:
-        """Record the shadow's predictions for ``values``; a failure is counted, not raised."""
-        model = self.handle.peek()
-        if model is None or values.shape[0] == 0:
-            return None
-        try:
-            predictions = model.predict(values)
-            diff = np.abs(predictions - served)
-            record = ShadowRecord(
-                at=time.time(),
-                primary_version=primary.version,
-                shadow_version=model.version,
-                rows=int(values.shape[0]),
-                mean_abs_diff_s=float(diff.mean()),
-                max_abs_diff_s=float(diff.max()),
-                shadow_predictions=predictions,
-            )
-            self.records.append(record)
-            if self._sink is not None:
-                self._sink(record)
-        except Exception as exc:  # the shadow must never break serving
-            self.errors += 1
-            log.warning("shadow %s@%s failed: %s", self.handle.name, self.handle.stage, exc)
-            return None
-        return record

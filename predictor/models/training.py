@@ -48,7 +48,7 @@ class TrainConfig:
     objective: Objective = DEFAULT_OBJECTIVE
     num_boost_round: int = 2000
     early_stopping_rounds: int = 100
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     num_leaves: int = 31
     huber_delta_s: float = 300.0
     """Huber's switch from squared to absolute loss, in seconds of error."""

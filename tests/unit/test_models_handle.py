@@ -124,3 +124,18 @@ def test_a_failing_shadow_is_counted_and_does_not_raise(
 
     assert shadow.errors == 1
     assert not shadow.records
+
+
+def test_auto_scoring_serves_at_once_and_moves_to_the_compiled_twin(registry: Registry) -> None:
+    pytest.importorskip("lleaves", reason="compiled scoring needs pip install etastream[compiled]")
+    registry.promote("eta", "1", "production")
+
+    with ModelHandle(registry, "eta", "production", None, 0.05, scoring="auto") as handle:
+        first = handle.current()
+        assert first.version == "1"
+        assert wait_for(lambda: handle.current().backend == "compiled", timeout_s=60)
+        compiled = handle.current()
+
+    assert compiled.version == "1"
+    x = rows()
+    np.testing.assert_allclose(compiled.predict(x), first.predict_lightgbm(x), atol=1e-6)
