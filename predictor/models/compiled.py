@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from predictor.errors import CompiledScoringError
-from predictor.models.artifact import EtaModel
+from predictor.models.artifact import EtaModel, atomic_write
 
 __all__ = [
     "PARITY_TOLERANCE_S",
@@ -80,6 +81,39 @@ def parity_sample(model: EtaModel, rows: int = 2000, seed: int = 0) -> Array:
     return out
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cache_intact(cache: Path) -> bool:
+    """The library is there and matches the SHA-256 written beside it.
+
+    LLVM aborts the whole process on an unreadable object file, so a truncated or damaged cache
+    must be caught before lleaves sees it; it is then rebuilt.
+    """
+    sidecar = cache.with_suffix(".sha256")
+    return cache.is_file() and sidecar.is_file() and sidecar.read_text() == _digest(cache)
+
+
+def _compile(model: EtaModel, cache: Path | None, cache_hit: bool) -> Any:
+    import lleaves
+
+    compiled = lleaves.Model(model_file=str(model.path / "model.txt"))
+    if cache is None or cache_hit:
+        compiled.compile(cache=str(cache) if cache else None)
+        return compiled
+    # Compile to a private file, then publish it whole (library first, then its digest).
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        compiled.compile(cache=str(tmp))
+        digest = _digest(tmp)
+        os.replace(tmp, cache)
+        atomic_write(cache.with_suffix(".sha256"), digest.encode())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return compiled
+
+
 def compile_model(
     model: EtaModel,
     sample: Array | None = None,
@@ -89,22 +123,14 @@ def compile_model(
     """The model scored by lleaves, after checking it agrees with LightGBM on ``sample``."""
     if lleaves_version() is None:
         raise CompiledScoringError("lleaves is not installed")
-    import lleaves
-
     started = time.perf_counter()
     cache: Path | None = None
     if use_cache and os.access(model.path, os.W_OK):
         cache = model.path / "compiled" / f"lleaves-{_cache_key(model)}.bin"
         cache.parent.mkdir(exist_ok=True)
-    cache_hit = cache is not None and cache.is_file()
+    cache_hit = cache is not None and _cache_intact(cache)
     try:
-        compiled = lleaves.Model(model_file=str(model.path / "model.txt"))
-        if cache is None or cache_hit:
-            compiled.compile(cache=str(cache) if cache else None)
-        else:  # compile to a private file, then publish it whole for other processes
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-            compiled.compile(cache=str(tmp))
-            os.replace(tmp, cache)
+        compiled = _compile(model, cache, cache_hit)
     except Exception as exc:  # lleaves/llvmlite raise many kinds; all mean "not compiled"
         raise CompiledScoringError(f"lleaves could not compile {model.path} ({exc})") from exc
 

@@ -138,7 +138,13 @@ class ModelHandle:
 
     def _upgrade(self, model: EtaModel) -> None:
         """Swap in the compiled twin of ``model`` once built, unless another version came."""
-        compiled = with_scoring(model, "auto")  # logs and returns ``model`` on any failure
+        try:
+            compiled = with_scoring(model, "auto")  # logs, returns ``model`` if it cannot compile
+        except Exception:  # anything else: LightGBM keeps scoring, nothing is lost
+            log.exception(
+                "compiling %s:%s failed; LightGBM keeps scoring", model.name, model.version
+            )
+            return
         with self._lock:
             if compiled is not model and self._model is model:
                 self._model = compiled

@@ -72,7 +72,20 @@ def test_a_cache_built_for_another_model_is_never_used(
     assert not model.scoring_info["cache_hit"]
     x = rows(50)
     np.testing.assert_allclose(model.predict(x), model.predict_lightgbm(x), atol=1e-6)
-    assert len(list((b / "compiled").iterdir())) == 2
+    assert len(list((b / "compiled").glob("*.bin"))) == 2
+
+
+def test_a_damaged_cache_is_rebuilt_not_loaded(fresh: Path) -> None:
+    first = compile_model(load_artifact(fresh))
+    library = Path(first.scoring_info["cache"])
+    library.write_bytes(library.read_bytes()[:100])  # LLVM would abort the process on this
+
+    again = compile_model(load_artifact(fresh))
+
+    assert not again.scoring_info["cache_hit"]
+    x = rows(50)
+    np.testing.assert_allclose(again.predict(x), again.predict_lightgbm(x), atol=1e-6)
+    assert compile_model(load_artifact(fresh)).scoring_info["cache_hit"]
 
 
 def test_parity_failure_refuses_the_compiled_path(shared: Path) -> None:

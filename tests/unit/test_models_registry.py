@@ -168,3 +168,13 @@ def test_alias_file_is_plain_json(registry: Registry, artifact: Path) -> None:
 
     assert orjson.loads((registry.root / "eta" / "aliases.json").read_bytes()) == {"archived": "1"}
     assert registry.live_version("eta", "archived") == "1"
+
+
+def test_concurrent_registrations_get_distinct_versions(registry: Registry, artifact: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        versions = list(pool.map(lambda _: registry.register(artifact), range(8)))
+
+    assert sorted(versions, key=int) == [str(v) for v in range(1, 9)]
+    assert registry.versions("eta") == [str(v) for v in range(1, 9)]
