@@ -191,7 +191,7 @@ def _split_ref(ref: str, default_name: str) -> tuple[str, str | None]:
 
 
 def _versions_table(registry: Registry, name: str) -> Table:
-    from predictor.errors import ModelNotFoundError
+    from predictor.errors import ArtifactError, ModelNotFoundError
     from predictor.models.artifact import read_metadata
 
     versions, aliases = registry.versions(name), registry.aliases(name)
@@ -201,9 +201,13 @@ def _versions_table(registry: Registry, name: str) -> Table:
     for column in ("version", "created", "objective", "trees", "valid MAE (s)", "stages"):
         table.add_column(column)
     for v in versions:
-        meta = read_metadata(registry.path(name, v))
-        mae = meta["metrics"]["validation"]["model"]["mae_s"]
         stages = ", ".join(s for s, target in sorted(aliases.items()) if target == v)
+        try:
+            meta = read_metadata(registry.path(name, v))
+        except ArtifactError as exc:  # one broken version must not hide the others
+            table.add_row(v, "", f"[red]unusable: {exc.reason}[/]", "", "", stages)
+            continue
+        mae = meta["metrics"]["validation"]["model"]["mae_s"]
         created = str(meta.get("created_at", ""))[:19]
         table.add_row(v, created, meta["objective"], str(meta["num_trees"]), f"{mae:.1f}", stages)
     return table

@@ -178,3 +178,27 @@ def test_concurrent_registrations_get_distinct_versions(registry: Registry, arti
 
     assert sorted(versions, key=int) == [str(v) for v in range(1, 9)]
     assert registry.versions("eta") == [str(v) for v in range(1, 9)]
+
+
+def test_eta_models_show_marks_a_tampered_version_and_lists_the_rest(
+    registry: Registry, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from predictor.cli import app
+
+    monkeypatch.setenv("ETA_REGISTRY_DIR", str(registry.root))
+    monkeypatch.delenv("ETA_REDIS_URL", raising=False)
+    registry.register(artifact)
+    registry.register(artifact)
+    registry.promote("eta", "2", "production")
+    (registry.root / "eta" / "1" / "metadata.json").write_text("{}")
+
+    shown = CliRunner().invoke(app, ["models", "show", "eta"], env={"COLUMNS": "200"})
+    refused = CliRunner().invoke(app, ["models", "show", "eta:1"], env={"COLUMNS": "200"})
+    rolled = CliRunner().invoke(app, ["models", "rollback"], env={"COLUMNS": "200"})
+
+    assert shown.exit_code == 0, shown.output
+    assert "unusable" in shown.output and "production" in shown.output
+    assert refused.exit_code == 1 and "metadata.json has SHA-256" in refused.output
+    assert rolled.exit_code == 1 and "no earlier version" in rolled.output
