@@ -1,13 +1,16 @@
 """The default engine: confluent-kafka in, the core, confluent-kafka out, offsets after acks.
 
 One consumer (one member of the group) reads the orders, dasher-events and deliveries topics in
-micro-batches cut by size and time. Each batch goes through ``process_batch``; its predictions
-and dead letters are produced without waiting, and its offsets are committed once the broker
-has acknowledged every one of its records and every batch before it (``CommitTracker``). A
-failed delivery rewinds to the first uncommitted offset; a feature-store outage (Redis down)
-rewinds the batch and retries it with capped exponential backoff. Nothing is committed that was
-not acknowledged, so a crash anywhere means records are read again, never lost
-(at-least-once). With ``exactly_once`` each batch is one Kafka transaction instead.
+micro-batches cut by size and time. Each batch is decoded, sent to the feature store on a
+thread of its own, scored and encoded by the core (``decode_batch``, ``score_batch``); while
+the store works on a full batch the next one is consumed and decoded, so under a backlog the
+Redis round trip overlaps the Python work. Predictions and dead letters are produced without
+waiting, and a batch's offsets are committed once the broker has acknowledged every one of its
+records and every batch before it (``CommitTracker``). A failed delivery rewinds to the first
+uncommitted offset; a feature-store outage (Redis down) rewinds the batches not yet scored and
+retries with capped exponential backoff. Nothing is committed that was not acknowledged, so a
+crash anywhere means records are read again, never lost (at-least-once). With
+``exactly_once`` each batch is one Kafka transaction instead (``transactions``).
 """
 
 from __future__ import annotations
@@ -15,22 +18,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from predictor.engines.options import EngineOptions, WorkerStats
+from predictor.engines.transactions import produce_in_transaction
 from predictor.serving.backoff import backoff_s
 from predictor.serving.commits import CommitTracker, TopicPartitionKey, offset_span
 from predictor.serving.metrics import StreamMetrics
-from predictor.serving.pipeline import BatchResult, PipelineConfig, ScoringModel, process_batch
-from predictor.serving.records import OutRecord
-from stream_features.vectors import FeatureSource
+from predictor.serving.pipeline import (
+    BatchResult,
+    DecodedBatch,
+    PipelineConfig,
+    ScoringModel,
+    decode_batch,
+    score_batch,
+)
+from stream_features.contract import Event
+from stream_features.vectors import FeatureRows, FeatureSource
 
 __all__ = ["ConfluentWorker", "WorkerStats"]
 
 log = logging.getLogger("etastream.stream")
+
+
+@dataclass
+class _Batch:
+    """A consumed batch between decoding and scoring: its feature round trip may be running."""
+
+    records: Sequence[Message]
+    decoded: DecodedBatch
+    rows: Future[FeatureRows | None]
+    started: float
 
 
 class ConfluentWorker:
@@ -58,6 +82,9 @@ class ConfluentWorker:
                 "transactional.id": f"{consumer_config['group.id']}-{time.time_ns():x}",
             }
         self._producer = Producer(producer_config)
+        # one thread: feature round trips run one at a time, in batch order
+        self._store = ThreadPoolExecutor(1, thread_name_prefix="eta-features")
+        self._batches: deque[_Batch] = deque()
         self._tracker = CommitTracker()
         self._to_commit: dict[TopicPartitionKey, int] = {}
         self._last_commit = 0.0
@@ -85,11 +112,20 @@ class ConfluentWorker:
         return self.stats
 
     def step(self, stop: threading.Event) -> None:
-        """Consume one batch (size- and time-bounded), process it, settle acknowledgements."""
+        """Consume one batch (size- and time-bounded), process it, settle acknowledgements.
+
+        A full batch (a backlog) stays in flight while the next is consumed and decoded; a
+        partial one (live traffic) is finished at once, so it waits for nothing more.
+        """
         messages = self._consumer.consume(self._o.batch_max_events, self._o.batch_max_wait_ms / 1e3)
         records = [m for m in messages if self._usable(m)]
         if records:
-            self._handle(records, stop)
+            self._batches.append(self._start(records))
+        overlap = len(messages) >= self._o.batch_max_events and not self._o.exactly_once
+        while len(self._batches) > int(overlap):
+            if not self._finish_oldest():
+                self._wait(self._next_backoff(), stop)
+                break
         self._producer.poll(0)
         self._settle()
         if time.monotonic() - self._last_lag >= self._o.lag_interval_s:
@@ -105,40 +141,70 @@ class ConfluentWorker:
             log.warning("consumer error: %s", err, extra={"kafka_error": err.name()})
         return False
 
-    def _handle(self, records: Sequence[Message], stop: threading.Event) -> None:
-        model = self._models()
+    def _start(self, records: Sequence[Message]) -> _Batch:
         started = time.perf_counter()
+        decoded = decode_batch(records, now_ms=time.time_ns() // 1_000_000, config=self._config)
+        rows = self._store.submit(self._read_features, decoded.events)
+        return _Batch(records, decoded, rows, started)
+
+    def _read_features(self, events: list[Event]) -> FeatureRows | None:
+        return self._features.update_and_read(events) if events else None
+
+    def _finish_oldest(self, revoked: frozenset[TopicPartitionKey] = frozenset()) -> bool:
+        """Score and produce the oldest batch; False (and everything rewound) when the
+        feature store failed it."""
+        batch = self._batches[0]
         try:
-            result = process_batch(
-                records,
-                self._features,
-                model,
-                now_ms=time.time_ns() // 1_000_000,
-                config=self._config,
-            )
+            rows = batch.rows.result()
         except self._retry_on as exc:
-            delay = backoff_s(self._attempt, self._o.backoff_base_s, self._o.backoff_cap_s)
-            log.warning(
-                "feature store unavailable; batch will be read again",
-                extra={"error": repr(exc), "attempt": self._attempt, "retry_in_s": delay},
-            )
-            self._metrics.retries.labels("features").inc()
-            self._seek(offset_span(_positions(records))[0])
-            self._attempt += 1
-            self._wait(delay, stop)
-            return
+            self._rewind_unscored(exc, revoked)
+            return False
+        self._batches.popleft()
         if self._attempt:
             log.info("feature store is back", extra={"attempts": self._attempt})
             self._attempt = 0
-        self._metrics.observe_batch(result, time.perf_counter() - started)
+        result = score_batch(
+            batch.decoded,
+            rows,
+            self._models(),
+            now_ms=time.time_ns() // 1_000_000,
+            config=self._config,
+        )
+        self._metrics.observe_batch(result, time.perf_counter() - batch.started)
         self.stats.batches += 1
-        self.stats.records += len(records)
+        self.stats.records += len(batch.records)
         self.stats.predictions += len(result.predictions)
         self.stats.dead_letters += len(result.dead_letters)
         if self._o.exactly_once:
-            self._transact(records, result)
+            self._transact(batch.records, result)
         else:
-            self._produce(records, result)
+            self._produce(batch.records, result)
+        return True
+
+    def _rewind_unscored(self, exc: BaseException, revoked: frozenset[TopicPartitionKey]) -> None:
+        """Read every batch not yet scored again, from its first offsets."""
+        first = self._drop_unscored()
+        log.warning(
+            "feature store unavailable; the batch will be read again",
+            extra={"error": repr(exc), "attempt": self._attempt},
+        )
+        self._metrics.retries.labels("features").inc()
+        self._seek({tp: off for tp, off in first.items() if tp not in revoked})
+
+    def _drop_unscored(self) -> dict[TopicPartitionKey, int]:
+        """Forget the batches not yet scored; the first offset of each of their partitions."""
+        first: dict[TopicPartitionKey, int] = {}
+        for batch in self._batches:
+            _ = batch.rows.exception()  # wait: the store thread is done with it
+            for tp, offset in offset_span(_positions(batch.records))[0].items():
+                first[tp] = min(offset, first.get(tp, offset))
+        self._batches.clear()
+        return first
+
+    def _next_backoff(self) -> float:
+        delay = backoff_s(self._attempt, self._o.backoff_base_s, self._o.backoff_cap_s)
+        self._attempt += 1
+        return delay
 
     # --- at-least-once: produce now, commit when acknowledged ---------------------------------
 
@@ -147,42 +213,35 @@ class ConfluentWorker:
         batch = self._tracker.open(
             first, nxt, len(result.predictions) + len(result.dead_letters), result.created_ms
         )
-        self._send_all(result, batch.on_delivery)
+        for out in result.predictions:
+            self._send(self._o.predictions_topic, out.key, out.value, batch.on_delivery)
+        for out in result.dead_letters:
+            self._send(self._o.dlq_topic, out.key, out.value, batch.on_delivery)
         while len(self._tracker) > self._o.max_inflight_batches:
             self._producer.poll(0.005)
             self._settle()
 
-    def _send_all(
-        self, result: BatchResult, on_delivery: Callable[[Any, Any], None] | None
-    ) -> None:
-        for out in result.predictions:
-            self._send(self._o.predictions_topic, out, on_delivery)
-        for out in result.dead_letters:
-            self._send(self._o.dlq_topic, out, on_delivery)
-
     def _send(
-        self, topic: str, out: OutRecord, on_delivery: Callable[[Any, Any], None] | None
+        self, topic: str, key: bytes | None, value: bytes, on_delivery: Callable[[Any, Any], None]
     ) -> None:
         while True:
             try:
-                self._producer.produce(topic, out.value, out.key, on_delivery=on_delivery)
+                self._producer.produce(topic, value, key, on_delivery=on_delivery)
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.05)
 
     def _settle(self, sync: bool = False) -> None:
         """Commit what is acknowledged; after a failed delivery, rewind to what is not."""
-        for batch in self._tracker.take_complete():
-            for tp, offset in batch.next.items():
-                self._to_commit[tp] = max(offset, self._to_commit.get(tp, offset))
-            if batch.acked_wall_ms is not None:
-                self._metrics.observe_acked(batch.created_ms, batch.acked_wall_ms)
+        self._take_complete()
         errors = self._tracker.failed
         if errors:
             self._producer.flush(self._o.shutdown_timeout_s)
-            self._settle_complete_only()
+            self._take_complete()
             self._commit(sync=True)
             rewind = self._tracker.rewind()
+            for tp, offset in self._drop_unscored().items():  # they follow the failed batch
+                rewind[tp] = min(offset, rewind.get(tp, offset))
             log.error(
                 "delivery failed; rewinding to the first unacknowledged batch",
                 extra={"errors": errors[:5], "partitions": len(rewind)},
@@ -191,14 +250,15 @@ class ConfluentWorker:
             self.stats.rewinds += 1
             self._seek(rewind)
             return
-        now = time.monotonic()
-        if sync or now - self._last_commit >= self._o.commit_interval_ms / 1e3:
+        if sync or time.monotonic() - self._last_commit >= self._o.commit_interval_ms / 1e3:
             self._commit(sync=sync)
 
-    def _settle_complete_only(self) -> None:
+    def _take_complete(self) -> None:
         for batch in self._tracker.take_complete():
             for tp, offset in batch.next.items():
                 self._to_commit[tp] = max(offset, self._to_commit.get(tp, offset))
+            if batch.acked_wall_ms is not None:
+                self._metrics.observe_acked(batch.created_ms, batch.acked_wall_ms)
 
     def _commit(self, sync: bool) -> None:
         if not self._to_commit:
@@ -220,25 +280,18 @@ class ConfluentWorker:
         if err is not None and err.code() != KafkaError._NO_OFFSET:
             log.warning("commit failed: %s", err, extra={"partitions": len(partitions)})
 
-    # --- exactly-once: one transaction per batch ----------------------------------------------
-
     def _transact(self, records: Sequence[Message], result: BatchResult) -> None:
         first, nxt = offset_span(_positions(records))
-        offsets = [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
-        producer = self._producer
-        try:
-            producer.begin_transaction()
-            self._send_all(result, None)  # a failed record fails commit_transaction
-            producer.send_offsets_to_transaction(
-                offsets, self._consumer.consumer_group_metadata(), self._o.shutdown_timeout_s
-            )
-            producer.commit_transaction(self._o.shutdown_timeout_s)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if err is None or err.fatal() or not (err.txn_requires_abort() or err.retriable()):
-                raise
-            log.warning("transaction aborted; batch will be read again", extra={"error": str(exc)})
-            producer.abort_transaction(self._o.shutdown_timeout_s)
+        committed = produce_in_transaction(
+            self._producer,
+            self._consumer,
+            result,
+            nxt,
+            self._o.predictions_topic,
+            self._o.dlq_topic,
+            self._o.shutdown_timeout_s,
+        )
+        if not committed:
             self._metrics.retries.labels("transaction").inc()
             self.stats.rewinds += 1
             self._seek(first)
@@ -255,14 +308,15 @@ class ConfluentWorker:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish what is in flight and commit it before the partitions go."""
-        rewind = self._finish()
-        revoked = {(p.topic, p.partition) for p in partitions}
+        revoked = frozenset((p.topic, p.partition) for p in partitions)
+        rewind = self._finish(revoked)
         # with cooperative assignment some partitions stay: read their failed records again
         self._seek({tp: off for tp, off in rewind.items() if tp not in revoked})
         log.info("partitions revoked", extra={"partitions": [_tp(p) for p in partitions]})
         self.assigned.clear()
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop_unscored()
         dropped = sum(b.pending for b in self._tracker)
         self._tracker.rewind()
         self._to_commit.clear()
@@ -272,12 +326,16 @@ class ConfluentWorker:
         )
         self.assigned.clear()
 
-    def _finish(self) -> dict[TopicPartitionKey, int]:
-        """Flush, commit every acknowledged batch synchronously, and say where the rest start."""
+    def _finish(self, revoked: frozenset[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        """Score what is decoded, flush, commit every acknowledged batch synchronously, and
+        say where the rest start."""
+        while self._batches:
+            if not self._finish_oldest(revoked):  # the store is down: those are read again
+                self.stats.uncommitted_batches += 1
         self._producer.flush(self._o.shutdown_timeout_s)
-        self._settle_complete_only()
+        self._take_complete()
         self._commit(sync=True)
-        left = sum(1 for _ in self._tracker)
+        left = len(self._tracker)
         if left:
             self.stats.uncommitted_batches += left
             log.warning(
@@ -288,9 +346,11 @@ class ConfluentWorker:
 
     def _close(self) -> None:
         try:
-            self._finish()
+            everything = frozenset((p.topic, p.partition) for p in self._consumer.assignment())
+            self._finish(everything)
         finally:
             self._consumer.close()  # leaves the group now instead of after session.timeout.ms
+            self._store.shutdown(wait=True)
             log.info("stream worker stopped", extra=vars(self.stats))
 
     # --- helpers -------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class EngineOptions:
     batch_max_wait_ms: int = 5
     exactly_once: bool = False
     max_inflight_batches: int = 8
-    commit_interval_ms: int = 50
+    commit_interval_ms: int = 1000
     lag_interval_s: float = 5.0
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0

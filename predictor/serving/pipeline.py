@@ -24,9 +24,17 @@ from predictor.serving.encoding import encode_prediction, finite_features
 from predictor.serving.records import OutRecord, SourceRecord
 from stream_features.contract import Event, OrderCreated, decode, event_time, to_ms
 from stream_features.errors import RejectedMessage
-from stream_features.vectors import FeatureSource
+from stream_features.vectors import FeatureRows, FeatureSource
 
-__all__ = ["BatchResult", "PipelineConfig", "ScoringModel", "process_batch"]
+__all__ = [
+    "BatchResult",
+    "DecodedBatch",
+    "PipelineConfig",
+    "ScoringModel",
+    "decode_batch",
+    "process_batch",
+    "score_batch",
+]
 
 _TIME_FIELD = {"OrderCreated": "created_at", "OrderDelivered": "delivered_at"}
 _MAX_DURATION_S = 365 * 86400.0  # beyond a year a prediction is a model fault, not an ETA
@@ -100,20 +108,24 @@ def _validated(record: SourceRecord, config: PipelineConfig, now_ms: int) -> Eve
     return event
 
 
-def process_batch(
-    records: Sequence[SourceRecord],
-    features: FeatureSource,
-    model: ScoringModel,
-    *,
-    now_ms: int,
-    config: PipelineConfig,
-) -> BatchResult:
-    """Decode, update and read features once, predict once, encode; see the module docstring.
+@dataclass
+class DecodedBatch:
+    """A batch after decoding: the valid events for the feature source, and the rejects.
 
-    Raises whatever ``features.update_and_read`` raises (e.g. ``redis.RedisError``): the batch
-    then produced nothing, and the engine retries it whole.
+    ``order_sources[i]`` is the record of the i-th OrderCreated among ``events`` (a prediction
+    the model cannot make is dead-lettered with it).
     """
-    result = BatchResult(model_name=model.name, model_version=model.version)
+
+    result: BatchResult
+    events: list[Event]
+    order_sources: list[SourceRecord]
+
+
+def decode_batch(
+    records: Sequence[SourceRecord], *, now_ms: int, config: PipelineConfig
+) -> DecodedBatch:
+    """Decode and check every record on its own; a bad one becomes a dead letter."""
+    result = BatchResult()
     events: list[Event] = []
     order_sources: list[SourceRecord] = []
     for record in records:
@@ -130,9 +142,27 @@ def process_batch(
         events.append(event)
         if isinstance(event, OrderCreated):
             order_sources.append(record)
-    if not events:
+    return DecodedBatch(result, events, order_sources)
+
+
+def score_batch(
+    decoded: DecodedBatch,
+    rows: FeatureRows | None,
+    model: ScoringModel,
+    *,
+    now_ms: int,
+    config: PipelineConfig,
+) -> BatchResult:
+    """Predict every order of the batch in one call to ``model`` and encode the predictions.
+
+    ``rows`` is what the feature source returned for ``decoded.events`` (None when there were
+    none to send).
+    """
+    result = decoded.result
+    result.model_name, result.model_version = model.name, model.version
+    order_sources = decoded.order_sources
+    if rows is None:
         return result
-    rows = features.update_and_read(events)
     result.feature_stats = dict(rows.stats)
     result.orders = len(rows)
     if len(rows) != len(order_sources):
@@ -174,3 +204,22 @@ def process_batch(
         result.predictions.append(OutRecord(order.order_id.encode(), value))
         result.created_ms.append(to_ms(order.created_at))
     return result
+
+
+def process_batch(
+    records: Sequence[SourceRecord],
+    features: FeatureSource,
+    model: ScoringModel,
+    *,
+    now_ms: int,
+    config: PipelineConfig,
+) -> BatchResult:
+    """Decode, update and read features once, predict once, encode; see the module docstring.
+
+    Raises whatever ``features.update_and_read`` raises (e.g. ``redis.RedisError``): the batch
+    then produced nothing, and the engine retries it whole. Engines that overlap the feature
+    round trip of one batch with the decoding of the next call the three steps themselves.
+    """
+    decoded = decode_batch(records, now_ms=now_ms, config=config)
+    rows = features.update_and_read(decoded.events) if decoded.events else None
+    return score_batch(decoded, rows, model, now_ms=now_ms, config=config)
