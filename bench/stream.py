@@ -246,15 +246,20 @@ class CpuShare:
                 used[name] = float(times.user + times.system)
             self._samples.append((time.time(), used))
 
-    def between(self, t0: float, t1: float) -> dict[str, float]:
+    def watch(self, name: str, pid: int) -> None:
+        self._procs = {**self._procs, name: psutil.Process(pid)}
+
+    def close(self) -> None:
         self._stop.set()
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
         inside = [s for s in self._samples if t0 <= s[0] <= t1]
         if len(inside) < 2:
             return {}
         (a_t, a), (b_t, b) = inside[0], inside[-1]
         wall = b_t - a_t
         cores = {name: round((b[name] - a[name]) / wall, 2) for name in b if name in a}
-        return {**cores, "window_s": round(wall, 2)}
+        return {**cores, "total": round(sum(cores.values()), 2), "window_s": round(wall, 2)}
 
 
 def _throughput(
@@ -291,9 +296,9 @@ def offer(bootstrap: str, topic: str, rate: float, seconds: float) -> None:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 1, "acks": "all", "enable.idempotence": True}
     )
-    tick_s, sent, started = 0.005, 0, time.monotonic()
-    while (elapsed := time.monotonic() - started) < seconds:
-        due = int(elapsed * rate)
+    tick_s, sent, started, total = 0.005, 0, time.monotonic(), int(rate * seconds)
+    while sent < total:
+        due = min(int((time.monotonic() - started) * rate), total)
         while sent < due:
             store = sent % 2000
             order = OrderCreated(
@@ -318,11 +323,16 @@ def offer(bootstrap: str, topic: str, rate: float, seconds: float) -> None:
     producer.flush(30)
 
 
-def _latency(reader: Consumer, settings: Settings, rate: float, seconds: float) -> dict[str, Any]:
+def _latency(
+    reader: Consumer, settings: Settings, rate: float, seconds: float, cpu: CpuShare | None = None
+) -> dict[str, Any]:
     proc = mp.get_context("spawn").Process(
         target=offer, args=(settings.kafka_bootstrap_servers, settings.orders_topic, rate, seconds)
     )
     proc.start()
+    if cpu is not None:
+        cpu.watch("load generator", proc.pid or 0)
+    window_start = time.time()
     expected = int(rate * seconds)
     lat_ms: list[float] = []
     to_worker_ms: list[float] = []  # created_at -> served_at: producer, broker, fetch, batching
@@ -342,9 +352,11 @@ def _latency(reader: Consumer, settings: Settings, rate: float, seconds: float) 
             if now_ms - first > 2000:  # warm-up left out
                 lat_ms.append(now_ms - created_ms)
                 to_worker_ms.append(served_ms - created_ms)
+    window_end = time.time()
     proc.join(30)
+    cores = cpu.between(window_start + 2, window_end) if cpu is not None else {}
     if not lat_ms:
-        return {"offered_per_s": rate, "received": received}
+        return {"offered_per_s": rate, "received": received, "cpu_cores": cores}
     arr, part = np.array(lat_ms), np.array(to_worker_ms)
     return {
         "offered_per_s": rate,
@@ -354,6 +366,7 @@ def _latency(reader: Consumer, settings: Settings, rate: float, seconds: float) 
         "max_ms": round(float(arr.max()), 1),
         "created_to_served_p50_ms": round(float(np.percentile(part, 50)), 1),
         "created_to_served_p99_ms": round(float(np.percentile(part, 99)), 1),
+        "cpu_cores": cores,
     }
 
 
@@ -391,8 +404,9 @@ def run_engine(
     }
     cpu = CpuShare(CpuShare.stack_pids(urls, worker.proc.pid))
     result["throughput"] = _throughput(reader, n_orders, timeout_s=600, cpu=cpu)
-    result["latency"] = _latency(reader, settings, args.rate, args.seconds)
+    result["latency"] = _latency(reader, settings, args.rate, args.seconds, cpu)
     result["exit_code"] = worker.stop()
+    cpu.close()
     result["rss_mb"] = round(worker.rss_max / 2**20)
     reader.close()
     return result
@@ -407,6 +421,7 @@ _STAGES = [
     ("produce", "confluent.py", "_send"),
     ("consume (incl. waiting)", "~", "<method 'consume' of 'cimpl.Consumer' objects>"),
     ("producer poll", "~", "<method 'poll' of 'cimpl.Producer' objects>"),
+    ("waiting for the feature store", "~", "<method 'acquire' of '_thread.lock' objects>"),
 ]
 
 
@@ -427,23 +442,19 @@ def _profile_confluent(base: Settings, n_orders: int) -> dict[str, Any]:
     model = with_scoring(registry.load(settings.model_name, version), settings.scoring)
     features = redis_features(settings, settings.redis_url_value() or "")
     worker = confluent_worker(settings, features, lambda: model)
-    stop = threading.Event()
-    marks: dict[str, float] = {}
-
-    def watch() -> None:
-        while worker.stats.predictions == 0:
-            time.sleep(0.001)
-        marks["first"] = time.perf_counter()
-        while worker.stats.predictions < n_orders:
-            time.sleep(0.01)
-        marks["done"] = time.perf_counter()
-        stop.set()
-
-    threading.Thread(target=watch, daemon=True).start()
+    never = threading.Event()
+    worker.open()
+    while worker.stats.predictions == 0:  # join the group and take the first batch, unprofiled
+        worker.step(never)
     profiler = cProfile.Profile()
+    started = time.perf_counter()
     profiler.enable()
-    worker.run(stop)
+    while worker.stats.predictions < n_orders:
+        worker.step(never)
     profiler.disable()
+    busy_s = time.perf_counter() - started
+    done = worker.stats.predictions
+    worker.close()
     stats = pstats.Stats(profiler)
     entries = stats.stats  # type: ignore[attr-defined]
     rows = [
@@ -461,11 +472,10 @@ def _profile_confluent(base: Settings, n_orders: int) -> dict[str, Any]:
         for (file, _line, func), (_cc, calls, _tt, ct, _callers) in entries.items():
             if func == func_name and (Path(file).name == file_name or file == file_name):
                 stages[label] = {"calls": calls, "cumtime_s": round(ct, 3)}
-    busy_s = marks["done"] - marks["first"]
     return {
-        "orders": n_orders,
+        "orders": done,
         "busy_s": round(busy_s, 2),
-        "orders_per_s_under_profiler": round(n_orders / busy_s),
+        "orders_per_s_under_profiler": round(done / busy_s),
         "stages": stages,
         "top_tottime": rows[:15],
     }

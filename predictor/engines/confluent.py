@@ -96,6 +96,17 @@ class ConfluentWorker:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> WorkerStats:
+        """``open``, ``step`` until ``stop`` is set, ``close``."""
+        self.open()
+        try:
+            while not stop.is_set():
+                self.step(stop)
+        finally:
+            self.close()
+        return self.stats
+
+    def open(self) -> None:
+        """Join the group (the assignment arrives during the following steps)."""
         if self._o.exactly_once:
             self._producer.init_transactions(30)
         self._consumer.subscribe(
@@ -104,12 +115,6 @@ class ConfluentWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        try:
-            while not stop.is_set():
-                self.step(stop)
-        finally:
-            self._close()
-        return self.stats
 
     def step(self, stop: threading.Event) -> None:
         """Consume one batch (size- and time-bounded), process it, settle acknowledgements.
@@ -163,6 +168,14 @@ class ConfluentWorker:
         if self._attempt:
             log.info("feature store is back", extra={"attempts": self._attempt})
             self._attempt = 0
+        try:
+            self._score_and_produce(batch, rows)
+        except BaseException:
+            self._drop_unscored()  # nothing after a failed batch may be produced or committed
+            raise
+        return True
+
+    def _score_and_produce(self, batch: _Batch, rows: FeatureRows | None) -> None:
         result = score_batch(
             batch.decoded,
             rows,
@@ -179,7 +192,6 @@ class ConfluentWorker:
             self._transact(batch.records, result)
         else:
             self._produce(batch.records, result)
-        return True
 
     def _rewind_unscored(self, exc: BaseException, revoked: frozenset[TopicPartitionKey]) -> None:
         """Read every batch not yet scored again, from its first offsets."""
@@ -344,7 +356,8 @@ class ConfluentWorker:
             )
         return self._tracker.rewind()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Finish what is in flight, flush, commit, leave the group."""
         try:
             everything = frozenset((p.topic, p.partition) for p in self._consumer.assignment())
             self._finish(everything)

@@ -5,9 +5,11 @@ record's topic, partition, offset and key for the dead letters. Faust acks a bat
 the agent asks for the next batch, and commits acked offsets every
 ``broker_commit_interval``; the agent awaits the broker's acknowledgement of every record it
 produced before it asks, so an offset is committed only after its predictions are stored
-(at-least-once). A batch that cannot be finished (Redis down at shutdown, a failed delivery) has
-its messages marked as settled without acking them, so Faust never commits past them and they
-are read again by whoever owns the partition next.
+(at-least-once). A batch that cannot be finished has its messages marked as settled without
+acking them, so Faust never commits them and they are read again by whoever owns the partition
+next: when stopping while Redis is down the worker just exits; on a failed delivery or any other
+error it stops (crashes the app), since Faust would commit past such a gap at the head of a
+partition once a later batch is acked. Redis being down is retried in place, with backoff.
 
 Faust is optional: ``pip install etastream[faust]``. Kafka transactions are not offered here
 (``exactly_once`` needs the confluent engine), nor are ``ETA_KAFKA__*`` librdkafka settings,
@@ -124,10 +126,16 @@ class FaustWorker:
                     finished = True
                 except _Abandoned:
                     self.stats.uncommitted_batches += 1
+                except Exception as exc:
+                    _settle_unacked(events)
+                    # stop everything: a restarted agent acking later batches could let Faust
+                    # commit past this one (it skips a gap where nothing was committed yet)
+                    log.error("batch failed; stopping the worker: %r", exc)
+                    await app.crash(exc)
+                    raise
                 finally:
-                    if not finished:  # settled without an ack: never committed, read again
-                        for event in events:
-                            event.message.acked = True
+                    if not finished:
+                        _settle_unacked(events)
 
         app.agent(source, name=f"{self._group}-predict")(predict)
 
@@ -205,6 +213,12 @@ class FaustWorker:
             now_ms=time.time_ns() // 1_000_000,
             config=self._config,
         )
+
+
+def _settle_unacked(events: Sequence[Any]) -> None:
+    """Mark messages settled without acking them: Faust never commits them; read again."""
+    for event in events:
+        event.message.acked = True
 
 
 class _CommitCounter(faust.Sensor):
