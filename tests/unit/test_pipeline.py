@@ -137,3 +137,26 @@ def test_prediction_bytes_are_valid_contract_json() -> None:
     data = orjson.loads(raw)
     assert data["type"] == "DeliveryPrediction" and data["schema_version"] == 1
     assert data["created_at"].endswith("Z")
+
+
+def test_the_steps_apart_give_what_process_batch_gives() -> None:
+    """Engines that overlap the feature round trip call decode, features, score themselves."""
+    from predictor.serving.pipeline import decode_batch, score_batch
+
+    values = [order_bytes(i) for i in range(3)] + [b"junk", dasher_event()]
+    decoded = decode_batch(records(values), now_ms=NOW, config=CONFIG)
+    assert len(decoded.events) == 4 and len(decoded.order_sources) == 3
+    assert len(decoded.result.dead_letters) == 1
+    rows = MemoryFeatures().update_and_read(decoded.events)
+    apart = score_batch(decoded, rows, LinearModel("5"), now_ms=NOW, config=CONFIG)
+    whole = run(values, LinearModel("5"))
+    assert [r.value for r in apart.predictions] == [r.value for r in whole.predictions]
+    assert [r.value for r in apart.dead_letters] == [r.value for r in whole.dead_letters]
+
+
+def test_a_batch_of_rejects_only_still_names_the_model() -> None:
+    from predictor.serving.pipeline import decode_batch, score_batch
+
+    decoded = decode_batch(records([b"junk"]), now_ms=NOW, config=CONFIG)
+    result = score_batch(decoded, None, LinearModel("9"), now_ms=NOW, config=CONFIG)
+    assert (result.model_version, len(result.dead_letters), result.predictions) == ("9", 1, [])
