@@ -10,7 +10,8 @@ generated data and served from a registry, for each engine:
   left out).
 * latency: the caught-up worker gets live orders at ``--rate`` orders/s for ``--seconds`` s
   from a producer process; latency is the time a prediction is read back minus the order's
-  ``created_at`` (wall clock, same host), first two seconds left out.
+  ``created_at`` (wall clock, same host), first two seconds left out. Then again at
+  ``--low-rate``, which every engine can sustain (at ``--rate`` the slow ones queue up).
 * RSS: the worker process's resident memory, sampled every 0.5 s, the maximum.
 
 Engines: ``confluent`` and ``faust`` (``eta predict stream --engine ...``) and ``naive``, a
@@ -53,7 +54,7 @@ from stream_features.settings import Settings
 RESULTS = Path(__file__).parent / "results" / "stream.json"
 ROOT = Path(__file__).resolve().parents[1]
 BACKLOG = {"confluent": 200_000, "faust": 40_000, "naive": 5_000}
-_console = Console()
+_console = Console(width=150)
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def naive_worker() -> None:
     model = with_scoring(registry.load(settings.model_name, version), settings.scoring)
     features = redis_features(settings, settings.redis_url_value() or "")
     config = pipeline_config(settings)
-    consumer = Consumer({**consumer_config(settings), "fetch.wait.max.ms": 5})
+    consumer = Consumer({**consumer_config(settings), "fetch.wait.max.ms": 10})
     producer = Producer(producer_config(settings))
     consumer.subscribe(
         [settings.orders_topic, settings.dasher_events_topic, settings.deliveries_topic]
@@ -197,14 +198,14 @@ def naive_worker() -> None:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def _reader(settings: Settings) -> Consumer:
+def _reader(settings: Settings, fetch_wait_ms: int = 10) -> Consumer:
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "group.id": f"bench-reader-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 5,  # Tansu answers long polls late (see wiring._latency_tuning)
+            "fetch.wait.max.ms": fetch_wait_ms,  # Tansu answers long polls late (wiring)
         }
     )
     consumer.subscribe([settings.predictions_topic])
@@ -290,9 +291,35 @@ def _throughput(
 
 
 def offer(bootstrap: str, topic: str, rate: float, seconds: float) -> None:
-    """Produce live orders at ``rate``/s for ``seconds`` (its own process: no GIL sharing)."""
+    """Produce live orders at ``rate``/s for ``seconds`` (its own process: no GIL sharing).
+
+    Orders are a contract-valid template with the id and ``created_at`` filled in: building a
+    pydantic model per order cost this generator half a core at 5,000/s, on a 2-core machine
+    it shares with everything it measures.
+    """
     from stream_features.contract import OrderCreated, encode
 
+    template = encode(
+        OrderCreated(
+            order_id="ID",
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+            market_id="MARKET",
+            store_id="STORE",
+            store_category="pizza",
+            order_protocol=1,
+            total_items=2,
+            subtotal=2400,
+            num_distinct_items=2,
+            min_item_price=500,
+            max_item_price=1500,
+            estimated_order_place_duration_s=300,
+            estimated_store_to_consumer_driving_duration_s=700,
+        )
+    ).decode()
+    template = template.replace("{", "{{").replace("}", "}}")  # literal JSON braces
+    template = template.replace('"2026-01-01T00:00:00Z"', '"{at}"')
+    for name in ("ID", "MARKET", "STORE"):
+        template = template.replace(f'"{name}"', '"{' + name.lower() + '}"')
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 1, "acks": "all", "enable.idempotence": True}
     )
@@ -300,23 +327,10 @@ def offer(bootstrap: str, topic: str, rate: float, seconds: float) -> None:
     while sent < total:
         due = min(int((time.monotonic() - started) * rate), total)
         while sent < due:
-            store = sent % 2000
-            order = OrderCreated(
-                order_id=f"live{sent}",
-                created_at=datetime.now(UTC),
-                market_id=f"m{store % 6}",
-                store_id=f"s{store}",
-                store_category="pizza",
-                order_protocol=1,
-                total_items=2,
-                subtotal=2400,
-                num_distinct_items=2,
-                min_item_price=500,
-                max_item_price=1500,
-                estimated_order_place_duration_s=300,
-                estimated_store_to_consumer_driving_duration_s=700,
-            )
-            producer.produce(topic, encode(order), order.store_id.encode())
+            store = f"s{sent % 2000}"
+            at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            value = template.format(id=f"live{sent}", at=at, market=f"m{sent % 6}", store=store)
+            producer.produce(topic, value.encode(), store.encode())
             sent += 1
         producer.poll(0)
         time.sleep(tick_s)
@@ -395,7 +409,7 @@ def run_engine(
     ensure_topics(settings)
     n_orders = args.orders or BACKLOG[engine]
     events = _backlog(settings, n_orders)
-    reader = _reader(settings)
+    reader = _reader(settings, args.reader_fetch_wait_ms)
     worker = Worker(settings, engine, workdir / f"{engine}.log")
     result: dict[str, Any] = {
         "engine": engine,
@@ -404,6 +418,8 @@ def run_engine(
     }
     cpu = CpuShare(CpuShare.stack_pids(urls, worker.proc.pid))
     result["throughput"] = _throughput(reader, n_orders, timeout_s=600, cpu=cpu)
+    if args.low_rate:  # first: at --rate the slower engines are left with a queue
+        result["latency_low_rate"] = _latency(reader, settings, args.low_rate, args.seconds, cpu)
     result["latency"] = _latency(reader, settings, args.rate, args.seconds, cpu)
     result["exit_code"] = worker.stop()
     cpu.close()
@@ -490,6 +506,10 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=0, help="backlog size (default per engine)")
     parser.add_argument("--rate", type=float, default=5000.0, help="offered orders/s (latency)")
     parser.add_argument("--seconds", type=float, default=15.0, help="latency run length")
+    parser.add_argument(
+        "--reader-fetch-wait-ms", type=int, default=10, help="fetch.wait.max.ms of the reader"
+    )
+    parser.add_argument("--low-rate", type=float, default=500.0, help="second rate; 0 skips it")
     parser.add_argument("--profile", action="store_true", help="cProfile the confluent worker")
     parser.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -535,19 +555,21 @@ def _report(
         "orders/s",
         f"p50 ms @{args.rate:g}/s",
         f"p99 ms @{args.rate:g}/s",
+        f"p50/p99 ms @{args.low_rate:g}/s",
         "received",
         "RSS MB",
         "exit",
     ):
         table.add_column(col, justify="right")
     for r in results:
-        t, lat = r["throughput"], r["latency"]
+        t, lat, low = r["throughput"], r["latency"], r.get("latency_low_rate", {})
         table.add_row(
             r["engine"],
             f"{r['backlog_orders']:,}",
             f"{t.get('orders_per_s') or 0:,}",
             str(lat.get("p50_ms", "-")),
             str(lat.get("p99_ms", "-")),
+            f"{low.get('p50_ms', '-')} / {low.get('p99_ms', '-')}",
             f"{lat['received']:,}",
             str(r["rss_mb"]),
             str(r["exit_code"]),
@@ -566,6 +588,7 @@ def _report(
                 },
                 "model": model,
                 "rate": args.rate,
+                "low_rate": args.low_rate,
                 "seconds": args.seconds,
                 "results": results,
                 "profile": profile,
