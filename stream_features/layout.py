@@ -29,6 +29,7 @@ from stream_features.definitions import (
 
 __all__ = [
     "BATCH_FIELDS",
+    "DASHER_DELTA",
     "RAW_READS",
     "SIGNAL_KEEP",
     "RawRead",
@@ -39,6 +40,14 @@ __all__ = [
 ]
 
 ENTITY_PREFIX = {"store_id": "s", "market_id": "m"}
+
+DASHER_DELTA: dict[str, tuple[str, int]] = {
+    "shift_start": ("onshift", 1),
+    "shift_end": ("onshift", -1),
+    "assigned": ("busy", 1),
+    "freed": ("busy", -1),
+}
+"""Which gauge a DasherEvent moves, and by how much: one table for both state backends."""
 
 
 @dataclass(frozen=True)

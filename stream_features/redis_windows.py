@@ -29,17 +29,11 @@ from stream_features.contract import (
     to_ms,
 )
 from stream_features.definitions import BATCH_FEATURES, feature_names
-from stream_features.layout import RAW_READS, SIGNAL_KEEP, finish_rows, hour_of_week
+from stream_features.layout import DASHER_DELTA, RAW_READS, SIGNAL_KEEP, finish_rows, hour_of_week
 from stream_features.vectors import FeatureRows
 
 __all__ = ["RedisFeatureSource", "script_source"]
 
-_DASHER_DELTA = {
-    "shift_start": ("onshift", "1"),
-    "shift_end": ("onshift", "-1"),
-    "assigned": ("busy", "1"),
-    "freed": ("busy", "-1"),
-}
 _STATS = ("applied", "duplicates", "late", "unmatched")
 
 
@@ -107,7 +101,7 @@ def _pack(event: Event) -> list[str | int]:
             "",
         ]
     assert isinstance(event, DasherEvent)
-    signal, delta = _DASHER_DELTA[event.kind]
+    signal, delta = DASHER_DELTA[event.kind]
     return ["E", event_id(event), to_ms(event.at), "", event.market_id, signal, delta, "", ""]
 
 

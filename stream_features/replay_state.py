@@ -38,19 +38,19 @@ from stream_features.contract import (
     to_ms,
 )
 from stream_features.definitions import BATCH_FEATURES, BUCKET_S, feature_names
-from stream_features.layout import RAW_READS, SIGNAL_KEEP, batch_lookup_keys, finish_rows
+from stream_features.layout import (
+    DASHER_DELTA,
+    RAW_READS,
+    SIGNAL_KEEP,
+    batch_lookup_keys,
+    finish_rows,
+)
 from stream_features.vectors import FeatureRows
 
 __all__ = ["BatchTable", "EntityState", "ReplayState"]
 
 BUCKET_MS = BUCKET_S * 1000
 PRUNE_EVERY = 10  # buckets between clean-ups of an entity: cheap, and the same on both paths
-_DASHER_DELTA = {
-    "shift_start": ("onshift", 1),
-    "shift_end": ("onshift", -1),
-    "assigned": ("busy", 1),
-    "freed": ("busy", -1),
-}
 
 BatchTable = dict[str, dict[str, float]]
 """Materialised batch features: feature name → lookup key → value."""
@@ -170,7 +170,7 @@ class ReplayState:
                 market.fields["onshift"] = event.onshift_dashers
                 market.fields["busy"] = event.busy_dashers
         elif ts > market.snap:
-            name, delta = _DASHER_DELTA[event.kind]
+            name, delta = DASHER_DELTA[event.kind]
             market.add(name, delta)
         self._advance(market, "m", ts)
 
