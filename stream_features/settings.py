@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         3600, ge=0, description="events stamped further than this in the future are rejected"
     )
     metrics_port: int = Field(9108, ge=0, description="Prometheus port of the stream worker; 0 off")
+    prediction_ttl_s: int = Field(
+        86400,
+        ge=0,
+        description="the worker caches each prediction in Redis this long for the API; 0 off",
+    )
     stream_include_features: bool = Field(
         False, description="write the model inputs into each streaming prediction (features)"
     )

@@ -70,8 +70,10 @@ class ConfluentWorker:
         options: EngineOptions,
         metrics: StreamMetrics | None = None,
         retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
+        after_scored: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self._o = options
+        self._after_scored = after_scored
         self._features, self._models, self._config = features, models, config
         self._metrics = metrics or StreamMetrics()
         self._retry_on = retry_on
@@ -184,6 +186,8 @@ class ConfluentWorker:
             config=self._config,
         )
         self._metrics.observe_batch(result, time.perf_counter() - batch.started)
+        if self._after_scored is not None and result.predictions:
+            self._store.submit(self._after_scored, result)  # after this batch's round trip
         self.stats.batches += 1
         self.stats.records += len(batch.records)
         self.stats.predictions += len(result.predictions)

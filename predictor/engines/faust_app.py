@@ -58,7 +58,9 @@ class FaustWorker:
         metrics: StreamMetrics | None = None,
         retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
         session_timeout_s: float = 6.0,
+        after_scored: Callable[[BatchResult], None] | None = None,
     ) -> None:
+        self._after_scored = after_scored
         if options.exactly_once:
             raise EngineConfigError("exactly_once needs the confluent engine (transactions)")
         self._bootstrap, self._group = bootstrap, group
@@ -206,13 +208,16 @@ class FaustWorker:
         self.stats.dead_letters += len(result.dead_letters)
 
     def _process(self, records: Sequence[RawRecord], model: ScoringModel) -> BatchResult:
-        return process_batch(
+        result = process_batch(
             records,
             self._features,
             model,
             now_ms=time.time_ns() // 1_000_000,
             config=self._config,
         )
+        if self._after_scored is not None and result.predictions:
+            self._after_scored(result)
+        return result
 
 
 def _settle_unacked(events: Sequence[Any]) -> None:

@@ -17,6 +17,7 @@ import redis
 
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.wiring import confluent_worker, faust_worker, redis_features
+from predictor.serving.latest import LatestPredictions
 from predictor.serving.metrics import StreamMetrics
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
@@ -76,8 +77,11 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         metrics = StreamMetrics()
         metrics.serve(settings.metrics_port)
         features = redis_features(settings, redis_url)
+        latest = None
+        if settings.prediction_ttl_s:
+            latest = LatestPredictions(client, ttl_s=settings.prediction_ttl_s).store_result
         build = faust_worker if engine == "faust" else confluent_worker
-        stats = build(settings, features, handle.current, metrics).run(stop)
+        stats = build(settings, features, handle.current, metrics, latest).run(stop)
         return 0 if stats.uncommitted_batches == 0 else 3
     finally:
         handle.close()

@@ -15,7 +15,7 @@ from predictor.engines.confluent import ConfluentWorker
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import engine_options, pipeline_config
 from predictor.serving.metrics import StreamMetrics
-from predictor.serving.pipeline import ScoringModel
+from predictor.serving.pipeline import BatchResult, ScoringModel
 from stream_features.kafka_clients import consumer_config, producer_config
 from stream_features.settings import Settings
 from stream_features.vectors import FeatureSource
@@ -77,6 +77,7 @@ def confluent_worker(
     features: FeatureSource,
     models: Callable[[], ScoringModel],
     metrics: StreamMetrics | None = None,
+    after_scored: Callable[[BatchResult], None] | None = None,
 ) -> ConfluentWorker:
     """A worker in ``settings.consumer_group`` reading the three source topics."""
     consumer_tuning, producer_tuning = _latency_tuning(settings)
@@ -89,6 +90,7 @@ def confluent_worker(
         engine_options(settings),
         metrics=metrics,
         retry_on=RETRY_ON,
+        after_scored=after_scored,
     )
 
 
@@ -97,6 +99,7 @@ def faust_worker(
     features: FeatureSource,
     models: Callable[[], ScoringModel],
     metrics: StreamMetrics | None = None,
+    after_scored: Callable[[BatchResult], None] | None = None,
 ) -> FaustWorker:
     """The same worker as a Faust app (``pip install etastream[faust]``)."""
     from predictor.engines.faust_app import FaustWorker
@@ -121,4 +124,5 @@ def faust_worker(
         metrics=metrics,
         retry_on=RETRY_ON,
         session_timeout_s=settings.session_timeout_ms / 1000,
+        after_scored=after_scored,
     )

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.wiring import faust_worker, redis_features
 from predictor.serving.dlq import decode_dead_letter
+from predictor.serving.latest import LatestPredictions, latest_key
 from predictor.serving.metrics import StreamMetrics
 from stream_features.contract import DeliveryPrediction, OrderCreated, encode
 from stream_features.kafka_clients import consumer_config, ensure_topics
@@ -51,16 +53,24 @@ def topics(settings: Settings) -> Settings:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_order_gets_exactly_one_prediction(
-    topics: Settings, key_prefix: str, engine: str
+    topics: Settings, key_prefix: str, redis_client: redis.Redis, engine: str
 ) -> None:
     """A simulated marketplace (orders, deliveries, dasher events, snapshots) in, and exactly
-    one prediction out per order, each naming the model version that scored it."""
+    one prediction out per order, each naming the model version that scored it; the same bytes
+    are cached in Redis for the HTTP API."""
     settings = topics
     orders = publish_simulated(settings, ORDERS[engine])
     reader = TopicReader(settings, settings.predictions_topic)
     features = redis_features(settings, settings.redis_url_value() or "", key_prefix)
+    latest = LatestPredictions(redis_client, key_prefix, ttl_s=600)
     started = time.monotonic()
-    with running_worker(settings, features, LinearModel(version="3"), engine=engine) as worker:
+    with running_worker(
+        settings,
+        features,
+        LinearModel(version="3"),
+        engine=engine,
+        after_scored=latest.store_result,
+    ) as worker:
         got = reader.read_until(lambda m: len(m) >= len(orders), timeout_s=90)
     elapsed = time.monotonic() - started
     reader.close()
@@ -72,6 +82,16 @@ def test_every_order_gets_exactly_one_prediction(
     assert [m.key() for m in got] == [p.order_id.encode() for p in preds]
     assert worker.stats.predictions == len(orders) and worker.stats.dead_letters == 0
     assert worker.stats.commits > 0
+    produced = {m.key(): m.value() for m in got}
+    keys = list(produced)
+    cached = [
+        value
+        for i in range(0, len(keys), 5000)
+        for value in redis_client.mget(
+            [latest_key(key_prefix, k.decode()) for k in keys[i : i + 5000] if k]
+        )
+    ]
+    assert cached == list(produced.values()) and latest.failures == 0
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -25,7 +25,7 @@ from predictor.engines.confluent import ConfluentWorker
 from predictor.engines.faust_app import FaustWorker
 from predictor.engines.wiring import confluent_worker, faust_worker
 from predictor.serving.metrics import StreamMetrics
-from predictor.serving.pipeline import ScoringModel
+from predictor.serving.pipeline import BatchResult, ScoringModel
 from stream_features.contract import OrderCreated, encode
 from stream_features.kafka_clients import producer_config
 from stream_features.settings import Settings
@@ -146,11 +146,12 @@ def running_worker(
     model: ScoringModel | Callable[[], ScoringModel],
     metrics: StreamMetrics | None = None,
     engine: str = "confluent",
+    after_scored: Callable[[BatchResult], None] | None = None,
 ) -> Iterator[ConfluentWorker | FaustWorker]:
     """A worker of ``engine`` in a thread; stopped (finish, flush, commit) when the block ends."""
     models = model if callable(model) and not hasattr(model, "predict") else (lambda: model)
     build = faust_worker if engine == "faust" else confluent_worker
-    worker = build(settings, features, models, metrics)  # type: ignore[arg-type]
+    worker = build(settings, features, models, metrics, after_scored)  # type: ignore[arg-type]
     stop = threading.Event()
     failure: list[BaseException] = []
 

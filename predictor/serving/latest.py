@@ -1,0 +1,66 @@
+"""The latest streamed prediction per order, kept in Redis for ``GET /v1/predictions/{id}``.
+
+The topic is the record of truth; this is a cache with a TTL so the HTTP API can answer "what
+did the stream predict for this order" without reading Kafka. The worker writes each batch's
+predictions in one pipelined round trip on its feature thread, after scoring, so the write
+never delays producing. A failed write is logged and counted, not retried: the predictions are
+already on their way to the topic, and the next batch's feature round trip will hit the same
+outage and rewind if Redis is really down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+
+from predictor.serving.pipeline import BatchResult
+from predictor.serving.records import OutRecord
+
+__all__ = ["LatestPredictions", "latest_key"]
+
+log = logging.getLogger("etastream.stream")
+
+
+def latest_key(key_prefix: str, order_id: str) -> str:
+    """The Redis key holding the latest streamed prediction of ``order_id``.
+
+    >>> latest_key("t1:", "o-42")
+    't1:pred:o-42'
+    """
+    return f"{key_prefix}pred:{order_id}"
+
+
+class LatestPredictions:
+    """Write and read the cached predictions (the prediction JSON exactly as produced)."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str = "", ttl_s: int = 86400) -> None:
+        self.client, self.key_prefix, self.ttl_s = client, key_prefix, ttl_s
+        self.failures = 0
+
+    def store(self, predictions: Sequence[OutRecord]) -> None:
+        """One pipelined SET with expiry per prediction; errors are logged, never raised."""
+        if not predictions:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for out in predictions:
+                key = latest_key(self.key_prefix, (out.key or b"").decode())
+                pipe.set(key, out.value, ex=self.ttl_s)
+            pipe.execute()
+        except (redis.RedisError, ConnectionError, TimeoutError) as exc:
+            self.failures += 1
+            log.warning(
+                "could not cache the batch's predictions in Redis",
+                extra={"error": repr(exc), "predictions": len(predictions)},
+            )
+
+    def store_result(self, result: BatchResult) -> None:
+        """``store`` a scored batch's predictions (the engines' ``after_scored`` hook)."""
+        self.store(result.predictions)
+
+    def get(self, order_id: str) -> bytes | None:
+        """The prediction JSON last streamed for ``order_id``, or None (unknown or expired)."""
+        value = self.client.get(latest_key(self.key_prefix, order_id))
+        return value if isinstance(value, bytes) else None
