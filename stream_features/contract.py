@@ -57,7 +57,10 @@ Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 def _utc(value: datetime) -> datetime:
     """Normalise an aware timestamp to UTC and keep it within a sane range."""
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00 or 9999 at -14:00: UTC is outside datetime's range
+        raise ValueError(f"timestamp {value.isoformat()} is outside 2000..2100") from None
     if not _EARLIEST <= value < _LATEST:
         raise ValueError(f"timestamp {value.isoformat()} is outside 2000..2100")
     return value
@@ -197,6 +200,26 @@ class DeadLetter(_Message):
     failed_at: AwareDatetime
 
 
+def _shown(text: str, limit: int = 200) -> str:
+    """``text`` safe to print and log: control characters escaped, about ``limit`` characters.
+
+    Reasons quote the sender's values (an unknown tag, an unknown field's name); a hostile sender
+    must not be able to write terminal escapes, fake log lines or megabytes into them. A long
+    text keeps its start and its end (where pydantic says what was expected).
+
+    >>> _shown("a\\n\\x1b[2Jb")
+    'a\\\\n\\\\x1b[2Jb'
+    >>> _shown("x" * 150 + "y" * 150, limit=20)
+    'xxxxx… (280 characters cut) …yyyyyyyyyyyyyyy'
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 4, limit - limit // 4
+    return f"{text[:head]}… ({len(text) - limit} characters cut) …{text[-tail:]}"
+
+
 def _first_error(exc: ValidationError) -> RejectedMessage:
     err = exc.errors(include_url=False)[0]
     loc = [str(part) for part in err["loc"]]
@@ -204,7 +227,19 @@ def _first_error(exc: ValidationError) -> RejectedMessage:
         loc = loc[1:]
     field = ".".join(loc) or ("type" if err["type"].startswith("union_tag") else None)
     more = exc.error_count() - 1
-    return RejectedMessage(err["msg"] + (f" (and {more} more)" if more else ""), field)
+    reason = _shown(err["msg"]) + (f" (and {more} more)" if more else "")
+    return RejectedMessage(reason, None if field is None else _shown(field, 100))
+
+
+def _size(raw: bytes | bytearray | memoryview | str) -> int:
+    """Bytes on the wire: a str counts as its UTF-8 encoding, a memoryview by its ``nbytes``.
+
+    >>> _size("é"), _size(memoryview(b"ab")), _size(b"abc")
+    (2, 2, 3)
+    """
+    if isinstance(raw, str):
+        return len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+    return raw.nbytes if isinstance(raw, memoryview) else len(raw)
 
 
 def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000) -> Event:
@@ -218,8 +253,9 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000
     ...
     stream_features.errors.RejectedMessage: type: Input tag 'Nope' found using 'type' does not ...
     """
-    if len(raw) > max_bytes:
-        raise RejectedMessage(f"message of {len(raw)} bytes is over the {max_bytes}-byte limit")
+    size = _size(raw)
+    if size > max_bytes:
+        raise RejectedMessage(f"message of {size} bytes is over the {max_bytes}-byte limit")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -229,17 +265,26 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000
     if not isinstance(data, dict):
         raise RejectedMessage(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # true and 1.0 are not 1 either
         raise RejectedMessage(
-            f"unknown schema_version {version!r}; this build reads {SCHEMA_VERSION}",
+            f"unknown schema_version {_shown(repr(version), 40)}; "
+            f"this build reads {SCHEMA_VERSION}",
             "schema_version",
         )
+    # No event field is a boolean, and pydantic would read true as 1 (one item, one dasher):
+    # a JSON boolean anywhere at the top is a sender's bug, not a number.
+    for key, value in data.items():
+        if value is True or value is False:
+            raise RejectedMessage(
+                f"{'true' if value else 'false'} is not a valid value: no event field is a boolean",
+                _shown(key, 100),
+            )
     try:
         return _EVENT.validate_python(data)
     except ValidationError as exc:
         raise _first_error(exc) from None
     except (ValueError, TypeError, OverflowError) as exc:  # defensive: validators raising oddly
-        raise RejectedMessage(str(exc)) from None
+        raise RejectedMessage(_shown(str(exc)) or type(exc).__name__) from None
 
 
 def encode(message: BaseModel) -> bytes:
