@@ -277,7 +277,7 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000
         if value is True or value is False:
             raise RejectedMessage(
                 f"{'true' if value else 'false'} is not a valid value: no event field is a boolean",
-                _shown(key, 100),
+                _shown(key, 100) or None,
             )
     try:
         return _EVENT.validate_python(data)

@@ -20,7 +20,9 @@ __all__ = [
     "TOPICS",
     "VALID",
     "corpus_name",
+    "seeds",
     "with_fields",
+    "write_corpus",
 ]
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -159,6 +161,7 @@ NASTY: dict[str, bytes] = {
     "null-field": _raw_order(b'"store_id":null').replace(b'"store_id":"s42",', b""),
     "escape-in-tag": with_fields(_ORDER, type="x\n\x1b[2J" + "A" * 300),
     "escape-in-key": _raw_order(b'"\\u001b[31m\\n' + b"k" * 300 + b'":1'),
+    "empty-key": orjson.dumps({**_ORDER, "": False}),  # found by the fuzzer: field "" not None
     "array": b"[1,2,3]",
     "string": b'"OrderCreated"',
     "null": b"null",
@@ -178,3 +181,34 @@ def corpus_name(data: bytes) -> str:
     'da39a3ee5e6b4b0d3255bfef95601890afd80709'
     """
     return hashlib.sha1(data).hexdigest()
+
+
+_NASTY_TOPIC = {
+    "year-9999": "dasher-events",
+    "missing-field": "dasher-events",
+    "year-0001": "deliveries",
+    "id-with-slash": "deliveries",
+}
+
+
+def seeds() -> dict[str, list[bytes]]:
+    """The corpus by topic: the valid messages, then the nasty inputs aimed at that topic."""
+    out = {topic: [orjson.dumps(m) for m in messages] for topic, messages in VALID.items()}
+    for name, data in NASTY.items():
+        out[_NASTY_TOPIC.get(name, "orders")].append(data)
+    return out
+
+
+def write_corpus(root: Path = CORPUS) -> int:
+    """Write every seed under ``root/<topic>/`` (files the fuzzer found are left alone)."""
+    count = 0
+    for topic, datas in seeds().items():
+        (root / topic).mkdir(parents=True, exist_ok=True)
+        for data in datas:
+            (root / topic / corpus_name(data)).write_bytes(data)
+            count += 1
+    return count
+
+
+if __name__ == "__main__":
+    print(f"{write_corpus()} seeds under {CORPUS}")

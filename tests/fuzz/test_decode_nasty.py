@@ -73,6 +73,7 @@ EXPECTED: list[tuple[str, str, str | None]] = [
     ("null-field", "valid string", "store_id"),
     ("escape-in-tag", "does not match any of the expected tags", "type"),
     ("escape-in-key", "Extra inputs are not permitted", None),
+    ("empty-key", "no event field is a boolean", None),
     ("array", "expected a JSON object, got list", None),
     ("string", "expected a JSON object, got str", None),
     ("null", "expected a JSON object, got NoneType", None),
@@ -93,6 +94,10 @@ def test_each_nasty_input_is_rejected_with_its_reason(
 def test_every_nasty_seed_has_an_expected_outcome_here() -> None:
     pinned = {name for name, _, _ in EXPECTED}
     assert set(NASTY) - pinned == {"duplicate-key"}  # the one that decodes, by rule
+
+
+def test_a_field_with_an_empty_name_is_reported_as_no_field() -> None:
+    assert rejected(NASTY["empty-key"]).field is None
 
 
 def test_a_duplicate_key_takes_the_last_value() -> None:
