@@ -152,6 +152,7 @@ local function read(keys, bucket, out)
 end
 
 local out = {}
+local batch_memo, batch_row = {}, {}  -- HMGET replies by hash and fields
 local version = redis.call('GET', prefix .. 'batch:current')
 for i = 0, n - 1 do
   local base = 7 + i * 9
@@ -168,17 +169,27 @@ for i = 0, n - 1 do
       read({s = skey, m = mkey}, bucket, out)
       out[#out + 1] = sst.wm or false
       out[#out + 1] = mst.wm or false
-      local lookup = {store_id = store, market_id = market, store_category = a}
-      local extra = {hour_of_week = b, hour_of_day = c}
-      for _, f in ipairs(BATCH) do
-        if version then
-          local field = f[1]
-          if f[3] ~= '' then field = field .. '|' .. extra[f[3]] end
-          out[#out + 1] = redis.call('HGET', prefix .. 'b:' .. version .. ':' .. f[2] .. ':'
-                                     .. lookup[f[2]], field)
-        else
-          out[#out + 1] = false
+      if version then
+        local extra = {hour_of_week = b, hour_of_day = c}
+        local lookup = {store_id = store, market_id = market, store_category = a}
+        for _, g in ipairs(BATCH_GROUPS) do
+          local id = lookup[g[1]]
+          local fields = {}
+          for j, f in ipairs(g[2]) do
+            fields[j] = f[2] == '' and f[1] or (f[1] .. '|' .. extra[f[2]])
+          end
+          local hkey = prefix .. 'b:' .. version .. ':' .. g[1] .. ':' .. id
+          local memo = hkey .. '\0' .. table.concat(fields, '\0')
+          local values = batch_memo[memo]
+          if values == nil then
+            values = redis.call('HMGET', hkey, unpack(fields))
+            batch_memo[memo] = values
+          end
+          for j, pos in ipairs(g[3]) do batch_row[pos] = values[j] end
         end
+        for j = 1, N_BATCH do out[#out + 1] = batch_row[j] end
+      else
+        for _ = 1, N_BATCH do out[#out + 1] = false end
       end
     end
     if not read_only and admit(skey, sst, eid, ts) then

@@ -49,16 +49,22 @@ def script_source() -> str:
     keep: dict[str, list[str]] = {"s": [], "m": []}
     for (entity, signal), buckets in SIGNAL_KEEP.items():
         keep[entity].append(f"[{_lua_str(signal)}] = {buckets}")
-    batch = ", ".join(
-        f"{{{_lua_str(f.name)}, {_lua_str(f.keys[0])}, "
-        f"{_lua_str(f.keys[1] if len(f.keys) > 1 else '')}}}"
-        for f in BATCH_FEATURES
+    groups: dict[str, list[tuple[int, str, str]]] = {}
+    for position, f in enumerate(BATCH_FEATURES, 1):
+        extra = f.keys[1] if len(f.keys) > 1 else ""
+        groups.setdefault(f.keys[0], []).append((position, f.name, extra))
+    batch_groups = ", ".join(
+        f"{{{_lua_str(key)}, "
+        f"{{{', '.join(f'{{{_lua_str(n)}, {_lua_str(x)}}}' for _, n, x in members)}}}, "
+        f"{{{', '.join(str(p) for p, _, _ in members)}}}}}"
+        for key, members in groups.items()
     )
     body = resources.files("stream_features").joinpath("redis_windows.lua").read_text()
     return (
         f"local READS = {{{reads}}}\n"
         f"local KEEP = {{s = {{{', '.join(keep['s'])}}}, m = {{{', '.join(keep['m'])}}}}}\n"
-        f"local BATCH = {{{batch}}}\n" + body
+        f"local N_BATCH = {len(BATCH_FEATURES)}\n"
+        f"local BATCH_GROUPS = {{{batch_groups}}}\n" + body
     )
 
 
