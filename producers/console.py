@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -38,6 +39,17 @@ __all__ = [
 _err = Console(stderr=True)
 _out = Console()
 _EVERY = 500  # events between progress refreshes: rich is too slow to call per event
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so no message can drive the terminal.
+
+    >>> _printable("ok\\x1b[2J\\n")
+    'ok\\\\x1b[2J\\\\n'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _progress() -> Progress:
@@ -139,8 +151,9 @@ def tail_printer() -> Callable[[Shown], None]:
     def emit(shown: Shown) -> None:
         if shown.message is None:
             where = f"partition {shown.partition} offset {shown.offset}"
-            raw = (shown.raw or b"")[:200].decode("utf-8", "replace")
-            _err.print(f"[red]undecodable[/] ({where}): {shown.reason}", markup=True)
+            # the reason and the bytes are the sender's: no markup, no terminal escapes
+            raw = _printable((shown.raw or b"")[:200].decode("utf-8", "replace"))
+            _err.print(f"[red]undecodable[/] ({where}): {escape(_printable(shown.reason or ''))}")
             if raw:
                 _err.print(f"  raw: {raw}", markup=False, highlight=False)
             return

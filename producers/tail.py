@@ -49,12 +49,18 @@ def resolve_topic(name: str, aliases: dict[str, str]) -> str:
     return aliases.get(name, name)
 
 
-def describe(value: bytes | None, strict: bool = True) -> tuple[dict[str, Any] | None, str | None]:
+_MAX_BYTES = 10_485_760
+"""The largest message etastream's topics take (``max.message.bytes``); none bigger is parsed."""
+
+
+def describe(
+    value: bytes | None, strict: bool = True, max_bytes: int = _MAX_BYTES
+) -> tuple[dict[str, Any] | None, str | None]:
     """(the decoded message, None) or (None, why it could not be decoded).
 
     Events go through ``contract.decode``; predictions and dead letters through their models.
     With ``strict`` False, a JSON object that names no etastream message is shown as it is
-    (topics such as monitoring carry their own records).
+    (topics such as monitoring carry their own records). Nothing over ``max_bytes`` is parsed.
 
     >>> describe(b'{"type":"OrderDelivered","order_id":"o1","store_id":"s1","market_id":"m1",'
     ...          b'"delivered_at":"2026-01-01T12:00:00+00:00"}')[0]["delivered_at"]
@@ -64,6 +70,8 @@ def describe(value: bytes | None, strict: bool = True) -> tuple[dict[str, Any] |
     """
     if value is None:
         return None, "empty message (no value)"
+    if len(value) > max_bytes:
+        return None, f"message of {len(value)} bytes is over the {max_bytes}-byte limit"
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

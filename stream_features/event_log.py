@@ -247,17 +247,42 @@ def _iter_csv(path: Path) -> Iterator[LogLine]:
             consumed.append(line)
             yield line
 
-    with _open(path, "rb") as raw_file, io.TextIOWrapper(raw_file, "utf-8", newline="") as text:
+    # surrogateescape: a record with bytes that are not UTF-8 is rejected alone (below), and
+    # its raw bytes are kept as written
+    with (
+        _open(path, "rb") as raw_file,
+        io.TextIOWrapper(raw_file, "utf-8", errors="surrogateescape", newline="") as text,
+    ):
         reader = csv.reader(lines(text))
-        header = next(reader, None)
+        try:
+            header = next(reader, None)
+            if header is not None:
+                ",".join(header).encode()
+        except (csv.Error, UnicodeEncodeError) as exc:
+            raise ValueError(f"{path.name}: the CSV header cannot be read ({exc})") from None
         if header is None:
             return
         consumed.clear()
         line_no = 2
-        for row in reader:
-            raw = "".join(consumed).rstrip("\r\n").encode()
+        while True:
+            try:
+                row: list[str] | None = next(reader)
+                problem = None
+            except StopIteration:
+                break
+            except csv.Error as exc:  # a field over csv.field_size_limit(): this record only
+                row, problem = None, f"not valid CSV: {exc}"
+            text_line = "".join(consumed).rstrip("\r\n")
             start, line_no = line_no, line_no + len(consumed)
             consumed.clear()
+            try:
+                raw = text_line.encode()
+            except UnicodeEncodeError:
+                raw = text_line.encode("utf-8", "surrogateescape")
+                problem = problem or "not valid UTF-8"
+            if row is None or problem is not None:
+                yield LogLine(start, None, RejectedMessage(problem or "not valid CSV"), raw)
+                continue
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
