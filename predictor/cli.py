@@ -21,7 +21,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from predictor import models_cli
+    from predictor import api_cli, models_cli
     from predictor.serving_cli import register as register_predict
     from producers import cli as producers_cli
     from stream_features import cli as features_cli
@@ -30,6 +30,7 @@ def _register() -> None:
     producers_cli.register(app)
     register_predict(app)
     models_cli.register(app)
+    api_cli.register(app)
 
 
 def main() -> None:

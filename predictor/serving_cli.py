@@ -1,6 +1,8 @@
-"""The ``eta predict`` group: ``stream`` here; other serving commands join the same group."""
+"""The ``eta predict`` group: ``stream`` (the worker) and ``batch`` (precomputed store ETAs)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -40,6 +42,33 @@ def stream(
     except EtaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@predict_app.command()
+def batch(
+    history: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="event log to find active stores and baskets in"
+    ),
+    profiles: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="store profiles (Parquet) from an earlier run"
+    ),
+    as_of: str = typer.Option(None, help="ISO time of slot 0 (default: now)"),
+    slots: int = typer.Option(None, min=1, help="hour slots per store (default: ETA_BATCH_SLOTS)"),
+    out: Path = typer.Option(None, help="Parquet directory (default: ETA_BATCH_OUT_DIR)"),
+    profile_days: int = typer.Option(28, min=1, help="days of history a store profile spans"),
+    redis_out: bool = typer.Option(True, "--redis/--no-redis", help="publish to Redis"),
+) -> None:
+    """Precompute "the ETA if you order now" for every active store at each next hour slot.
+
+    Reads the stream's feature state from Redis and scores with the production model
+    (ETA_MODEL_NAME@ETA_SERVE_STAGE); writes a Parquet run under --out and, unless --no-redis,
+    publishes it to Redis in one pointer swap for GET /v1/stores/{store_id}/eta. The basket
+    each ETA is for is the store's median order (see docs/serving.md).
+    """
+    from predictor.batch_scoring.cli_run import batch_command
+
+    code = batch_command(history, profiles, as_of, slots, out, profile_days, redis_out)
     raise typer.Exit(code)
 
 

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         "needs 'Authorization: Bearer <key>' or 'X-API-Key'",
     )
     max_request_bytes: int = Field(2_000_000, ge=1024)
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins the HTTP API allows (CORS), a JSON list such as "
+        '["https://ops.example.com"]; empty: none',
+    )
 
     # --- batch prediction -----------------------------------------------------------------
     batch_slots: int = Field(4, ge=1, description="hour slots ahead scored by `eta predict batch`")

@@ -1,0 +1,71 @@
+"""Online scoring: the orders' features read from the stream's state, one predict, the stream's
+encoding with ``mode="online"``.
+
+The same read the stream makes for an order (``get_online_features``: the state before the
+order, without applying it), the same ``predict`` of the same model version, and the same
+``encode_prediction``: a streamed and an online prediction for one order and one feature state
+are equal byte for byte but for ``mode`` and ``served_at``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import redis
+
+from predictor.api.errors import UnusablePrediction
+from predictor.serving.encoding import encode_prediction
+from predictor.serving.pipeline import ScoringModel
+from stream_features.contract import OrderCreated
+from stream_features.online import get_online_features
+
+__all__ = ["MAX_DURATION_S", "predict_orders", "served_now"]
+
+MAX_DURATION_S = 365 * 86400.0
+"""Beyond a year a prediction is a model fault, not an ETA (the stream core's bound too)."""
+
+
+def served_now() -> datetime:
+    """Now, at the millisecond precision the stream stamps ``served_at`` with."""
+    return datetime.fromtimestamp(time.time_ns() // 1_000_000 / 1000, UTC)
+
+
+def predict_orders(
+    client: redis.Redis,
+    orders: Sequence[OrderCreated],
+    model: ScoringModel,
+    *,
+    key_prefix: str = "",
+    served_at: datetime | None = None,
+    mode: str = "online",
+) -> list[bytes]:
+    """One ``DeliveryPrediction`` JSON per order, in order; one Redis round trip, one predict.
+
+    Raises ``redis.RedisError`` when the state cannot be read and ``UnusablePrediction`` when
+    the model returns a duration the stream would dead-letter.
+    """
+    rows = get_online_features(client, orders, key_prefix=key_prefix)
+    durations = np.asarray(model.predict(rows.values), dtype=np.float64).reshape(-1)
+    stamp = served_at or served_now()
+    out = []
+    for order, duration, fresh in zip(
+        rows.orders, durations.tolist(), rows.freshness_s.tolist(), strict=True
+    ):
+        if not (math.isfinite(duration) and duration <= MAX_DURATION_S):
+            raise UnusablePrediction(model.name, model.version, order.order_id, duration)
+        out.append(
+            encode_prediction(
+                order,
+                max(duration, 0.0),
+                model_name=model.name,
+                model_version=model.version,
+                served_at=stamp,
+                feature_freshness_s=None if math.isnan(fresh) else max(fresh, 0.0),
+                mode=mode,
+            )
+        )
+    return out

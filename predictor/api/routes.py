@@ -1,0 +1,183 @@
+"""The routes: health, readiness, metrics, online predictions, streamed and batch lookups.
+
+Handlers are ``async`` and call Redis synchronously: a round trip to a local Redis takes a
+fraction of a millisecond, less than handing the call to a thread pool would, and one worker
+serves one request at a time either way. The client's socket timeout bounds a stalled Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+import redis
+from fastapi import APIRouter, Path, Request, Response
+
+from predictor.api import schemas
+from predictor.api.errors import NotReady, PredictionNotFound, StoreEtaNotFound
+from predictor.api.metrics import ApiMetrics
+from predictor.api.parsing import parse_orders
+from predictor.api.predict import predict_orders
+from predictor.batch_scoring.store import BatchPredictionStore
+from predictor.serving.latest import latest_key
+from predictor.serving.pipeline import ScoringModel
+from stream_features.contract import DeliveryPrediction
+
+__all__ = ["ApiConfig", "ModelSource", "Services", "build_router"]
+
+_JSON = "application/json"
+_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+
+
+class ModelSource(Protocol):
+    """Where the API gets its model (``ModelHandle`` in production): None until one is set."""
+
+    def peek(self) -> ScoringModel | None: ...
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Plain values the app runs with (the command builds them from ``Settings``)."""
+
+    key_prefix: str = ""
+    api_key: str | None = None
+    max_request_bytes: int = 2_000_000
+    max_orders: int = 1000
+    cors_origins: tuple[str, ...] = ()
+    model_name: str = "eta"
+    serve_stage: str = "production"
+
+
+@dataclass(frozen=True)
+class Services:
+    config: ApiConfig
+    client: redis.Redis
+    models: ModelSource
+    metrics: ApiMetrics
+    batch: BatchPredictionStore
+
+
+def _error(status: int, model: type[Any], what: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "description": what}}
+
+
+_BAD_INPUT = _error(422, schemas.ValidationErrorBody, "a parameter or field breaks the contract")
+_UNAVAILABLE = _error(503, schemas.ErrorBody, "no model loaded yet, or Redis is unreachable")
+
+
+def build_router(services: Services) -> APIRouter:
+    """Every route, bound to ``services``."""
+    router = APIRouter()
+    config, client = services.config, services.client
+
+    def model_or_503() -> ScoringModel:
+        model = services.models.peek()
+        if model is None:
+            raise NotReady([f"no model at {config.model_name}@{config.serve_stage} yet"])
+        return model
+
+    @router.get("/healthz", response_model=schemas.Health, tags=["operations"])
+    async def healthz() -> Response:
+        """Alive: the process answers. Always open, even with an API key set."""
+        return Response(b'{"status":"alive"}', media_type=_JSON)
+
+    @router.get(
+        "/readyz",
+        response_model=schemas.Ready,
+        tags=["operations"],
+        responses={503: {"model": schemas.NotReadyBody, "description": "not ready, and why"}},
+    )
+    async def readyz() -> Response:
+        """Ready to predict: Redis answers and a model is loaded."""
+        reasons = []
+        try:
+            client.ping()
+        except (redis.RedisError, OSError) as exc:
+            reasons.append(f"Redis is unreachable ({type(exc).__name__})")
+        model = services.models.peek()
+        if model is None:
+            reasons.append(f"no model at {config.model_name}@{config.serve_stage} yet")
+        if reasons or model is None:
+            raise NotReady(reasons)
+        body = schemas.Ready(
+            status="ready",
+            model_name=model.name,
+            model_version=model.version,
+            backend=getattr(model, "backend", None),
+        )
+        return Response(body.model_dump_json().encode(), media_type=_JSON)
+
+    @router.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics: requests by route and status, latency, the model in use."""
+        return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @router.post(
+        "/v1/predictions",
+        response_model=schemas.PredictionAnswer,
+        tags=["predictions"],
+        openapi_extra={"requestBody": schemas.request_body_schema(config.max_orders)},
+        responses={
+            **_error(413, schemas.ErrorBody, "the body is over ETA_MAX_REQUEST_BYTES"),
+            **_BAD_INPUT,
+            **_UNAVAILABLE,
+        },
+    )
+    async def predict(request: Request) -> Response:
+        """Predict the delivery duration of one order or a list of up to 1000, now.
+
+        The features are read from the stream's state as the stream would read them for the
+        order at this moment (without applying it); the answer is the stream's
+        DeliveryPrediction with ``mode`` "online", scored by the production model.
+        """
+        orders, many = parse_orders(await request.body(), config.max_orders)
+        model = model_or_503()
+        values = predict_orders(client, orders, model, key_prefix=config.key_prefix)
+        services.metrics.predictions.inc(len(values))
+        body = b"[" + b",".join(values) + b"]" if many else values[0]
+        return Response(body, media_type=_JSON)
+
+    @router.get(
+        "/v1/predictions/{order_id}",
+        response_model=DeliveryPrediction,
+        tags=["predictions"],
+        responses={
+            **_error(404, schemas.ErrorBody, "the stream has no (unexpired) prediction for it"),
+            **_BAD_INPUT,
+            **_UNAVAILABLE,
+        },
+    )
+    async def streamed_prediction(
+        order_id: Annotated[str, Path(min_length=1, max_length=64, pattern=_ID_PATTERN)],
+    ) -> Response:
+        """The prediction the stream produced for this order, byte for byte as on the topic."""
+        value = client.get(latest_key(config.key_prefix, order_id))
+        if not isinstance(value, bytes):
+            raise PredictionNotFound(order_id)
+        return Response(value, media_type=_JSON)
+
+    @router.get(
+        "/v1/stores/{store_id}/eta",
+        response_model=schemas.StoreEta,
+        tags=["predictions"],
+        responses={
+            **_error(404, schemas.ErrorBody, "no batch run yet, or not an active store"),
+            **_BAD_INPUT,
+            **_UNAVAILABLE,
+        },
+    )
+    async def store_eta(
+        store_id: Annotated[str, Path(min_length=1, max_length=64, pattern=_ID_PATTERN)],
+    ) -> Response:
+        """The ETAs `eta predict batch` precomputed for the store, one per hour slot ahead."""
+        version, value = services.batch.read(store_id)
+        if value is None:
+            raise StoreEtaNotFound(store_id, version)
+        return Response(value, media_type=_JSON)
+
+    return router

@@ -1,0 +1,58 @@
+"""``eta serve``: the HTTP API under uvicorn, one worker process unless asked for more."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register", "serve"]
+
+
+def serve(
+    host: str = typer.Option(None, help="address to bind (default: ETA_HTTP_HOST)"),
+    port: int = typer.Option(None, help="port (default: ETA_HTTP_PORT)"),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
+    json_logs: bool = typer.Option(True, "--json-logs/--plain-logs", help="JSON lines on stderr"),
+) -> None:
+    """Serve online predictions, streamed and batch lookups, health and metrics over HTTP.
+
+    POST /v1/predictions, GET /v1/predictions/{order_id}, GET /v1/stores/{store_id}/eta,
+    /healthz, /readyz, /metrics; the OpenAPI spec at /openapi.json. Needs ETA_REDIS_URL (the
+    stream's Redis) and follows ETA_MODEL_NAME@ETA_SERVE_STAGE without a restart; /readyz says
+    503 until a model is there. See docs/serving.md.
+    """
+    import redis
+    import uvicorn
+
+    from predictor.api.wiring import build_app
+    from predictor.serving.logs import configure_logging
+    from stream_features.errors import EtaError
+    from stream_features.settings import Settings
+
+    configure_logging(log_level, json_logs)
+    settings = Settings()
+    options = {
+        "host": host or settings.http_host,
+        "port": port if port is not None else settings.http_port,
+        "log_level": log_level.lower(),
+        "access_log": False,  # one log line per request would cost more than the request
+        "server_header": False,
+        "log_config": None,  # keep the JSON logging configured above
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        uvicorn.run("predictor.api.wiring:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        return
+    try:
+        app = build_app(settings)
+    except EtaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except redis.RedisError as exc:
+        typer.echo(f"error: Redis does not answer ({type(exc).__name__}: {exc})", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(app, **options)  # type: ignore[arg-type]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,189 @@
+"""The HTTP API against the real Redis and registry: predictions, lookups, readiness, metrics.
+
+The app is the one ``eta serve`` builds from Settings (``build_app``), over the test's own key
+prefix and model name; ``test_api_serve.py`` runs the command itself.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import redis
+
+from predictor.api.schemas import StoreEta
+from predictor.batch_scoring import run_batch
+from predictor.models.registry import Registry
+from predictor.serving.latest import LatestPredictions
+from predictor.serving.records import OutRecord
+from stream_features.contract import DeliveryPrediction
+from stream_features.online import get_online_features
+from stream_features.settings import Settings
+from tests.api_fakes import order_json
+from tests.feature_events import order
+from tests.integration.api_helpers import api_client, model_settings, seed_state, seeded_profiles
+from tests.integration.worker_models import registered_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def served(settings: Settings, tmp_path: Path) -> Settings:
+    return model_settings(settings, tmp_path)
+
+
+def _model(settings: Settings):  # type: ignore[no-untyped-def]
+    registry = Registry(settings.registry_dir)
+    return registry.load(settings.model_name, registry.resolve(settings.model_name, "production"))
+
+
+def test_one_order_is_scored_on_the_online_row_and_changes_nothing(
+    served: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    now = datetime.now(UTC)
+    seed_state(redis_client, key_prefix, now)
+    new = order("new-1", now, store="s1", market="m1")
+    state_before = redis_client.hgetall(f"{key_prefix}s:s1")
+
+    with api_client(served, key_prefix) as api:
+        response = api.post("/v1/predictions", content=new.model_dump_json())
+
+    assert response.status_code == 200, response.text
+    prediction = DeliveryPrediction.model_validate_json(response.content)
+    row = get_online_features(redis_client, [new], key_prefix=key_prefix)
+    expected = _model(served).predict(row.values)[0]
+    assert prediction.mode == "online"
+    assert prediction.order_id == "new-1" and prediction.store_id == "s1"
+    assert prediction.model_name == served.model_name and prediction.model_version == "1"
+    assert prediction.predicted_duration_s == pytest.approx(expected, abs=1e-9)
+    assert prediction.predicted_delivery_at == new.created_at + timedelta(seconds=expected)
+    assert prediction.feature_freshness_s == pytest.approx(row.freshness_s[0])
+    assert row.values[0, row.names.index("store__orders_created__60m")] > 0  # real state read
+    assert redis_client.hgetall(f"{key_prefix}s:s1") == state_before
+
+
+def test_a_list_is_answered_in_order_by_one_model_version(
+    served: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    now = datetime.now(UTC)
+    seed_state(redis_client, key_prefix, now)
+    orders = [
+        order(f"list-{i}", now - timedelta(seconds=i), store=f"s{i % 7}", market=f"m{i % 2}")
+        for i in range(40)
+    ]
+    body = orjson.dumps([orjson.loads(o.model_dump_json()) for o in orders])
+
+    with api_client(served, key_prefix) as api:
+        response = api.post("/v1/predictions", content=body)
+
+    assert response.status_code == 200
+    answers = [DeliveryPrediction.model_validate(p) for p in response.json()]
+    assert [a.order_id for a in answers] == [o.order_id for o in orders]
+    assert {a.model_version for a in answers} == {"1"}
+    rows = get_online_features(redis_client, orders, key_prefix=key_prefix)
+    expected = _model(served).predict(rows.values)
+    np.testing.assert_allclose([a.predicted_duration_s for a in answers], expected, atol=1e-9)
+    assert len({a.predicted_duration_s for a in answers}) > 1  # the rows differ
+
+
+def test_the_streamed_prediction_is_returned_byte_for_byte(
+    served: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    streamed = b'{"schema_version":1,"type":"DeliveryPrediction","order_id":"o-9"}'
+
+    with api_client(served, key_prefix) as api:
+        before = api.get("/v1/predictions/o-9")
+        LatestPredictions(redis_client, key_prefix, ttl_s=60).store([OutRecord(b"o-9", streamed)])
+        after = api.get("/v1/predictions/o-9")
+        other = api.get("/v1/predictions/o-10")
+
+    assert before.status_code == 404
+    assert "no streamed prediction for order 'o-9'" in before.json()["detail"]
+    assert after.status_code == 200 and after.content == streamed
+    assert after.headers["content-type"] == "application/json"
+    assert other.status_code == 404
+
+
+def test_store_etas_come_from_the_current_batch_run(
+    served: Settings, redis_client: redis.Redis, key_prefix: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    orders = seed_state(redis_client, key_prefix, now)
+
+    with api_client(served, key_prefix) as api:
+        before = api.get("/v1/stores/s1/eta")
+        run = run_batch(
+            redis_client,
+            seeded_profiles(orders, now),
+            _model(served),
+            as_of=now,
+            slots=3,
+            out_dir=tmp_path / "batch",
+            key_prefix=key_prefix,
+        )
+        found = api.get("/v1/stores/s1/eta")
+        unknown = api.get("/v1/stores/s-unknown/eta")
+
+    assert before.status_code == 404 and "no batch prediction run" in before.json()["detail"]
+    assert found.status_code == 200
+    eta = StoreEta.model_validate_json(found.content)
+    assert eta.store_id == "s1" and eta.batch_version == run.version
+    assert [p.created_at for p in eta.predictions] == [now + timedelta(hours=k) for k in range(3)]
+    assert {p.mode for p in eta.predictions} == {"batch"}
+    assert unknown.status_code == 404
+    assert f"not in batch run {run.version}" in unknown.json()["detail"]
+
+
+def test_not_ready_until_a_model_is_promoted_then_follows_the_stage(
+    settings: Settings, redis_client: redis.Redis, key_prefix: str, tmp_path: Path
+) -> None:
+    trained = registered_model(settings, tmp_path)  # registered under a name we swap in below
+    registry = Registry(trained.registry_dir)
+    name = trained.model_name
+    empty = settings.model_copy(
+        update={"model_name": name, "serve_stage": "staging", "scoring": "lightgbm"}
+    )
+    new = order("ready-1", datetime.now(UTC))
+
+    with api_client(empty, key_prefix) as api:
+        not_ready = api.get("/readyz")
+        refused = api.post("/v1/predictions", content=new.model_dump_json())
+        registry.promote(name, "1", "staging")
+        deadline = time.monotonic() + 20
+        while api.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = api.get("/readyz")
+        scored = api.post("/v1/predictions", content=new.model_dump_json())
+        metrics = api.get("/metrics").text
+
+    assert not_ready.status_code == 503
+    assert not_ready.json()["reasons"] == [f"no model at {name}@staging yet"]
+    assert refused.status_code == 503
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {
+        "status": "ready",
+        "model_name": name,
+        "model_version": "1",
+        "backend": "lightgbm",
+    }
+    assert scored.status_code == 200
+    assert f'eta_http_model_info{{name="{name}",version="1"}} 1.0' in metrics
+    assert 'route="/v1/predictions",status="503"' in metrics
+    assert "eta_http_predictions_total 1.0" in metrics
+
+
+def test_a_bad_order_in_a_list_names_its_index(served: Settings, key_prefix: str) -> None:
+    orders = [order_json(f"o{i}") for i in range(5)]
+    orders[2]["min_item_price"] = 99_999  # above max_item_price
+
+    with api_client(served, key_prefix) as api:
+        response = api.post("/v1/predictions", json=orders)
+
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", 2]
+    assert "min_item_price must be <= max_item_price" in problem["msg"]
