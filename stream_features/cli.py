@@ -33,8 +33,8 @@ def up() -> None:
     with start_stack(settings) as urls:
         ensure_topics(settings, urls.kafka_bootstrap_servers)
         _console.print("[bold green]etastream stack is up[/] — in another shell:")
-        for key, value in urls.env().items():
-            print(f"export {key}={value}", flush=True)
+        for line in urls.exports():  # never a password: it is in the env, or in a variable
+            print(line, flush=True)
         if urls.embedded_kafka:
             _console.print(
                 "[dim]the embedded broker keeps topics in memory: they start empty "

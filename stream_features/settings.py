@@ -6,13 +6,26 @@ it. ``None`` for the Kafka or Redis address means "start the embedded one" (see 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "masked_kafka"]
+
+_SECRET_KAFKA_KEY = re.compile(r"pass|secret|token|key|jaas|cred|oauthbearer_config", re.I)
+
+
+def masked_kafka(kafka: dict[str, str]) -> dict[str, str]:
+    """``kafka`` with the values of secret-looking keys hidden, for reprs and dumps.
+
+    >>> masked_kafka({"security_protocol": "SASL_SSL", "sasl_password": "s3cret"})
+    {'security_protocol': 'SASL_SSL', 'sasl_password': '**********'}
+    """
+    return {k: "**********" if _SECRET_KAFKA_KEY.search(k) else v for k, v in kafka.items()}
 
 
 class Settings(BaseSettings):
@@ -39,6 +52,11 @@ class Settings(BaseSettings):
     )
     embedded_kafka_port: int = Field(0, description="embedded broker port; 0 picks a free one")
     embedded_redis_port: int = Field(0, description="embedded Redis port; 0 picks a free one")
+    embedded_redis_password: SecretStr | None = Field(
+        None,
+        description="the embedded Redis then admits only user 'etastream' with this password; "
+        "a URL-safe one (openssl rand -hex 32) lets `eta up` print a ready export line",
+    )
 
     # --- topics ---------------------------------------------------------------------------
     orders_topic: str = "orders"
@@ -113,6 +131,15 @@ class Settings(BaseSettings):
     # --- monitoring -----------------------------------------------------------------------
     psi_alert: float = Field(0.2, gt=0, description="PSI above this raises a drift alert")
     mae_alert_s: float = Field(900.0, gt=0, description="rolling MAE above this raises an alert")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """As pydantic's, with ``kafka`` passwords hidden the way ``SecretStr`` hides its own."""
+        for name, value in super().__repr_args__():
+            yield name, masked_kafka(value) if name == "kafka" else value
+
+    @field_serializer("kafka", when_used="json")
+    def _kafka_json(self, kafka: dict[str, str]) -> dict[str, str]:
+        return masked_kafka(kafka)
 
     def kafka_config(self) -> dict[str, str]:
         """Extra librdkafka settings with ``security_protocol`` spelled ``security.protocol``.

@@ -10,6 +10,7 @@ AOF under ``data_dir``, so registry pointers and feature state survive a restart
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -26,9 +28,11 @@ from stream_features.errors import ServiceUnavailable
 from stream_features.settings import Settings
 
 __all__ = [
+    "EMBEDDED_REDIS_USER",
     "StackUrls",
     "broker_binary",
     "free_port",
+    "redacted",
     "redis_binary",
     "start_stack",
     "wait_for_kafka",
@@ -36,21 +40,73 @@ __all__ = [
 ]
 
 
+EMBEDDED_REDIS_USER = "etastream"
+"""The one ACL user of an embedded Redis started with a password (the default user is off)."""
+_PASSWORD_VARIABLE = "ETA_EMBEDDED_REDIS_PASSWORD"
+
+
+def redacted(url: str, placeholder: str = "****") -> str:
+    """``url`` with its password, in the userinfo or the query, replaced: for output and errors.
+
+    >>> redacted("rediss://etastream:s3cret@redis.internal:6380/0")
+    'rediss://etastream:****@redis.internal:6380/0'
+    >>> redacted("redis://h:6379/0?password=s3cret&db=1"), redacted("redis://h:6379/0")
+    ('redis://h:6379/0?password=****&db=1', 'redis://h:6379/0')
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(k == "password" for k, _ in query):
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = (
+            f"{parts.netloc.rpartition('@')[0].partition(':')[0]}:{placeholder}@"
+            + (parts.netloc.rpartition("@")[2])
+        )
+    shown = [(k, placeholder if k == "password" else v) for k, v in query]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(shown, safe="*${}")))
+
+
 @dataclass(frozen=True)
 class StackUrls:
-    """Where the services answer, and whether this process started them."""
+    """Where the services answer, and whether this process started them.
+
+    ``redis_url`` holds the password when there is one: pass it to clients, never print it
+    (``exports`` is what to show).
+    """
 
     kafka_bootstrap_servers: str
     redis_url: str
     embedded_kafka: bool
     embedded_redis: bool
+    redis_password_variable: str | None = None
+    """The variable whose value is the embedded Redis's password (printed in its place)."""
 
     def env(self) -> dict[str, str]:
-        """The settings a client process needs to reach this stack."""
+        """The settings a client process needs to reach this stack (secrets included)."""
         return {
             "ETA_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "ETA_REDIS_URL": self.redis_url,
         }
+
+    def exports(self) -> list[str]:
+        """Shell lines pointing another shell at this stack, with no password in them.
+
+        >>> StackUrls("k:9092", "redis://:pw@r:6379/0", False, False).exports()[1]
+        '# ETA_REDIS_URL, password not shown: redis://:****@r:6379/0'
+        >>> StackUrls("k:9092", "redis://etastream:pw@r:1/0", True, True, "PW").exports()[1]
+        'export ETA_REDIS_URL="redis://etastream:${PW}@r:1/0"'
+        """
+        lines = [f"export ETA_KAFKA_BOOTSTRAP_SERVERS={self.kafka_bootstrap_servers}"]
+        variable = self.redis_password_variable
+        shown = redacted(self.redis_url, f"${{{variable}}}" if variable else "****")
+        if shown == self.redis_url:
+            lines.append(f"export ETA_REDIS_URL={shown}")
+        elif variable:  # the shell fills the password in from the variable the user set
+            lines.append(f'export ETA_REDIS_URL="{shown}"')
+        else:
+            lines.append(f"# ETA_REDIS_URL, password not shown: {shown}")
+        return lines
 
 
 def free_port() -> int:
@@ -89,9 +145,15 @@ def wait_for_kafka(
     bootstrap: str, timeout_s: float = 20.0, extra: dict[str, str] | None = None
 ) -> None:
     """Poll with a metadata request until the broker answers, or raise ServiceUnavailable."""
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    except KafkaException as exc:  # e.g. an ssl.ca.location that does not exist
+        raise ServiceUnavailable(
+            "Kafka", bootstrap, f"the client settings were refused: {exc}"
+        ) from None
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
@@ -119,7 +181,7 @@ def wait_for_redis(url: str, timeout_s: float = 20.0) -> None:
             time.sleep(0.05)
     finally:
         client.close()
-    raise ServiceUnavailable("Redis", url.split("@")[-1], last)
+    raise ServiceUnavailable("Redis", redacted(url), last)
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
@@ -155,13 +217,27 @@ def _embedded_kafka(port: int, log_dir: Path) -> Iterator[str]:
         log.close()
 
 
+def _acl_config(password: str | None) -> bytes:
+    """redis.conf lines (read from stdin, so no password shows in ``ps``): with a password, the
+    default user is off and only ``etastream`` with that password (kept as its SHA-256) gets in.
+
+    >>> _acl_config("pw").decode().splitlines()[1][:26]
+    'user etastream on #30c952f'
+    """
+    if password is None:
+        return b""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return f"user default off\nuser {EMBEDDED_REDIS_USER} on #{digest} ~* &* +@all\n".encode()
+
+
 @contextlib.contextmanager
-def _embedded_redis(port: int, data_dir: Path) -> Iterator[str]:
+def _embedded_redis(port: int, data_dir: Path, password: str | None = None) -> Iterator[str]:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
             redis_binary(),
+            "-",  # the config file: stdin
             "--port",
             str(port),
             "--bind",
@@ -181,10 +257,14 @@ def _embedded_redis(port: int, data_dir: Path) -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
     )
     try:
-        url = f"redis://127.0.0.1:{port}/0"
+        assert proc.stdin is not None
+        with proc.stdin:
+            proc.stdin.write(_acl_config(password))
+        user = "" if password is None else f"{EMBEDDED_REDIS_USER}:{quote(password, safe='')}@"
+        url = f"redis://{user}127.0.0.1:{port}/0"
         wait_for_redis(url)
         yield url
     finally:
@@ -203,12 +283,26 @@ def start_stack(settings: Settings) -> Iterator[StackUrls]:
         else:
             wait_for_kafka(kafka, extra=settings.kafka_config())
         redis_url = settings.redis_url_value()
+        password = settings.embedded_redis_password
         if redis_url is None:
             redis_url = stack.enter_context(
-                _embedded_redis(settings.embedded_redis_port, data_dir / "redis")
+                _embedded_redis(
+                    settings.embedded_redis_port,
+                    data_dir / "redis",
+                    None if password is None else password.get_secret_value() or None,
+                )
             )
         else:
             wait_for_redis(redis_url)
+        embedded_redis = settings.redis_url is None
+        secret = None if password is None else password.get_secret_value()
         yield StackUrls(
-            kafka, redis_url, settings.kafka_bootstrap_servers is None, settings.redis_url is None
+            kafka,
+            redis_url,
+            settings.kafka_bootstrap_servers is None,
+            embedded_redis,
+            # the shell can fill a password in only where the URL holds it as typed
+            _PASSWORD_VARIABLE
+            if embedded_redis and secret and quote(secret, safe="") == secret
+            else None,
         )
