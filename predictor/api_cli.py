@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import typer
 
 __all__ = ["register", "serve"]
+
+
+def _graceful_server() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """Exits 0 after a clean stop on SIGTERM or Ctrl-C.
+
+        uvicorn raises the signal again once it has shut down, so the process would end as
+        "killed by SIGTERM" although every request in flight was answered; like the stream
+        worker, a requested stop exits 0.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    getattr(self, "_captured_signals", []).clear()
+
+    return GracefulServer
 
 
 def serve(
@@ -31,7 +57,7 @@ def serve(
 
     configure_logging(log_level, json_logs)
     settings = Settings()
-    options = {
+    options: dict[str, Any] = {
         "host": host or settings.http_host,
         "port": port if port is not None else settings.http_port,
         "log_level": log_level.lower(),
@@ -41,7 +67,7 @@ def serve(
         "timeout_graceful_shutdown": 10,
     }
     if workers > 1:
-        uvicorn.run("predictor.api.wiring:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        uvicorn.run("predictor.api.wiring:app_from_env", factory=True, workers=workers, **options)
         return
     try:
         app = build_app(settings)
@@ -51,7 +77,7 @@ def serve(
     except redis.RedisError as exc:
         typer.echo(f"error: Redis does not answer ({type(exc).__name__}: {exc})", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(app, **options)  # type: ignore[arg-type]
+    _graceful_server()(uvicorn.Config(app, **options)).run()
 
 
 def register(app: typer.Typer) -> None:
