@@ -113,6 +113,9 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     return _parse_metadata(directory)
 
 
+_TRANSFORMS = ("identity", "log1p")
+
+
 def _parse_metadata(directory: Path) -> dict[str, Any]:
     try:
         metadata = orjson.loads((directory / METADATA_FILE).read_bytes())
@@ -121,7 +124,35 @@ def _parse_metadata(directory: Path) -> dict[str, Any]:
     required = ("name", "feature_names", "feature_registry_hash", "target_transform")
     if not isinstance(metadata, dict) or any(k not in metadata for k in required):
         raise ArtifactError(directory, f"{METADATA_FILE} lacks one of {', '.join(required)}")
+    names = metadata["feature_names"]
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ArtifactError(directory, f"{METADATA_FILE}: feature_names is not a list of names")
+    if not isinstance(metadata["name"], str) or not isinstance(
+        metadata["feature_registry_hash"], str
+    ):
+        raise ArtifactError(directory, f"{METADATA_FILE}: name and feature_registry_hash are text")
+    if metadata["target_transform"] not in _TRANSFORMS:  # an unknown one would score as identity
+        raise ArtifactError(
+            directory,
+            f"{METADATA_FILE}: target_transform {metadata['target_transform']!r} is not one of "
+            f"{', '.join(_TRANSFORMS)}",
+        )
     return metadata
+
+
+def _model_text(directory: Path) -> str:
+    """``model.txt`` as text. LightGBM's text format is the only one ever loaded: a pickle or
+    joblib file (binary, and code on load) is refused before anything parses it."""
+    raw = (directory / MODEL_FILE).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        kind = "a pickle" if raw[:1] == b"\x80" else "binary data"
+        raise ArtifactError(
+            directory,
+            f"{MODEL_FILE} is {kind}, not LightGBM's text model; only text models are loaded "
+            "(write it with Booster.save_model, never pickle or joblib)",
+        ) from None
 
 
 def finish_predictions(raw: Any, transform: str) -> Array:
@@ -199,7 +230,7 @@ def load_artifact(directory: Path, expected_registry_hash: str | None = None) ->
     if metadata["feature_registry_hash"] != running:
         raise FeatureRegistryMismatch(directory, str(metadata["feature_registry_hash"]), running)
     try:
-        booster = lgb.Booster(model_str=(directory / MODEL_FILE).read_text())
+        booster = lgb.Booster(model_str=_model_text(directory))
     except lgb.basic.LightGBMError as exc:
         raise ArtifactError(directory, f"LightGBM cannot read {MODEL_FILE} ({exc})") from exc
     if booster.num_feature() != len(metadata["feature_names"]):

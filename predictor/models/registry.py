@@ -34,6 +34,7 @@ import orjson
 import redis
 
 from predictor.errors import (
+    ArtifactError,
     ModelNotFoundError,
     NothingToRollBackError,
     RegistryNameError,
@@ -41,6 +42,7 @@ from predictor.errors import (
 )
 from predictor.models.artifact import (
     CHECKSUM_FILE,
+    METADATA_FILE,
     MODEL_FILE,
     EtaModel,
     atomic_write,
@@ -123,12 +125,24 @@ class Registry:
         return path
 
     def path(self, name: str, version: str) -> Path:
-        """The directory of ``name:version``, which must exist under the root."""
+        """The directory of ``name:version``, which must exist under the root, with every file
+        a load reads there too (a symlink out of the root is refused)."""
         path = (self._model_dir(name) / check_name("version", version)).resolve()
         if not path.is_relative_to(self.root):
             raise RegistryNameError("version", version)
         if not (path / CHECKSUM_FILE).is_file():
             raise ModelNotFoundError(self.root, name, version)
+        compiled = path / "compiled"
+        read = [path / f for f in (MODEL_FILE, METADATA_FILE, CHECKSUM_FILE)]
+        if compiled.is_dir():
+            read += [compiled, *compiled.iterdir()]
+        for file in read:
+            if not file.resolve().is_relative_to(self.root):
+                raise ArtifactError(
+                    path,
+                    f"{file.relative_to(path)} leads to {file.resolve()}, outside the registry "
+                    f"at {self.root}; artifacts load only from inside it",
+                )
         return path
 
     def key(self, name: str, stage: str) -> str:
