@@ -41,7 +41,8 @@ def seed_state(
         store = i % stores
         at = now - timedelta(minutes=60) + timedelta(seconds=50 * i * 6 / stores)
         o = order(f"seed-{i}", at, store=f"s{store}", market=f"m{store % 2}")
-        o = o.model_copy(update={"total_items": 1 + i % 5, "subtotal": 1000 + 150 * (i % 9)})
+        changes = {"total_items": 2 + i % 5, "subtotal": 1000 + 150 * (i % 9)}
+        o = OrderCreated.model_validate({**o.model_dump(), **changes})
         orders.append(o)
         events.append(o)
         if i % 3 == 0:

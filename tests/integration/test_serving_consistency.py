@@ -55,7 +55,8 @@ def _seed(now: datetime) -> list[Event]:
     for i in range(240):
         at = now - timedelta(minutes=50) + timedelta(seconds=12 * i)
         o = order(f"seed-{i}", at, store=f"s{i % 8}", market=f"m{i % 2}")
-        o = o.model_copy(update={"total_items": 1 + i % 6, "subtotal": 900 + 210 * (i % 7)})
+        changes = {"total_items": 2 + i % 6, "subtotal": 900 + 210 * (i % 7)}
+        o = OrderCreated.model_validate({**o.model_dump(), **changes})
         events.append(o)
         if i % 3 == 0 and at + timedelta(minutes=22) < now:
             events.append(delivered(o, at + timedelta(minutes=22)))
@@ -104,8 +105,13 @@ def test_streaming_online_and_batch_agree(
     model = registry.load(served.model_name, registry.resolve(served.model_name, "production"))
     now = datetime.now(UTC).replace(microsecond=0)
     seed = _seed(now - timedelta(seconds=30))
-    probe = order("probe-1", now, store="s3", market="m1").model_copy(
-        update={"total_items": 4, "subtotal": 3150, "estimated_order_place_duration_s": 240}
+    probe = OrderCreated.model_validate(
+        {
+            **order("probe-1", now, store="s3", market="m1").model_dump(),
+            "total_items": 4,
+            "subtotal": 3150,
+            "estimated_order_place_duration_s": 240,
+        }
     )
     features = redis_features(served, served.redis_url_value() or "", key_prefix)
     latest = LatestPredictions(redis_client, key_prefix, ttl_s=600)
