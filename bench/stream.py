@@ -119,10 +119,13 @@ def _backlog(settings: Settings, n_orders: int) -> int:
 class Worker:
     """One worker subprocess and its RSS, sampled in a thread."""
 
-    def __init__(self, settings: Settings, engine: str, log: Path) -> None:
-        if engine == "naive":
+    def __init__(
+        self, settings: Settings, engine: str, log: Path, cmd: list[str] | None = None
+    ) -> None:
+        # ``cmd``: another program in the same harness (bench/peers.py runs its peers so)
+        if cmd is None and engine == "naive":
             cmd = [sys.executable, str(Path(__file__).resolve()), "--naive-worker"]
-        else:
+        elif cmd is None:
             call = "from predictor.cli import main; main()"
             cmd = [sys.executable, "-c", call, "predict", "stream", "--engine", engine]
         self._log = log.open("ab")

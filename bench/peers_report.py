@@ -1,0 +1,121 @@
+"""The peer benchmark's verdicts and tables: a tool's row is its fastest correct variant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["TARGET", "choose_rows", "print_profile", "print_table", "speedup"]
+
+TARGET = 4.0  # etastream's orders/s over the best correct peer's (issue #10)
+
+
+def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per tool, in first-seen order: its fastest correct run, else its fastest run.
+
+    >>> runs = [{"tool": "q", "variant": "a", "orders_per_s": 9, "correct": False},
+    ...         {"tool": "q", "variant": "b", "orders_per_s": 5, "correct": True}]
+    >>> [r["variant"] for r in choose_rows(runs)]
+    ['b']
+    """
+    tools = list(dict.fromkeys(r["tool"] for r in runs))
+    rows = []
+    for tool in tools:
+        mine = [r for r in runs if r["tool"] == tool]
+        ranked = sorted(mine, key=lambda r: (bool(r["correct"]), r["orders_per_s"] or 0))
+        rows.append(ranked[-1])
+    return rows
+
+
+def speedup(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """etastream's orders/s over the best correct peer's, when both exist.
+
+    >>> speedup([{"tool": "etastream", "variant": "c", "orders_per_s": 800, "correct": True},
+    ...          {"tool": "quix", "variant": "a", "orders_per_s": 100, "correct": True}])["ratio"]
+    8.0
+    """
+    eta = next((r for r in rows if r["tool"] == "etastream"), None)
+    peers = [r for r in rows if r["tool"] != "etastream" and r["correct"] and r["orders_per_s"]]
+    if eta is None or not peers or not eta["orders_per_s"]:
+        return None
+    best = max(peers, key=lambda r: r["orders_per_s"])
+    ratio = round(eta["orders_per_s"] / best["orders_per_s"], 1)
+    return {
+        "etastream_orders_per_s": eta["orders_per_s"],
+        "etastream_correct": eta["correct"],
+        "best_correct_peer": f"{best['tool']}:{best['variant']}",
+        "peer_orders_per_s": best["orders_per_s"],
+        "ratio": ratio,
+        "target": TARGET,
+        "met": bool(eta["correct"] and ratio >= TARGET),
+    }
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    if r["correct"]:
+        return "[green]right[/]"
+    parts = [f"{r[k]:,} {k}" for k in ("wrong", "missing", "duplicated", "unexpected") if r[k]]
+    return "[red]WRONG[/] " + ", ".join(parts)
+
+
+def print_table(
+    console: Console, runs: list[dict[str, Any]], rows: list[dict[str, Any]], result: dict[str, Any]
+) -> None:
+    chosen = {id(r) for r in rows}
+    machine, data = result["machine"], result["input"]
+    title = (
+        f"{data['orders']:,} orders, {data['stores']:,} stores, {data['markets']} markets, "
+        f"{data['event_time_span_h']} h of event time; {machine['cores']} cores "
+        f"({machine['cpu']}), shared with other work"
+    )
+    table = Table(title=title)
+    for col in ("tool", "variant", "row", "orders/s", "answers", "peak RSS MB"):
+        table.add_column(col, justify="right" if col not in ("tool", "variant") else "left")
+    for col in ("CPU s worker", "broker", "redis", "worker CPU s (launch)", "start s"):
+        table.add_column(col, justify="right")
+    for r in runs:
+        cpu = r["cpu_s"]
+        table.add_row(
+            r["tool"],
+            r["variant"],
+            "*" if id(r) in chosen else "",
+            f"{r['orders_per_s'] or 0:,}",
+            _verdict(r),
+            str(r["peak_rss_mb"]),
+            str(cpu.get("worker", "-")),
+            str(cpu.get("broker (Tansu)", "-")),
+            str(cpu.get("redis-server", "-")),
+            str(r["worker_cpu_s_from_launch"] or "-"),
+            str(r["startup_s"] or "-"),
+        )
+    console.print(table)
+    ratio = result["speedup_vs_best_correct_peer"]
+    if ratio:
+        met = "met" if ratio["met"] else "NOT met"
+        console.print(
+            f"etastream {ratio['etastream_orders_per_s']:,}/s vs best correct peer "
+            f"{ratio['best_correct_peer']} {ratio['peer_orders_per_s']:,}/s: "
+            f"{ratio['ratio']}x (target {ratio['target']}x: {met})"
+        )
+
+
+def print_profile(console: Console, profile: dict[str, Any]) -> None:
+    if "error" in profile:
+        console.print(f"profile: {profile['error']}")
+        return
+    title = (
+        f"etastream worker under py-spy: {profile['seconds']} s of its drain, "
+        f"{profile['samples']:,} active samples at {profile['rate_hz']} Hz"
+    )
+    table = Table(title=title)
+    table.add_column("where")
+    table.add_column("share", justify="right")
+    for name, share in profile["threads_active"].items():
+        table.add_row(f"thread {name}: active (running or runnable) of the drain", f"{share:.0%}")
+    for name, share in profile["stages"].items():
+        table.add_row(f"stage {name}, of active samples", f"{share:.0%}")
+    for name, share in profile["own_time"]:
+        table.add_row(f"own time {name}, of active samples", f"{share:.0%}")
+    console.print(table)

@@ -1,0 +1,285 @@
+"""Run one contender of the peer benchmark on a fresh broker and Redis, and measure it.
+
+Per contender: a new embedded stack (Tansu + redis-server), the input produced on a fresh
+``orders`` topic (4 partitions, explicit topic configs: Quix reads them to create its
+changelogs), then the contender's worker process, started on that backlog. The bench reads
+the output topic until every order was answered (or nothing new came for ``idle_s``) and
+measures:
+
+* orders/s: distinct orders answered / (last new answer read - first order handled). The
+  start is the earliest processing stamp on any answer: ``at_ms`` of the peers (taken as they
+  handle an order), ``served_at`` of etastream (stamped per micro-batch as it is scored, a few
+  ms after the batch was consumed), so the worker's start-up and group join are left out;
+* CPU seconds of the worker, the broker, Redis and this reader over that span (``CpuShare``);
+* the worker's peak RSS over its life (``Worker``), and its CPU from launch to the end;
+* the answers against the oracle (``peers_check``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil  # type: ignore[import-untyped]
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from peers_check import check_outputs
+from peers_input import BenchInput, load_topic
+from peers_profile import PySpy
+from stream import CpuShare, Worker
+
+from stream_features.settings import Settings
+
+__all__ = ["CONTENDERS", "ETA_FEATURE", "Contender", "EtaSetup", "run_contender"]
+
+BENCH = Path(__file__).resolve().parent
+ETA_FEATURE = "store__orders_created__10m"
+Parse = Callable[[bytes], tuple[str, int, float]]
+
+
+@dataclass(frozen=True)
+class Contender:
+    tool: str
+    variant: str
+    script: str | None = None  # the peer's worker in bench/; None: ``eta predict stream``
+
+    @property
+    def name(self) -> str:
+        return f"{self.tool}:{self.variant}"
+
+
+CONTENDERS = (
+    Contender("etastream", "confluent"),
+    Contender("quix", "window", "peers_quix.py"),
+    Contender("quix", "apply", "peers_quix.py"),
+    Contender("faust", "table", "peers_faust.py"),
+    Contender("faust", "hopping", "peers_faust.py"),
+    Contender("faust", "hopping-expires", "peers_faust.py"),
+    Contender("naive", "per-event", "peers_naive.py"),
+)
+
+
+@dataclass(frozen=True)
+class EtaSetup:
+    """What etastream's worker needs beyond the stack: a registered model and batch tables."""
+
+    registry_dir: Path
+    model_name: str
+    model: str
+    batch_tables: Any
+
+
+def _parse_eta(value: bytes) -> tuple[str, int, float]:
+    pred = orjson.loads(value)
+    served_ms = datetime.fromisoformat(pred["served_at"]).timestamp() * 1000
+    count = pred.get("features", {}).get(ETA_FEATURE)
+    return pred["order_id"], -1 if count is None else round(count), served_ms
+
+
+def _parse_peer(value: bytes) -> tuple[str, int, float]:
+    out = orjson.loads(value)
+    return out["order_id"], int(out["count"]), float(out["at_ms"])
+
+
+@dataclass
+class Reading:
+    outputs: list[tuple[str, int]] = field(default_factory=list)
+    first_stamp_ms: float = float("inf")
+    first_read_s: float | None = None
+    last_new_read_s: float | None = None
+    stalled: str | None = None
+
+
+def read_outputs(
+    reader: Consumer,
+    expected: int,
+    parse: Parse,
+    alive: Callable[[], bool],
+    on_first: Callable[[], None],
+    startup_s: float = 300.0,
+    idle_s: float = 60.0,
+) -> Reading:
+    """Read answers until ``expected`` distinct orders, then 1 s more for late duplicates."""
+    got = Reading()
+    seen: set[str] = set()
+    started = time.time()
+    done_at: float | None = None
+    while done_at is None or time.time() - done_at < 1.0:
+        now = time.time()
+        if got.first_read_s is None and now - started > startup_s:
+            got.stalled = f"no answer within {startup_s:.0f} s of the worker's start"
+            break
+        if got.last_new_read_s is not None and now - got.last_new_read_s > idle_s:
+            got.stalled = f"nothing new for {idle_s:.0f} s"
+            break
+        if not alive() and done_at is None:
+            got.stalled = "the worker exited"
+            done_at = now  # read what is left for a second
+        for msg in reader.consume(10_000, 0.1):
+            if msg.error() is not None:
+                continue
+            order_id, count, stamp_ms = parse(msg.value() or b"{}")
+            got.outputs.append((order_id, count))
+            got.first_stamp_ms = min(got.first_stamp_ms, stamp_ms)
+            if order_id not in seen:
+                seen.add(order_id)
+                got.last_new_read_s = time.time()
+            if got.first_read_s is None:
+                got.first_read_s = time.time()
+                on_first()
+        if done_at is None and len(seen) >= expected:
+            done_at = time.time()
+    return got
+
+
+def _peer_cmd(c: Contender, bootstrap: str, redis_url: str, out: str, state: Path) -> list[str]:
+    assert c.script is not None
+    cmd = [sys.executable, str(BENCH / c.script), "--variant", c.variant, "--bootstrap", bootstrap]
+    cmd += ["--input", "orders", "--output", out, "--group", f"bench-{c.tool}"]
+    cmd += ["--state-dir", str(state)]
+    return cmd + (["--redis-url", redis_url] if c.tool == "naive" else [])
+
+
+def _prepare(c: Contender, settings: Settings, eta: EtaSetup | None) -> None:
+    """The topics, created before anything is produced (a producer would auto-create them
+    without configs, and Tansu would then describe none), and etastream's batch tables."""
+    import redis
+
+    from stream_features.batch import materialise_redis
+    from stream_features.kafka_clients import ensure_topics
+
+    if eta is None:
+        ensure_topics(settings, topics=[settings.orders_topic, settings.predictions_topic])
+        return
+    ensure_topics(settings)  # all of the worker's topics, orders included
+    with redis.Redis.from_url(settings.redis_url_value() or "") as client:
+        materialise_redis(client, eta.batch_tables, "bench")
+
+
+def _start_worker(c: Contender, settings: Settings, workdir: Path) -> tuple[Worker, Parse]:
+    log = workdir / f"{c.tool}-{c.variant}.log"
+    if c.script is None:
+        return Worker(settings, "confluent", log), _parse_eta
+    state = workdir / f"state-{c.tool}-{c.variant}"
+    bootstrap, redis_url = settings.kafka_bootstrap_servers or "", settings.redis_url_value() or ""
+    cmd = _peer_cmd(c, bootstrap, redis_url, settings.predictions_topic, state)
+    return Worker(settings, c.tool, log, cmd=cmd), _parse_peer
+
+
+def _reader(bootstrap: str, topic: str) -> Consumer:
+    """The output topic's partitions assigned from the start: no group to join (a group join
+    with librdkafka's default session timeout took ~20 s on Tansu)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-reader",  # required by librdkafka; never joined, never committed
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,  # Tansu answers long polls late (predictor/engines/wiring)
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
+    return consumer
+
+
+def run_contender(
+    c: Contender, data: BenchInput, workdir: Path, eta: EtaSetup | None, profile: bool
+) -> dict[str, Any]:
+    """One contender on a stack of its own: the row of the results."""
+    from stream_features.stack import start_stack
+
+    stack_dir = workdir / f"stack-{c.tool}-{c.variant}"
+    embedded = Settings(data_dir=stack_dir, kafka_bootstrap_servers=None, redis_url=None)
+    with start_stack(embedded) as urls:
+        extra: dict[str, Any] = {"predictions_topic": f"out-{c.tool}"}
+        if eta is not None:
+            extra = {
+                "registry_dir": eta.registry_dir,
+                "model_name": eta.model_name,
+                "stream_include_features": True,  # the prediction carries its feature row
+            }
+        settings = Settings(
+            kafka_bootstrap_servers=urls.kafka_bootstrap_servers,
+            redis_url=urls.redis_url,
+            data_dir=stack_dir,
+            metrics_port=0,
+            **extra,
+        )
+        load_before = os.getloadavg()
+        _prepare(c, settings, eta)
+        load_s = load_topic(urls.kafka_bootstrap_servers, settings.orders_topic, data)
+        reader = _reader(urls.kafka_bootstrap_servers, settings.predictions_topic)
+        worker, parse = _start_worker(c, settings, workdir)
+        launched = time.time()
+        cpu = CpuShare(CpuShare.stack_pids(urls, worker.proc.pid))
+        spy: list[PySpy] = []
+
+        def on_first() -> None:
+            if profile:
+                spy.append(PySpy(worker.proc.pid, workdir / f"pyspy-{c.tool}.txt"))
+
+        got = read_outputs(
+            reader, len(data.expected), parse, lambda: worker.proc.poll() is None, on_first
+        )
+        profiled = spy[0].stop() if spy else None
+        try:
+            worker_cpu_s = sum(psutil.Process(worker.proc.pid).cpu_times()[:2])
+        except psutil.Error:
+            worker_cpu_s = None
+        exit_code = worker.stop()
+        cpu.close()
+        reader.close()
+    return _row(c, data, got, cpu, worker, exit_code, worker_cpu_s, launched, load_s) | {
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "profile": profiled,
+    }
+
+
+def _row(
+    c: Contender,
+    data: BenchInput,
+    got: Reading,
+    cpu: CpuShare,
+    worker: Worker,
+    exit_code: int,
+    worker_cpu_s: float | None,
+    launched: float,
+    load_s: float,
+) -> dict[str, Any]:
+    check = check_outputs(data.expected, got.outputs)
+    unique = check.received - check.duplicated - check.unexpected
+    start_s, end_s = got.first_stamp_ms / 1000, got.last_new_read_s
+    span = (end_s - start_s) if end_s is not None and got.outputs else None
+    cores = cpu.between(start_s, end_s) if end_s is not None and span else {}
+    window = cores.get("window_s", 0.0)
+    return {
+        "tool": c.tool,
+        "variant": c.variant,
+        "orders": len(data.expected),
+        "answered": unique,
+        "orders_per_s": round(unique / span) if span else None,
+        "drain_s": round(span, 2) if span else None,
+        "correct": check.ok,
+        "wrong": check.wrong,
+        "missing": check.missing,
+        "duplicated": check.duplicated,
+        "unexpected": check.unexpected,
+        "wrong_examples": [list(e) for e in check.examples],
+        "peak_rss_mb": round(worker.rss_max / 2**20),
+        "cpu_s": {
+            k: round(v * window, 2) for k, v in cores.items() if k not in ("total", "window_s")
+        },
+        "cpu_cores": cores,
+        "worker_cpu_s_from_launch": round(worker_cpu_s, 2) if worker_cpu_s else None,
+        "startup_s": round(got.first_read_s - launched, 2) if got.first_read_s else None,
+        "load_topic_s": round(load_s, 2),
+        "stalled": got.stalled,
+        "exit_code": exit_code,
+    }

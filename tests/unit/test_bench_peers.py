@@ -1,0 +1,121 @@
+"""The peer benchmark's oracle and checker (bench/peers_check.py) on small hand-made cases.
+
+The oracle decides which contender is right, so it is held to hand-computed counts, to a
+brute-force reading of its definition, and to etastream's own in-memory reference
+(``ReplayState``, which the Redis path is tested against elsewhere).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+
+from stream_features.contract import to_ms
+from stream_features.replay_state import ReplayState
+from tests.feature_events import T0, order
+
+MIN = 60_000
+
+
+def _load() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "peers_check.py"
+    spec = importlib.util.spec_from_file_location("peers_check", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("peers_check", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+pc = _load()
+
+
+def test_an_order_never_counts_itself_and_stores_are_apart() -> None:
+    got = pc.expected_counts([("a", "s1", 0), ("b", "s2", 1), ("c", "s1", 2), ("d", "s2", 3)])
+    assert got == {"a": 0, "b": 0, "c": 1, "d": 1}
+
+
+def test_the_window_is_the_ten_buckets_ending_with_the_orders_own() -> None:
+    orders = [
+        ("a", "s", 0),  # bucket 0
+        ("b", "s", 10 * MIN - 1),  # bucket 9: window 0..9 holds a
+        ("c", "s", 10 * MIN),  # bucket 10: window 1..10, a has left
+        ("d", "s", 10 * MIN),  # same instant, read after c: c counts
+        ("e", "s", 20 * MIN - 1),  # bucket 19: window 10..19 holds c, d
+        ("f", "s", 20 * MIN),  # bucket 20: window 11..20, only e is left
+    ]
+    assert pc.expected_counts(orders) == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 2, "f": 1}
+
+
+def test_bucket_aligned_not_an_exact_ten_minutes() -> None:
+    # 9 min 40 s apart, but 10 buckets apart: an exact [t - 10 min, t] would count a
+    got = pc.expected_counts([("a", "s", 30_000), ("b", "s", 10 * MIN + 10_000)])
+    assert got == {"a": 0, "b": 0}
+
+
+def test_read_order_decides_not_event_time_within_the_window() -> None:
+    orders = [
+        ("late-stamp", "s", 5 * MIN + 50_000),  # read first, stamped later in bucket 5
+        ("x", "s", 5 * MIN + 1_000),  # bucket 5: sees the earlier-read one
+        ("next-bucket", "s", 7 * MIN),  # read before y but in a later bucket
+        ("y", "s", 6 * MIN),  # bucket 6: window -3..6, next-bucket (7) is outside
+    ]
+    assert pc.expected_counts(orders) == {"late-stamp": 0, "x": 1, "next-bucket": 2, "y": 2}
+
+
+def test_oracle_equals_brute_force_on_ordered_input() -> None:
+    rng = random.Random(3)
+    ts = sorted(rng.randrange(0, 90 * MIN) for _ in range(600))
+    orders = [(f"o{i}", f"s{rng.randrange(7)}", t) for i, t in enumerate(ts)]
+    got = pc.expected_counts(orders)
+    for i, (oid, store, t) in enumerate(orders):
+        lo = (t // MIN - 9) * MIN
+        assert got[oid] == sum(1 for _, s2, t2 in orders[:i] if s2 == store and lo <= t2 <= t)
+
+
+def test_oracle_equals_etastreams_reference_state() -> None:
+    rng = random.Random(5)
+    offsets = sorted(rng.uniform(0, 45 * 60) for _ in range(300))
+    events = [
+        order(f"o{i}", T0 + timedelta(seconds=s), store=f"s{rng.randrange(4)}")
+        for i, s in enumerate(offsets)
+    ]
+    rows = ReplayState().update_and_read(events)
+    column = rows.values[:, rows.names.index("store__orders_created__10m")]
+    expected = pc.expected_counts((o.order_id, o.store_id, to_ms(o.created_at)) for o in events)
+    assert [int(v) for v in column] == [expected[o.order_id] for o in events]
+
+
+def test_own_window_is_the_earliest_hopping_window_holding_the_event() -> None:
+    for ts in (0, 1, MIN - 1, MIN, 10 * MIN + 123, 1_767_225_600_000 + 59_999):
+        start = pc.own_window_start_ms(ts)
+        assert start <= ts < start + 10 * MIN  # it holds the event
+        assert start + 10 * MIN == (ts // MIN + 1) * MIN  # and ends with the event's bucket
+        assert start % MIN == 0
+
+
+def test_checker_counts_missing_duplicated_wrong_and_unexpected() -> None:
+    expected = {"a": 0, "b": 1, "c": 2, "d": 3}
+    check = pc.check_outputs(expected, [("a", 0), ("b", 1), ("b", 1), ("c", 5), ("zz", 0)])
+    assert (check.expected, check.received) == (4, 5)
+    assert (check.wrong, check.missing, check.duplicated, check.unexpected) == (1, 1, 1, 1)
+    assert check.examples == (("c", 2, 5),)
+    assert not check.ok
+
+
+def test_checker_a_wrong_copy_makes_the_order_wrong_once() -> None:
+    check = pc.check_outputs({"a": 1}, [("a", 1), ("a", 2), ("a", 3)])
+    assert (check.wrong, check.duplicated, check.missing) == (1, 2, 0)
+    assert check.examples == (("a", 1, 2),)
+
+
+def test_checker_all_right_is_ok_and_examples_are_bounded() -> None:
+    expected = {f"o{i}": i % 3 for i in range(50)}
+    assert pc.check_outputs(expected, expected.items()).ok
+    bad = pc.check_outputs(expected, [(k, v + 1) for k, v in expected.items()], max_examples=3)
+    assert bad.wrong == 50 and len(bad.examples) == 3 and not bad.ok
+    assert pc.check_outputs(expected, []).missing == 50
