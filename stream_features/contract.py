@@ -27,6 +27,7 @@ from pydantic import (
 from stream_features.errors import RejectedMessage
 
 __all__ = [
+    "BOOLEAN_REASON",
     "SCHEMA_VERSION",
     "DasherEvent",
     "DeadLetter",
@@ -35,6 +36,7 @@ __all__ = [
     "MarketSupplySnapshot",
     "OrderCreated",
     "OrderDelivered",
+    "boolean_fields",
     "decode",
     "encode",
     "event_id",
@@ -231,6 +233,19 @@ def _first_error(exc: ValidationError) -> RejectedMessage:
     return RejectedMessage(reason, None if field is None else _shown(field, 100))
 
 
+BOOLEAN_REASON = "true/false is not a valid value: no event field is a boolean"
+
+
+def boolean_fields(data: dict[str, Any]) -> list[str]:
+    """Keys whose value is a JSON boolean. No event field is one, and pydantic would read
+    ``true`` as 1 (one item, one dasher): a boolean is a sender's bug, never a number.
+
+    >>> boolean_fields({"total_items": True, "subtotal": 1, "store_lat": False})
+    ['total_items', 'store_lat']
+    """
+    return [key for key, value in data.items() if value is True or value is False]
+
+
 def _size(raw: bytes | bytearray | memoryview | str) -> int:
     """Bytes on the wire: a str counts as its UTF-8 encoding, a memoryview by its ``nbytes``.
 
@@ -271,14 +286,9 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000
             f"this build reads {SCHEMA_VERSION}",
             "schema_version",
         )
-    # No event field is a boolean, and pydantic would read true as 1 (one item, one dasher):
-    # a JSON boolean anywhere at the top is a sender's bug, not a number.
-    for key, value in data.items():
-        if value is True or value is False:
-            raise RejectedMessage(
-                f"{'true' if value else 'false'} is not a valid value: no event field is a boolean",
-                _shown(key, 100) or None,
-            )
+    flagged = boolean_fields(data)
+    if flagged:
+        raise RejectedMessage(BOOLEAN_REASON, _shown(flagged[0], 100) or None)
     try:
         return _EVENT.validate_python(data)
     except ValidationError as exc:

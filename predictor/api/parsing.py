@@ -14,7 +14,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from predictor.api.errors import FieldProblem, InvalidRequest
-from stream_features.contract import OrderCreated
+from stream_features.contract import BOOLEAN_REASON, OrderCreated, boolean_fields
 
 __all__ = ["MAX_PROBLEMS", "parse_orders", "problems_of"]
 
@@ -102,6 +102,14 @@ def parse_orders(raw: bytes, max_orders: int = 1000) -> tuple[list[OrderCreated]
                 )
             ]
         )
+    flagged = [  # as the stream's decode: pydantic alone would read true as 1
+        FieldProblem(("body", *((i,) if many else ()), _part(key)), BOOLEAN_REASON, "bool_type")
+        for i, item in enumerate(items)
+        if isinstance(item, dict)
+        for key in boolean_fields(item)
+    ]
+    if flagged:
+        raise InvalidRequest(_capped(flagged))
     try:
         orders = _ORDERS.validate_python(items)
     except ValidationError as exc:
