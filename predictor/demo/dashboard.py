@@ -1,0 +1,112 @@
+"""The demo's live terminal dashboard: figures from two successive scrapes, as a rich table.
+
+``figures`` is pure (two scrapes in, named figures out) so it is tested without services; the
+rendering only lays them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+from predictor.demo.scrape import Scrape, quantile_between
+
+__all__ = ["Figures", "Tick", "figures", "render"]
+
+LATENCY = "eta_stream_end_to_end_latency_seconds"
+
+
+@dataclass
+class Tick:
+    """What the services' endpoints said at one moment (None: no answer)."""
+
+    at: float
+    worker: Scrape | None = None
+    monitor: Scrape | None = None
+    online_ms: float | None = None
+    online_version: str | None = None
+
+
+@dataclass
+class Figures:
+    orders: float = 0.0
+    orders_per_s: float = 0.0
+    events_per_s: float = 0.0
+    predictions: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    dead_letters: float = 0.0
+    versions: list[str] = field(default_factory=list)
+    mae_s: float | None = None
+    psi_max: float | None = None
+    alerts: float = 0.0
+
+
+def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **labels: str) -> float:
+    if prev is None or cur is None or dt <= 0:
+        return 0.0
+    return max(cur.total(name, **labels) - prev.total(name, **labels), 0.0) / dt
+
+
+def figures(prev: Tick, cur: Tick, orders_topic: str) -> Figures:
+    """The dashboard's numbers for the interval between ``prev`` and ``cur``.
+
+    >>> from predictor.demo.scrape import parse_metrics
+    >>> a = parse_metrics('eta_stream_events_total{topic="orders"} 10\\n')
+    >>> b = parse_metrics('eta_stream_events_total{topic="orders"} 30\\n')
+    >>> figures(Tick(0.0, a), Tick(2.0, b), "orders").orders_per_s
+    10.0
+    """
+    dt = cur.at - prev.at
+    out = Figures()
+    w = cur.worker
+    if w is not None:
+        out.orders = w.total("eta_stream_events_total", topic=orders_topic)
+        out.orders_per_s = _rate(prev.worker, w, dt, "eta_stream_events_total", topic=orders_topic)
+        out.events_per_s = _rate(prev.worker, w, dt, "eta_stream_events_total")
+        out.predictions = w.total("eta_stream_predictions_total")
+        out.dead_letters = w.total("eta_stream_dead_letters_total")
+        out.versions = w.label_values("eta_stream_model_info", "version")
+        if prev.worker is not None:
+            before, after = prev.worker.buckets(LATENCY), w.buckets(LATENCY)
+            p50 = quantile_between(before, after, 0.5)
+            p99 = quantile_between(before, after, 0.99)
+            out.p50_ms = None if p50 is None else p50 * 1000
+            out.p99_ms = None if p99 is None else p99 * 1000
+    m = cur.monitor
+    if m is not None:
+        maes = [v for (n, _), v in m.values.items() if n == "eta_monitor_mae_seconds" and v > 0]
+        out.mae_s = max(maes) if maes else None
+        psis = [v for (n, _), v in m.values.items() if n == "eta_monitor_psi"]
+        out.psi_max = max(psis) if psis else None
+        out.alerts = m.total("eta_monitor_alerts_total")
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f} ms"
+
+
+def render(f: Figures, cur: Tick, phase: str, note: str) -> Table:
+    """The dashboard as one table."""
+    table = Table(title=f"etastream demo — {phase}", title_justify="left", min_width=64)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("orders consumed", f"{f.orders:,.0f}  ({f.orders_per_s:,.0f}/s)")
+    table.add_row("events/s (all topics)", f"{f.events_per_s:,.0f}")
+    table.add_row("predictions produced", f"{f.predictions:,.0f}")
+    table.add_row("end-to-end latency p50 / p99", f"{_ms(f.p50_ms)} / {_ms(f.p99_ms)}")
+    table.add_row("model version (stream)", ", ".join(f.versions) or "—")
+    online = "—" if cur.online_ms is None else f"{cur.online_ms:.1f} ms, v{cur.online_version}"
+    table.add_row("online POST /v1/predictions", online)
+    table.add_row("rolling MAE (monitor)", "—" if f.mae_s is None else f"{f.mae_s:,.0f} s")
+    table.add_row("max PSI / drift alerts", f"{_psi(f.psi_max)} / {f.alerts:.0f}")
+    table.add_row("dead letters", f"{f.dead_letters:,.0f}")
+    if note:
+        table.caption = note
+    return table
+
+
+def _psi(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

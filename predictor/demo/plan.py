@@ -1,0 +1,160 @@
+"""What ``eta demo`` runs, as plain data: the same ``eta`` commands the README teaches.
+
+Every step is a real command run as its own process against the embedded stack, so the demo
+shows exactly what a user would get by typing them; this module only decides their arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+__all__ = ["ETA", "DemoConfig", "Step", "history_end", "live_traffic", "prepare_steps"]
+
+ETA = [sys.executable, "-c", "from predictor.cli import main; main()"]
+"""``eta`` run by this interpreter (works in a venv whose scripts are not on PATH)."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's knobs; the defaults finish in about three minutes on two cores."""
+
+    out_dir: Path = Path("eta-demo")
+    history_hours: float = 4.0
+    stores: int = 300
+    markets: int = 4
+    rate: float = 6.0
+    """Orders per second, live and in the history alike (so the model sees the load it
+    will serve)."""
+    live_s: float = 60.0
+    warmup_s: float = 2400.0
+    """Simulated past sent at once when traffic starts: its deliveries keep arriving live, so
+    accuracy is measured from the first seconds."""
+    max_rounds: int = 150
+    seed: int = 0
+    shock: str | None = "m1:dasher_shortage:{half}:0.3"
+    """A drift to show the monitor working; ``{half}`` is the middle of the live phase."""
+
+    @property
+    def model_name(self) -> str:
+        return "eta"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of the demo, and what it is for (shown beside its progress)."""
+
+    key: str
+    title: str
+    argv: list[str]
+
+
+def prepare_steps(config: DemoConfig, history_end: datetime) -> list[Step]:
+    """History → batch features → training set → two models (the first in production).
+
+    The history ends where the live warm-up starts, so no instant is simulated twice.
+
+    >>> from datetime import UTC
+    >>> steps = prepare_steps(DemoConfig(out_dir=Path("d")), datetime(2026, 1, 2, tzinfo=UTC))
+    >>> [s.key for s in steps]
+    ['history', 'batch', 'training-set', 'train-v1', 'train-v2']
+    >>> steps[0].argv[-2:]
+    ['--end', '2026-01-02T00:00:00+00:00']
+    """
+    d = config.out_dir
+    history, training = d / "history.parquet", d / "training_set.parquet"
+    world = [
+        "--stores",
+        str(config.stores),
+        "--markets",
+        str(config.markets),
+        "--seed",
+        str(config.seed),
+    ]
+    train = ["train", "--training-set", str(training), "--max-rounds", str(config.max_rounds)]
+    return [
+        Step(
+            "history",
+            f"simulate {config.history_hours:g} hours of marketplace history",
+            [
+                *ETA,
+                "produce",
+                "history",
+                "--out",
+                str(history),
+                "--days",
+                f"{config.history_hours / 24:g}",
+                "--orders-per-day",
+                f"{config.rate * 86400:g}",
+                *world,
+                "--end",
+                history_end.isoformat(),
+            ],
+        ),
+        Step(
+            "batch",
+            "batch features → Redis and the Parquet offline store",
+            [
+                *ETA,
+                "features",
+                "batch",
+                "--history",
+                str(history),
+                "--as-of",
+                history_end.isoformat(),
+                "--out",
+                str(d / "offline_store"),
+            ],
+        ),
+        Step(
+            "training-set",
+            "point-in-time training set (each order's features as the stream saw them)",
+            [*ETA, "features", "training-set", "--history", str(history), "--out", str(training)],
+        ),
+        Step(
+            "train-v1",
+            "train model v1 (huber), register it, promote it to production",
+            [*ETA, *train, "--objective", "huber", "--promote", "production"],
+        ),
+        Step(
+            "train-v2",
+            "train model v2 (l1), register it as staging: promoted midway",
+            [*ETA, *train, "--objective", "l1", "--promote", "staging", "--force"],
+        ),
+    ]
+
+
+def live_traffic(config: DemoConfig) -> list[str]:
+    """``eta produce simulate``: the warm-up burst, then live orders at ``rate`` per second.
+
+    >>> live_traffic(DemoConfig(live_s=60, warmup_s=600))[-2:]
+    ['--shock', 'm1:dasher_shortage:630:0.3']
+    """
+    argv = [
+        *ETA,
+        "produce",
+        "simulate",
+        "--rate",
+        f"{config.rate:g}",
+        "--duration",
+        f"{config.live_s:g}",
+        "--warmup",
+        f"{config.warmup_s:g}",
+        "--stores",
+        str(config.stores),
+        "--markets",
+        str(config.markets),
+        "--seed",
+        str(config.seed),
+    ]
+    if config.shock:
+        half = int(config.warmup_s + config.live_s / 2)
+        argv += ["--shock", config.shock.format(half=half)]
+    return argv
+
+
+def history_end(now: datetime, config: DemoConfig) -> datetime:
+    """Where the history stops: the start of the live warm-up, to the minute."""
+    return (now - timedelta(seconds=config.warmup_s)).replace(second=0, microsecond=0)
