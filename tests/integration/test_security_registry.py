@@ -28,10 +28,21 @@ def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
     return condition()
 
 
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("artifacts")
+    return (
+        write_small_artifact(root / "a").artifact_dir,
+        write_small_artifact(root / "b", seed=1).artifact_dir,
+    )
+
+
 @pytest.fixture()
-def registry(tmp_path: Path, redis_client: redis.Redis, key_prefix: str) -> Registry:
+def registry(
+    tmp_path: Path, redis_client: redis.Redis, key_prefix: str, artifacts: tuple[Path, Path]
+) -> Registry:
     registry = Registry(tmp_path / "models", redis_client, key_prefix=f"{key_prefix}eta:registry")
-    registry.register(write_small_artifact(tmp_path / "artifact").artifact_dir)
+    registry.register(artifacts[0])
     registry.promote("eta", "1", "production")
     return registry
 
@@ -60,11 +71,11 @@ def test_a_hostile_pointer_in_redis_is_refused_and_the_model_kept(
     ids=["garbage", "list", "partial", "binary", "null"],
 )
 def test_hostile_move_messages_do_not_stop_the_handle(
-    registry: Registry, redis_client: redis.Redis, message: bytes
+    registry: Registry, redis_client: redis.Redis, message: bytes, artifacts: tuple[Path, Path]
 ) -> None:
     with ModelHandle(registry, "eta", "production", redis_client, poll_s=0.05) as handle:
         redis_client.publish(registry.channel, message)
-        registry.register(write_small_artifact(registry.root.parent / "b", seed=1).artifact_dir)
+        registry.register(artifacts[1])
         registry.promote("eta", "2", "production")  # still followed afterwards
 
         assert wait_for(lambda: handle.current().version == "2", timeout_s=5.0)
