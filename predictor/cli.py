@@ -21,6 +21,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    import predictor.monitor_cli as monitor_cli
     from predictor import api_cli, models_cli
     from predictor.serving_cli import register as register_predict
     from producers import cli as producers_cli
@@ -30,6 +31,7 @@ def _register() -> None:
     producers_cli.register(app)
     register_predict(app)
     models_cli.register(app)
+    monitor_cli.register(app)
     api_cli.register(app)
 
 

@@ -131,6 +131,62 @@ class Settings(BaseSettings):
     # --- monitoring -----------------------------------------------------------------------
     psi_alert: float = Field(0.2, gt=0, description="PSI above this raises a drift alert")
     mae_alert_s: float = Field(900.0, gt=0, description="rolling MAE above this raises an alert")
+    monitor_group: str = Field("etastream-monitor", description="consumer group of `eta monitor`")
+    monitor_error_window: Literal["15m", "1h", "24h"] = Field(
+        "1h", description="rolling window the MAE alert is read over"
+    )
+    monitor_drift_window: Literal["15m", "1h", "24h"] = Field(
+        "24h",
+        description="rolling window drift alerts are read over, once full; a shorter one "
+        "differs from the training reference by the daily cycle alone",
+    )
+    monitor_min_samples: int = Field(
+        100, ge=1, description="fewest joined pairs or predictions in a window to raise an alert"
+    )
+    monitor_psi_exempt: tuple[str, ...] = Field(
+        ("order__hour_of_day", "order__day_of_week"),
+        description="features whose PSI is reported but never alerted on (JSON list); calendar "
+        "features differ from training in any window shorter than a week",
+    )
+    monitor_missing_share_alert: float = Field(
+        0.2, gt=0, le=1, description="a feature missing this much more often than in training"
+    )
+    monitor_no_state_share_alert: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of predictions whose store or market had no state (streaming "
+        "features at their defaults) that raises an alert",
+    )
+    monitor_freshness_alert_s: float = Field(
+        43200.0,
+        gt=0,
+        description="p90 age of the store/market state behind predictions that raises an alert",
+    )
+    monitor_join_ttl_s: int = Field(
+        86400, ge=60, description="how long a prediction waits in Redis for its delivery"
+    )
+    monitor_publish_s: float = Field(
+        10.0, gt=0, description="how often the monitor publishes summaries and writes its files"
+    )
+    monitor_metrics_port: int = Field(9109, ge=0, description="Prometheus port of `eta monitor`")
+    monitor_keep_rows: int = Field(
+        500_000, ge=100, description="joined pairs kept on disk for `eta report` and `eta retrain`"
+    )
+    monitor_retrain: bool = Field(
+        False,
+        description="retrain when an MAE or PSI alert fires: register as staging, promote only "
+        "if it beats production on a holdout",
+    )
+    monitor_retrain_window_s: int = Field(
+        86400, ge=3600, description="retrain on the joined pairs delivered in this last span"
+    )
+    monitor_retrain_min_rows: int = Field(
+        2000, ge=100, description="fewer joined pairs with features than this: no retraining"
+    )
+    monitor_retrain_cooldown_s: int = Field(
+        21600, ge=0, description="least time between two automatic retraining runs"
+    )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """As pydantic's, with ``kafka`` passwords hidden the way ``SecretStr`` hides its own."""

@@ -1,0 +1,107 @@
+"""``eta monitor``, ``eta report`` and ``eta retrain``: watching the models in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["monitor", "register", "report", "retrain"]
+
+
+def monitor(
+    retrain: bool = typer.Option(
+        None,
+        "--retrain/--no-retrain",
+        help="retrain on MAE/PSI alerts (default: ETA_MONITOR_RETRAIN)",
+    ),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
+    json_logs: bool = typer.Option(True, "--json-logs/--plain-logs", help="JSON lines on stderr"),
+) -> None:
+    """Join predictions with deliveries; publish rolling error, drift and alerts.
+
+    Consumes the deliveries and predictions topics in its own group, keeps MAE, bias and p90
+    error per model version and market over 15 min, 1 h and 24 h, compares live features and
+    predictions with the model artifact's reference (PSI), and publishes summaries and alerts
+    to the monitoring topic and Prometheus. SIGTERM or Ctrl-C publishes, commits and exits 0.
+    See docs/monitoring.md.
+    """
+    import threading
+
+    from predictor.engines.runner import stop_on_signals
+    from predictor.monitoring.runner import run_monitor
+    from predictor.serving.logs import configure_logging
+    from stream_features.errors import EtaError
+    from stream_features.settings import Settings
+
+    configure_logging(log_level, json_logs)
+    settings = Settings()
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        code = run_monitor(settings, stop, retrain)
+    except EtaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def report(
+    out: Path = typer.Option(..., "--out", help="directory to write report.html into"),
+    since_hours: float = typer.Option(None, help="only pairs delivered in the last N hours"),
+) -> None:
+    """Write a self-contained HTML report of what the monitor recorded (figures inline).
+
+    Reads the joined pairs and latest summaries `eta monitor` keeps under
+    ETA_DATA_DIR/monitor; needs no broker.
+    """
+    from datetime import timedelta
+
+    from predictor.monitoring.recording import read_joined, read_summaries
+    from predictor.monitoring.report import write_report
+    from predictor.monitoring.runner import record_dir
+    from stream_features.settings import Settings
+
+    settings = Settings()
+    directory = record_dir(settings)
+    joined = read_joined(directory)
+    if since_hours is not None and not joined.is_empty():
+        newest = joined["delivered_at"].max()
+        joined = joined.filter(joined["delivered_at"] >= newest - timedelta(hours=since_hours))  # type: ignore[operator]
+    summaries = read_summaries(directory)
+    if joined.is_empty() and not summaries:
+        typer.echo(f"note: nothing recorded under {directory} yet; the report will be empty")
+    path = write_report(
+        out,
+        joined,
+        summaries,
+        psi_threshold=settings.psi_alert,
+        drift_window=settings.monitor_drift_window,
+    )
+    typer.echo(f"wrote {path} ({joined.height} joined pairs)")
+
+
+def retrain(
+    reason: str = typer.Option("manual", help="recorded as the run's trigger"),
+) -> None:
+    """Retrain on the monitor's recorded pairs now; staging, production only if it wins.
+
+    The pairs of ETA_MODEL_NAME delivered in the last ETA_MONITOR_RETRAIN_WINDOW_S that carry
+    their features are the training rows; the latest 20 % are held out. The new version is
+    registered and pointed at by `staging`; it replaces production only when its holdout MAE is
+    lower than production's on the same rows.
+    """
+    from predictor.models_cli import _registry
+    from predictor.monitoring.runner import retrain_once
+    from stream_features.settings import Settings
+
+    settings = Settings()
+    result = retrain_once(settings, _registry(settings), reason)
+    typer.echo(result.model_dump_json(indent=2))
+    raise typer.Exit(0 if result.outcome in ("promoted", "staged") else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(monitor)
+    app.command()(report)
+    app.command()(retrain)

@@ -1,0 +1,202 @@
+"""The monitor's core: joined pairs and predictions in, summaries and alerts out, no I/O.
+
+The Kafka/Redis loop (``service``) decodes, joins and hands the results here; everything that
+decides (rolling windows, PSI, thresholds) is in this module and the ones it composes, so unit
+tests drive it with plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from predictor.monitoring.accuracy import ErrorWindows
+from predictor.monitoring.alerts import AlertBook, Observation
+from predictor.monitoring.drift import DriftWindows, ReferenceLoader
+from predictor.monitoring.join import Joined
+from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorAlert, MonitorSummary
+from predictor.monitoring.rolling import WINDOWS
+from stream_features.contract import DeliveryPrediction
+
+__all__ = ["Monitor", "MonitorConfig", "drift_observations", "error_observations"]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Thresholds and the window they are read over (plain values from ``Settings``)."""
+
+    mae_alert_s: float = 900.0
+    psi_alert: float = 0.2
+    missing_share_alert: float = 0.2
+    no_state_share_alert: float = 0.5
+    freshness_alert_s: float = 6 * 3600.0
+    min_samples: int = 100
+    error_window: str = "1h"
+    drift_window: str = "24h"
+    psi_exempt: frozenset[str] = frozenset({"order__hour_of_day", "order__day_of_week"})
+    """Features whose PSI is reported but never alerted on (see ``docs/monitoring.md``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("error_window", "drift_window"):
+            if getattr(self, name) not in WINDOWS:
+                raise ValueError(f"{name} must be one of {', '.join(WINDOWS)}")
+
+
+def _when(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def error_observations(stats: Sequence[ErrorStats], config: MonitorConfig) -> list[Observation]:
+    """The MAE of every group as a watched value."""
+    return [
+        Observation("mae", s.scope, s.key, None, s.mae_s, config.mae_alert_s, s.count)
+        for s in stats
+        if s.mae_s is not None
+    ]
+
+
+def drift_observations(drift: Sequence[ModelDrift], config: MonitorConfig) -> list[Observation]:
+    """PSI of the prediction and of each feature, excess missing share, no-state share and
+    p90 freshness of every model version as watched values.
+
+    A version is judged only once its window is full (``covered_s``): a window shorter than
+    a day compared with a reference taken over whole days differs by the daily cycle alone.
+    """
+    out: list[Observation] = []
+    for d in drift:
+        if d.covered_s < d.window_s:
+            continue
+        key = f"{d.model_name}:{d.model_version}"
+        if d.prediction_psi is not None:
+            out.append(
+                Observation(
+                    "psi",
+                    "model",
+                    key,
+                    "prediction",
+                    d.prediction_psi,
+                    config.psi_alert,
+                    d.predictions,
+                )
+            )
+        for f in d.features:
+            if f.psi is not None and f.feature not in config.psi_exempt:
+                out.append(
+                    Observation(
+                        "psi", "model", key, f.feature, f.psi, config.psi_alert, d.with_features
+                    )
+                )
+            if f.missing_share is not None:
+                excess = f.missing_share - f.reference_missing_share
+                out.append(
+                    Observation(
+                        "missing_share",
+                        "model",
+                        key,
+                        f.feature,
+                        excess,
+                        config.missing_share_alert,
+                        d.with_features,
+                    )
+                )
+        if d.no_state_share is not None:
+            out.append(
+                Observation(
+                    "no_state_share",
+                    "model",
+                    key,
+                    None,
+                    d.no_state_share,
+                    config.no_state_share_alert,
+                    d.predictions,
+                )
+            )
+        if d.freshness_p90_s is not None:
+            out.append(
+                Observation(
+                    "freshness",
+                    "model",
+                    key,
+                    None,
+                    d.freshness_p90_s,
+                    config.freshness_alert_s,
+                    d.predictions,
+                )
+            )
+    return out
+
+
+class Monitor:
+    """Rolling error and drift state with its alerts.
+
+    Call ``add_predictions`` and ``add_joined`` per batch, then ``alerts`` (cheap: the alert
+    window only); ``summaries`` reads all three windows for a publish.
+    """
+
+    def __init__(self, config: MonitorConfig, references: ReferenceLoader) -> None:
+        self.config = config
+        self.errors = ErrorWindows()
+        self.drift = DriftWindows(references)
+        self._error_alerts = AlertBook(config.min_samples)
+        self._drift_alerts = AlertBook(config.min_samples)
+        self.totals: dict[str, int] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a counter reported in every summary (records, rejected, duplicates...)."""
+        if n:
+            self.totals[name] = self.totals.get(name, 0) + n
+
+    def add_predictions(self, preds: Sequence[DeliveryPrediction]) -> None:
+        if preds:
+            self.drift.add(preds)
+            self.count("predictions", len(preds))
+
+    def add_joined(self, pairs: Sequence[Joined]) -> None:
+        if pairs:
+            self.errors.add(pairs)
+            self.count("joined", len(pairs))
+
+    def alerts(self, now: datetime) -> list[MonitorAlert]:
+        """Alerts for every crossing since the last call: errors read over ``error_window``,
+        drift over ``drift_window``."""
+        out: list[MonitorAlert] = []
+        errors_until = _when(self.errors.until_ms)
+        if errors_until is not None:
+            window = self.config.error_window
+            stats = list(self.errors.stats(window).values())
+            out += self._error_alerts.update(
+                error_observations(stats, self.config), window, errors_until, now
+            )
+        drift_until = _when(self.drift.until_ms)
+        if drift_until is not None:
+            window = self.config.drift_window
+            out += self._drift_alerts.update(
+                drift_observations(self.drift.summaries(window), self.config),
+                window,
+                drift_until,
+                now,
+            )
+        self.count("alerts", sum(a.state == "firing" for a in out))
+        return out
+
+    def summaries(self, now: datetime) -> list[MonitorSummary]:
+        """One summary per window (15m, 1h, 24h)."""
+        totals = {
+            **self.totals,
+            "late_deliveries": self.errors.late,
+            "late_predictions": self.drift.late,
+        }
+        return [
+            MonitorSummary(
+                window=window,
+                window_s=seconds,
+                published_at=now,
+                errors_until=_when(self.errors.until_ms),
+                drift_until=_when(self.drift.until_ms),
+                errors=sorted(self.errors.stats(window).values(), key=lambda s: (s.scope, s.key)),
+                drift=self.drift.summaries(window),
+                totals=totals,
+            )
+            for window, seconds in WINDOWS.items()
+        ]

@@ -1,0 +1,174 @@
+"""The report's pictures, drawn from plain frames and summaries into PNG bytes.
+
+Matplotlib's object API on the Agg canvas (no pyplot, no global state), so figures can be drawn
+in any thread and nothing opens a window. Every figure says so in words when it has no data,
+rather than coming out blank.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from predictor.monitoring.messages import ModelDrift
+
+__all__ = [
+    "error_distribution",
+    "latency_histogram",
+    "mae_by_market_hour",
+    "predicted_vs_actual",
+    "psi_per_feature",
+]
+
+_SIZE = (9.0, 4.2)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _empty(fig: Figure, title: str, why: str) -> bytes:
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=12)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _png(fig)
+
+
+def predicted_vs_actual(joined: pl.DataFrame) -> bytes:
+    """Mean predicted and actual minutes per time bucket of the delivery, and the count."""
+    fig = Figure(figsize=_SIZE)
+    title = "Predicted vs actual over time"
+    if joined.is_empty():
+        return _empty(fig, title, "no joined predictions recorded")
+    ms = joined["delivered_at"].dt.epoch("ms")
+    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]
+    every = "15m" if span_s <= 2 * 86400 else "1h"
+    series = (
+        joined.sort("delivered_at")
+        .group_by_dynamic("delivered_at", every=every)
+        .agg(
+            (pl.col("predicted_duration_s").mean() / 60).alias("predicted"),
+            (pl.col("actual_duration_s").mean() / 60).alias("actual"),
+            pl.len().alias("n"),
+        )
+    )
+    ax = fig.add_subplot()
+    times = series["delivered_at"].to_list()
+    ax.plot(times, series["actual"].to_list(), label="actual (mean)", color="#d62728")
+    ax.plot(times, series["predicted"].to_list(), label="predicted (mean)", color="#1f77b4")
+    ax.set_ylabel("minutes from order to delivery")
+    ax.set_xlabel(f"delivered at (UTC), {every} buckets")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    counts = ax.twinx()
+    counts.bar(times, series["n"].to_list(), width=0.008, alpha=0.15, color="grey")
+    counts.set_ylabel("deliveries per bucket")
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def error_distribution(joined: pl.DataFrame) -> bytes:
+    """Histogram of predicted minus actual, in minutes (the 0.5 % tails cut for scale)."""
+    fig = Figure(figsize=_SIZE)
+    title = "Error distribution (predicted − actual)"
+    if joined.is_empty():
+        return _empty(fig, title, "no joined predictions recorded")
+    err = ((joined["predicted_duration_s"] - joined["actual_duration_s"]) / 60).to_numpy()
+    lo, hi = np.quantile(err, [0.005, 0.995])
+    ax = fig.add_subplot()
+    ax.hist(np.clip(err, lo, hi), bins=60, color="#1f77b4")
+    ax.axvline(0, color="black", linewidth=1)
+    ax.axvline(float(np.mean(err)), color="#d62728", linestyle="--", label="bias (mean)")
+    ax.set_xlabel("minutes (positive: ETA too long)")
+    ax.set_ylabel("orders")
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)
+
+
+def mae_by_market_hour(joined: pl.DataFrame) -> bytes:
+    """Heat map of the MAE in minutes by market and UTC hour of the order."""
+    fig = Figure(figsize=_SIZE)
+    title = "MAE by market and hour of day (UTC, minutes)"
+    if joined.is_empty():
+        return _empty(fig, title, "no joined predictions recorded")
+    cells = (
+        joined.with_columns(
+            pl.col("created_at").dt.hour().alias("hour"),
+            ((pl.col("predicted_duration_s") - pl.col("actual_duration_s")).abs() / 60).alias(
+                "abs_min"
+            ),
+        )
+        .group_by("market_id", "hour")
+        .agg(pl.col("abs_min").mean())
+    )
+    markets = sorted(cells["market_id"].unique().to_list())
+    grid = np.full((len(markets), 24), np.nan)
+    for market, hour, mae in cells.iter_rows():
+        grid[markets.index(market), hour] = mae
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, aspect="auto", cmap="viridis")
+    ax.set_yticks(range(len(markets)), markets)
+    ax.set_xticks(range(0, 24, 2))
+    ax.set_xlabel("hour of the order (UTC)")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="MAE (minutes)")
+    return _png(fig)
+
+
+def psi_per_feature(drift: list[ModelDrift], threshold: float, window: str) -> bytes:
+    """PSI of every feature and of the prediction, per model version, with the threshold."""
+    fig = Figure(figsize=(9.0, 7.0))
+    title = f"PSI against the artifact's reference ({window} window)"
+    usable = [d for d in drift if d.reference == "artifact"]
+    if not usable:
+        return _empty(fig, title, "no drift recorded (no predictions, or no readable artifact)")
+    ax = fig.add_subplot()
+    height = 0.8 / len(usable)
+    labels: list[str] = []
+    for k, d in enumerate(usable):
+        values = {f.feature: f.psi or 0.0 for f in d.features}
+        values["prediction"] = d.prediction_psi or 0.0
+        if not labels:
+            labels = sorted(values, key=lambda n: (n != "prediction", n))
+        y = np.arange(len(labels)) + k * height
+        x = [values.get(n, 0.0) for n in labels]
+        ax.barh(y, x, height=height, label=f"{d.model_name}:{d.model_version}")
+    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels, fontsize=7)
+    ax.axvline(threshold, color="#d62728", linestyle="--", label=f"alert at {threshold}")
+    ax.invert_yaxis()
+    ax.set_xlabel("PSI")
+    note = "" if any(d.with_features for d in usable) else " — predictions only (no features)"
+    ax.set_title(title + note)
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def latency_histogram(joined: pl.DataFrame) -> bytes:
+    """Histogram of serving latency: order created to prediction served, seconds (log)."""
+    fig = Figure(figsize=_SIZE)
+    title = "Serving latency (order created → prediction served)"
+    if joined.is_empty():
+        return _empty(fig, title, "no joined predictions recorded")
+    latency = (joined["served_at"] - joined["created_at"]).dt.total_milliseconds().to_numpy()
+    seconds = np.maximum(latency / 1000.0, 1e-3)
+    ax = fig.add_subplot()
+    bins = np.geomspace(1e-3, max(float(seconds.max()), 1.0) * 1.1, 50).tolist()
+    ax.hist(seconds, bins=bins, color="#2ca02c")
+    ax.set_xscale("log")
+    for q, style in ((0.5, "-"), (0.99, "--")):
+        ax.axvline(
+            float(np.quantile(seconds, q)), color="black", linestyle=style, label=f"p{q * 100:g}"
+        )
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("predictions")
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)

@@ -1,0 +1,107 @@
+"""Prometheus metrics of the monitor, on a registry of its own (served on its own port).
+
+The gauges mirror the latest summaries: set at each publish, with the label sets of groups
+that left the window removed, so a dashboard never shows a market's stale MAE as current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from predictor.monitoring.messages import MonitorAlert, MonitorSummary
+
+__all__ = ["MonitorMetrics"]
+
+
+class MonitorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        labels = ["window", "scope", "key"]
+        self.records = Counter("eta_monitor_records", "Records consumed", ["topic"], registry=r)
+        self.rejected = Counter(
+            "eta_monitor_rejected", "Records dead-lettered, by topic", ["topic"], registry=r
+        )
+        self.joined = Counter("eta_monitor_joined", "Predictions joined to outcomes", registry=r)
+        self.duplicates = Counter(
+            "eta_monitor_duplicates", "Redelivered records the join ignored", registry=r
+        )
+        self.alerts = Counter("eta_monitor_alerts", "Alerts raised (firing)", ["kind"], registry=r)
+        self.samples = Gauge(
+            "eta_monitor_samples", "Joined pairs in the window", labels, registry=r
+        )
+        self.mae = Gauge("eta_monitor_mae_seconds", "Mean absolute error", labels, registry=r)
+        self.bias = Gauge(
+            "eta_monitor_bias_seconds", "Mean of predicted - actual", labels, registry=r
+        )
+        self.p90 = Gauge(
+            "eta_monitor_p90_abs_error_seconds",
+            "90th percentile absolute error",
+            labels,
+            registry=r,
+        )
+        drift = ["window", "model", "feature"]
+        self.psi = Gauge(
+            "eta_monitor_psi", "PSI against the artifact's reference", drift, registry=r
+        )
+        self.missing = Gauge(
+            "eta_monitor_missing_share",
+            "Share of predictions missing the feature",
+            drift,
+            registry=r,
+        )
+        model = ["window", "model"]
+        self.no_state = Gauge(
+            "eta_monitor_no_state_share",
+            "Share of predictions whose store or market had no state (default stream features)",
+            model,
+            registry=r,
+        )
+        self.freshness = Gauge(
+            "eta_monitor_freshness_p90_seconds", "p90 feature freshness", model, registry=r
+        )
+        self._gauges = [
+            self.samples, self.mae, self.bias, self.p90, self.psi, self.missing, self.no_state,
+            self.freshness,
+        ]  # fmt: skip
+
+    def observe_alerts(self, alerts: Sequence[MonitorAlert]) -> None:
+        for alert in alerts:
+            if alert.state == "firing":
+                self.alerts.labels(alert.kind).inc()
+
+    def publish(self, summaries: Sequence[MonitorSummary]) -> None:
+        """Set every gauge from the summaries, dropping label sets no longer reported."""
+        for gauge in self._gauges:
+            gauge.clear()
+        for s in summaries:
+            for e in s.errors:
+                labels = (s.window, e.scope, e.key)
+                self.samples.labels(*labels).set(e.count)
+                for gauge, value in (
+                    (self.mae, e.mae_s),
+                    (self.bias, e.bias_s),
+                    (self.p90, e.p90_abs_error_s),
+                ):
+                    if value is not None:
+                        gauge.labels(*labels).set(value)
+            for d in s.drift:
+                model = f"{d.model_name}:{d.model_version}"
+                if d.prediction_psi is not None:
+                    self.psi.labels(s.window, model, "prediction").set(d.prediction_psi)
+                for f in d.features:
+                    if f.psi is not None:
+                        self.psi.labels(s.window, model, f.feature).set(f.psi)
+                    if f.missing_share is not None:
+                        self.missing.labels(s.window, model, f.feature).set(f.missing_share)
+                if d.no_state_share is not None:
+                    self.no_state.labels(s.window, model).set(d.no_state_share)
+                if d.freshness_p90_s is not None:
+                    self.freshness.labels(s.window, model).set(d.freshness_p90_s)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Expose the metrics over HTTP on ``port`` (0 means off)."""
+        if port:
+            start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,154 @@
+"""``eta report``: one self-contained HTML page from what the monitor recorded.
+
+Input: the joined pairs under ``<data_dir>/monitor/joined/`` and the latest summaries in
+``summaries.json`` (see ``recording``). Output: ``report.html`` with every figure embedded as a
+base64 PNG, so the file can be mailed or opened offline; nothing is fetched when it opens.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from predictor.monitoring import figures
+from predictor.monitoring.messages import ErrorStats, MonitorSummary
+
+__all__ = ["FIGURES", "Figure", "render_report", "write_report"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    title: str
+    png: bytes
+
+
+FIGURES = (
+    "predicted_vs_actual",
+    "error_distribution",
+    "mae_by_market_hour",
+    "psi_per_feature",
+    "latency_histogram",
+)
+"""Every figure the report holds, in page order (tests check each is there)."""
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f4f4f4; } td.l, th.l { text-align: left; }
+figure { margin: 2em 0; } figure img { max-width: 100%; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value:,.0f}{unit}"
+
+
+def _errors_table(summaries: Sequence[MonitorSummary]) -> str:
+    rows: list[str] = []
+    for s in summaries:
+        for e in sorted(s.errors, key=lambda e: ({"all": 0, "model": 1}.get(e.scope, 2), e.key)):
+            rows.append(_error_row(s.window, e))
+    if not rows:
+        return "<p>No summaries recorded yet.</p>"
+    head = (
+        "<tr><th class=l>window</th><th class=l>scope</th><th class=l>key</th><th>pairs</th>"
+        "<th>MAE (s)</th><th>bias (s)</th><th>p90 |error| (s)</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _error_row(window: str, e: ErrorStats) -> str:
+    return (
+        f"<tr><td class=l>{window}</td><td class=l>{e.scope}</td><td class=l>"
+        f"{html.escape(e.key)}</td><td>{e.count}</td><td>{_fmt(e.mae_s)}</td>"
+        f"<td>{_fmt(e.bias_s)}</td><td>{_fmt(e.p90_abs_error_s)}</td></tr>"
+    )
+
+
+def render_report(
+    joined: pl.DataFrame,
+    summaries: Sequence[MonitorSummary],
+    *,
+    psi_threshold: float,
+    drift_window: str = "24h",
+    now: datetime | None = None,
+) -> tuple[str, list[Figure]]:
+    """The HTML page and its figures (also embedded in the page)."""
+    now = now or datetime.now(UTC)
+    by_window: dict[str, MonitorSummary] = {s.window: s for s in summaries}
+    drift_summary = by_window.get(drift_window) or (summaries[-1] if summaries else None)
+    drift = drift_summary.drift if drift_summary else []
+    shown_window = drift_summary.window if drift_summary else drift_window
+    makers: dict[str, tuple[str, Callable[[], bytes]]] = {
+        "predicted_vs_actual": (
+            "Predicted vs actual over time",
+            lambda: figures.predicted_vs_actual(joined),
+        ),
+        "error_distribution": ("Error distribution", lambda: figures.error_distribution(joined)),
+        "mae_by_market_hour": (
+            "MAE by market and hour",
+            lambda: figures.mae_by_market_hour(joined),
+        ),
+        "psi_per_feature": (
+            "PSI per feature",
+            lambda: figures.psi_per_feature(drift, psi_threshold, shown_window),
+        ),
+        "latency_histogram": ("Serving latency", lambda: figures.latency_histogram(joined)),
+    }
+    made = [Figure(key, title, make()) for key, (title, make) in makers.items()]
+    span = "no joined pairs"
+    if not joined.is_empty():
+        times = joined["delivered_at"].sort()
+        first, last = times[0], times[-1]
+        span = (
+            f"{joined.height:,} joined pairs delivered "
+            f"{first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M} UTC"
+        )
+    body = [
+        "<h1>etastream model report</h1>",
+        f"<p class=meta>generated {now:%Y-%m-%d %H:%M} UTC · {html.escape(span)}</p>",
+        "<h2>Rolling error</h2>",
+        _errors_table(summaries),
+    ]
+    for fig in made:
+        data = base64.b64encode(fig.png).decode("ascii")
+        body.append(
+            f'<figure id="{fig.key}"><img alt="{html.escape(fig.title)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{html.escape(fig.title)}'
+            "</figcaption></figure>"
+        )
+    page = (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>etastream model report</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>"
+    )
+    return page, made
+
+
+def write_report(
+    out_dir: Path,
+    joined: pl.DataFrame,
+    summaries: Sequence[MonitorSummary],
+    *,
+    psi_threshold: float,
+    drift_window: str = "24h",
+) -> Path:
+    """Write ``report.html`` into ``out_dir`` (created) and return its path."""
+    page, _ = render_report(
+        joined, summaries, psi_threshold=psi_threshold, drift_window=drift_window
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

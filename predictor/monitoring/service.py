@@ -1,0 +1,343 @@
+"""``eta monitor``'s loop: Kafka in, the join in Redis, the core, Kafka and files out.
+
+One consumer (its own group) reads deliveries and predictions in batches. Each batch is
+decoded (rejects go to the dead-letter topic with their reason), joined in one Redis round
+trip, and handed to the ``Monitor``; alerts are produced at once. Every ``publish_s`` the
+summaries go to the monitoring topic and Prometheus, the joined pairs to Parquet, the producer
+is flushed and only then are offsets committed, so a crash re-reads at most that much (the
+join remembers what it matched, so nothing is counted twice). A Redis outage rewinds the batch
+and retries it with backoff; it never skips records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from predictor.monitoring.core import Monitor
+from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
+from predictor.monitoring.join import JoinStore, joined_from
+from predictor.monitoring.messages import MonitorAlert, RetrainReport
+from predictor.monitoring.metrics import MonitorMetrics
+from predictor.monitoring.recording import (
+    JoinedLog,
+    frame_to_joined,
+    joined_to_predictions,
+    read_joined,
+    write_summaries,
+)
+from predictor.monitoring.retrain import RetrainTrigger
+from predictor.serving.backoff import backoff_s
+from stream_features.contract import encode
+
+__all__ = ["MonitorService", "MonitorStats", "ServiceOptions"]
+
+log = logging.getLogger("etastream.monitor")
+Retrainer = Callable[[str], RetrainReport]
+"""Runs one retraining (given what triggered it) and reports its outcome."""
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    deliveries_topic: str
+    predictions_topic: str
+    monitoring_topic: str
+    dlq_topic: str
+    batch_max_events: int = 2000
+    poll_timeout_s: float = 0.2
+    publish_s: float = 10.0
+    shutdown_timeout_s: float = 30.0
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 5.0
+
+
+@dataclass
+class MonitorStats:
+    batches: int = 0
+    records: int = 0
+    predictions: int = 0
+    joined: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    alerts: int = 0
+    summaries: int = 0
+    commits: int = 0
+    retries: int = 0
+    retrain_runs: int = 0
+
+
+class MonitorService:
+    """One monitor process; ``run`` until ``stop`` is set, then publish, flush and commit."""
+
+    def __init__(
+        self,
+        consumer_config: dict[str, Any],
+        producer_config: dict[str, Any],
+        join: JoinStore,
+        monitor: Monitor,
+        intake: IntakeConfig,
+        options: ServiceOptions,
+        *,
+        metrics: MonitorMetrics | None = None,
+        record_dir: Path | None = None,
+        keep_rows: int = 500_000,
+        retrainer: Retrainer | None = None,
+        retrain_cooldown_s: float = 21600.0,
+        retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
+    ) -> None:
+        self._join, self._monitor, self._intake, self._o = join, monitor, intake, options
+        self._metrics = metrics or MonitorMetrics()
+        self._record_dir = record_dir
+        self._log = JoinedLog(record_dir, keep_rows) if record_dir is not None else None
+        self._retrainer = retrainer
+        self._trigger = RetrainTrigger(retrain_cooldown_s)
+        self._retrain_pool = ThreadPoolExecutor(1, thread_name_prefix="eta-retrain")
+        self._retraining: Future[RetrainReport] | None = None
+        self._retry_on = retry_on
+        self._consumer = Consumer(consumer_config)
+        self._producer = Producer(producer_config)
+        self._errors: list[str] = []
+        self._to_commit: dict[tuple[str, int], int] = {}
+        self._last_publish = time.monotonic()
+        self._attempt = 0
+        self.stats = MonitorStats()
+        self.assigned = threading.Event()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> MonitorStats:
+        self.open()
+        try:
+            while not stop.is_set():
+                self.step(stop)
+        finally:
+            self.close()
+        return self.stats
+
+    def open(self) -> None:
+        """Restore the windows from the recorded pairs of the last day, then join the group."""
+        if self._record_dir is not None:
+            self.restore(self._record_dir)
+        self._consumer.subscribe(
+            [self._o.deliveries_topic, self._o.predictions_topic],
+            on_assign=lambda _c, _p: self.assigned.set(),
+            on_revoke=self._on_revoke,
+        )
+
+    def restore(self, record_dir: Path) -> int:
+        """Feed the recorded pairs of the last 24 h of event time back into the windows."""
+        frame = read_joined(record_dir)
+        if frame.is_empty():
+            return 0
+        newest = frame["delivered_at"].max()
+        assert isinstance(newest, datetime)
+        pairs = frame_to_joined(frame.filter(pl.col("delivered_at") > newest - timedelta(days=1)))
+        self._monitor.add_joined(pairs)
+        self._monitor.add_predictions(joined_to_predictions(pairs))
+        self._monitor.alerts(datetime.now(UTC))  # what already fired is not raised again
+        log.info("windows restored from recorded pairs", extra={"pairs": len(pairs)})
+        return len(pairs)
+
+    def step(self, stop: threading.Event | None = None) -> int:
+        """One batch: decode, join, update, alert; publish when due. Records consumed."""
+        messages = self._consumer.consume(self._o.batch_max_events, self._o.poll_timeout_s)
+        records = [m for m in messages if self._usable(m)]
+        if records:
+            try:
+                self._process(records)
+            except self._retry_on as exc:
+                self._rewind(records, exc, stop)
+                return 0
+        self._producer.poll(0)
+        self._collect_retraining()
+        if time.monotonic() - self._last_publish >= self._o.publish_s:
+            self.publish()
+        return len(records)
+
+    def _usable(self, message: Message) -> bool:
+        err = message.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise KafkaException(err)
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    def _process(self, records: list[Message]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        batch = decode_monitor_batch(records, self._intake, now_ms)
+        result = self._join.join(batch.ops)  # may raise: nothing below has happened yet
+        if self._attempt:
+            log.info("Redis is back", extra={"attempts": self._attempt})
+            self._attempt = 0
+        pairs = [joined_from(*p) for p in result.pairs]
+        self._monitor.add_predictions(batch.predictions)
+        self._monitor.add_joined(pairs)
+        self._monitor.count("duplicates", result.duplicates)
+        self._monitor.count("rejected", sum(batch.rejected.values()))
+        for reason in batch.reasons:
+            log.warning("record rejected: %s", reason)
+        for out in batch.dead_letters:
+            self._send(self._o.dlq_topic, out.key, out.value)
+        alerts = self._monitor.alerts(datetime.now(UTC))
+        for alert in alerts:
+            self._send_alert(alert)
+        if self._log is not None:
+            self._log.append(pairs)
+        self._maybe_retrain(alerts)
+        for topic, n in batch.records.items():
+            self._metrics.records.labels(topic).inc(n)
+        for topic, n in batch.rejected.items():
+            self._metrics.rejected.labels(topic).inc(n)
+        self._metrics.joined.inc(len(pairs))
+        self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.observe_alerts(alerts)
+        for m in records:
+            tp = (m.topic() or "", m.partition() or 0)
+            self._to_commit[tp] = max((m.offset() or 0) + 1, self._to_commit.get(tp, 0))
+        s = self.stats
+        s.batches += 1
+        s.records += len(records)
+        s.predictions += len(batch.predictions)
+        s.joined += len(pairs)
+        s.duplicates += result.duplicates
+        s.rejected += sum(batch.rejected.values())
+        s.alerts += sum(a.state == "firing" for a in alerts)
+
+    def _rewind(
+        self, records: list[Message], exc: BaseException, stop: threading.Event | None
+    ) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for m in records:
+            tp = (m.topic() or "", m.partition() or 0)
+            first[tp] = min(m.offset() or 0, first.get(tp, m.offset() or 0))
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        delay = backoff_s(self._attempt, self._o.backoff_base_s, self._o.backoff_cap_s)
+        self._attempt += 1
+        self.stats.retries += 1
+        log.warning("Redis unavailable; the batch will be read again", extra={"error": repr(exc)})
+        if stop is not None:
+            stop.wait(delay)
+        else:
+            time.sleep(delay)
+
+    # --- output -----------------------------------------------------------------------------
+
+    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._check)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _check(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def _send_alert(self, alert: MonitorAlert) -> None:
+        key = f"{alert.kind}:{alert.scope}:{alert.key}:{alert.feature or ''}"
+        self._send(self._o.monitoring_topic, key.encode(), encode(alert))
+        log.warning(
+            "alert %s: %s %s %s", alert.state, alert.kind, alert.key, alert.feature or "",
+            extra={"value": alert.value, "threshold": alert.threshold, "window": alert.window},
+        )  # fmt: skip
+
+    def publish(self) -> None:
+        """Summaries out, files written, producer flushed, then offsets committed."""
+        self._last_publish = time.monotonic()
+        summaries = self._monitor.summaries(datetime.now(UTC))
+        for summary in summaries:
+            self._send(self._o.monitoring_topic, summary.window.encode(), encode(summary))
+        self._metrics.publish(summaries)
+        self.stats.summaries += len(summaries)
+        if self._record_dir is not None:
+            write_summaries(self._record_dir, summaries)
+        if self._log is not None:
+            self._log.flush()
+        left = self._producer.flush(self._o.shutdown_timeout_s)
+        if left or self._errors:
+            log.error(
+                "monitoring records not acknowledged; offsets not committed",
+                extra={"unacknowledged": left, "errors": self._errors[:5]},
+            )
+            self._errors.clear()
+            return
+        self._commit()
+
+    def _commit(self) -> None:
+        if not self._to_commit:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
+        self._to_commit = {}
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self.stats.commits += 1
+        except KafkaException as exc:  # a rebalance under way: the next owner reads again
+            log.warning("commit failed: %s", exc)
+
+    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self.publish()
+        self.assigned.clear()
+
+    # --- retraining -------------------------------------------------------------------------
+
+    def _maybe_retrain(self, alerts: list[MonitorAlert]) -> None:
+        if self._retrainer is None or self._retraining is not None:
+            return
+        firing = [
+            f"{a.kind} {a.key} {a.feature or ''}".strip()
+            for a in alerts
+            if a.state == "firing" and a.kind in ("mae", "psi")
+        ]
+        reason = self._trigger.due(firing, time.monotonic())
+        if reason is None:
+            return
+        if self._log is not None:
+            self._log.flush()  # the retrainer reads what is on disk
+        log.info("retraining", extra={"trigger": reason})
+        self.stats.retrain_runs += 1
+        self._retraining = self._retrain_pool.submit(self._retrainer, reason)
+
+    def _collect_retraining(self, wait: bool = False) -> None:
+        job = self._retraining
+        if job is None or (not wait and not job.done()):
+            return
+        self._retraining = None
+        try:
+            report = job.result()
+        except Exception as exc:  # a failed run is reported, never fatal to the monitor
+            log.exception("retraining failed")
+            report = RetrainReport(
+                model_name="?",
+                trigger="?",
+                outcome="failed",
+                reason=repr(exc),
+                rows=0,
+                at=datetime.now(UTC),
+            )
+        log.info("retraining done: %s", report.reason, extra={"outcome": report.outcome})
+        self._send(self._o.monitoring_topic, report.model_name.encode(), encode(report))
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        try:
+            self._collect_retraining(wait=True)
+            self.publish()
+        finally:
+            self._consumer.close()
+            self._retrain_pool.shutdown(wait=True)
+            log.info("monitor stopped", extra=vars(self.stats))

@@ -1,0 +1,125 @@
+"""``eta monitor`` as the container runs it: bad records dead-lettered, metrics, clean stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from predictor.monitoring.messages import MonitorSummary, decode_monitor_record
+from predictor.serving.dlq import decode_dead_letter
+from stream_features.contract import DeliveryPrediction, OrderDelivered, encode
+from stream_features.kafka_clients import ensure_topics
+from stream_features.settings import Settings
+from stream_features.stack import free_port
+from tests.integration.worker_helpers import TopicReader, produce, worker_env
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int, deadline_s: float = 30.0) -> str:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                return str(r.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_eta_monitor_rejects_bad_records_with_reasons_and_stops_cleanly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "monitor_group": f"{settings.consumer_group}-monitor",
+            "monitor_publish_s": 0.5,
+            "monitor_metrics_port": port,
+        }
+    )
+    ensure_topics(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    good = DeliveryPrediction(
+        order_id="o1",
+        store_id="s1",
+        market_id="m1",
+        created_at=now - timedelta(minutes=40),
+        predicted_duration_s=1800.0,
+        predicted_delivery_at=now - timedelta(minutes=10),
+        model_name="eta-not-registered",
+        model_version="7",
+        mode="streaming",
+        served_at=now - timedelta(minutes=40),
+    )
+    future = good.model_copy(update={"order_id": "o2", "created_at": now + timedelta(days=1)})
+    truth = OrderDelivered(order_id="o1", store_id="s1", market_id="m1", delivered_at=now)
+    produce(
+        settings,
+        [
+            (settings.predictions_topic, b"o0", b"\xff not json"),
+            (settings.predictions_topic, b"o1", encode(good)),
+            (settings.predictions_topic, b"o2", encode(future)),
+            (settings.deliveries_topic, b"s1", orjson.dumps({"type": "OrderDelivered"})),
+            (settings.deliveries_topic, b"s1", encode(truth)),
+        ],
+    )
+    log_path = tmp_path / "monitor.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from predictor.cli import main; main()", "monitor"],
+            env=worker_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    dlq = TopicReader(settings, settings.dlq_topic)
+    monitoring = TopicReader(settings, settings.monitoring_topic)
+    try:
+        letters = [
+            decode_dead_letter(m.value()) for m in dlq.read_until(lambda ms: len(ms) >= 3, 60)
+        ]
+
+        def joined(messages: list) -> bool:  # type: ignore[type-arg]
+            records = [decode_monitor_record(m.value()) for m in messages]
+            return any(isinstance(r, MonitorSummary) and r.totals.get("joined") for r in records)
+
+        summaries = monitoring.read_until(joined, 30)
+        metrics = scrape(port)
+    finally:
+        dlq.close()
+        monitoring.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    output = log_path.read_text(errors="replace")
+
+    assert code == 0, output[-3000:]
+    reasons = [letter.reason for letter in letters]
+    assert len(letters) == 3, output[-3000:]
+    assert any("not valid JSON" in r for r in reasons)
+    assert any("in the future" in r for r in reasons)
+    assert any("Field required" in r for r in reasons)  # the delivery without its fields
+    assert {letter.source_topic for letter in letters} == {
+        settings.predictions_topic,
+        settings.deliveries_topic,
+    }
+    assert joined(summaries)
+    last = decode_monitor_record(summaries[-1].value())
+    assert isinstance(last, MonitorSummary)
+    assert last.totals["rejected"] == 3
+    errors = {(e.scope, e.key): e for e in last.errors}
+    assert errors[("market", "m1")].mae_s == pytest.approx(600.0)  # 30 min predicted, 40 taken
+    assert [d.reference for d in last.drift] in ([], ["unavailable"])
+    assert "eta_monitor_joined_total 1.0" in metrics
+    assert 'eta_monitor_rejected_total{topic="' in metrics
+    assert "record rejected" in output and "monitor stopped" in output

@@ -1,0 +1,165 @@
+"""Done-when, end to end: the monitor on the real broker and Redis sees the injected shift.
+
+The shocked run of ``tests/monitor_scenario.py`` (a dasher shortage in one market, scored by
+a registered model through the serving core, features included) is produced to the test's
+predictions and deliveries topics; ``eta monitor``'s service reads them, joins them in Redis
+and publishes to the monitoring topic, where the test reads the MAE alert of the shocked
+market and a PSI alert on a market feature, both within one window of the shock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Message
+
+from predictor.monitoring.messages import (
+    MonitorAlert,
+    MonitorSummary,
+    decode_monitor_record,
+)
+from predictor.monitoring.metrics import MonitorMetrics
+from predictor.monitoring.recording import read_joined, read_summaries
+from predictor.monitoring.report import FIGURES, render_report
+from predictor.monitoring.rolling import WINDOWS
+from predictor.monitoring.runner import build_service, record_dir
+from predictor.monitoring.service import MonitorService
+from stream_features.contract import OrderDelivered
+from stream_features.kafka_clients import ensure_topics
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import TopicReader, produce
+from tests.monitor_scenario import SHOCK_MARKET, SHOCK_MS, scenario_records, scenario_registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@contextmanager
+def running(service: MonitorService) -> Iterator[MonitorService]:
+    stop, failure = threading.Event(), []
+
+    def target() -> None:
+        try:
+            service.run(stop)
+        except BaseException as exc:  # re-raised in the test's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="monitor", daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive(), "the monitor did not stop within 60 s"
+    if failure:
+        raise failure[0]
+
+
+def monitor_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "registry_dir": scenario_registry(),
+            "monitor_group": f"{settings.consumer_group}-monitor",
+            "monitor_min_samples": 50,  # the shortage starves m1 of deliveries
+            "monitor_publish_s": 1.0,
+        }
+    )
+
+
+def records_of(messages: list[Message]) -> list[MonitorAlert | MonitorSummary]:
+    out = []
+    for m in messages:
+        record = decode_monitor_record(m.value())
+        assert isinstance(record, MonitorAlert | MonitorSummary)
+        out.append(record)
+    return out
+
+
+def shift_alerts(records: list[MonitorAlert | MonitorSummary]) -> dict[str, MonitorAlert]:
+    found: dict[str, MonitorAlert] = {}
+    for r in records:
+        if not isinstance(r, MonitorAlert) or r.state != "firing":
+            continue
+        if r.kind == "mae" and r.key == SHOCK_MARKET:
+            found.setdefault("mae", r)
+        if r.kind == "psi" and (r.feature or "").startswith("market__"):
+            found.setdefault("psi", r)
+    return found
+
+
+def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
+    settings: Settings, key_prefix: str, tmp_path: Path
+) -> None:
+    settings = monitor_settings(settings)
+    ensure_topics(settings)
+    records = scenario_records(True)
+    topics = {"predictions": settings.predictions_topic, "deliveries": settings.deliveries_topic}
+    produced = produce(settings, ((topics[r.topic], r.key, r.value) for r in records))
+    assert produced == len(records)
+
+    metrics = MonitorMetrics()
+    service = build_service(settings, key_prefix=key_prefix + "mon:", metrics=metrics)
+    reader = TopicReader(settings, settings.monitoring_topic)
+    try:
+        with running(service):
+            messages = reader.read_until(
+                lambda ms: (
+                    len(shift_alerts(records_of(ms))) == 2 and service.stats.records >= produced
+                ),
+                timeout_s=90,
+            )
+        messages = reader.read_until(
+            lambda ms: any(isinstance(r, MonitorSummary) for r in records_of(ms)), 10
+        )
+    finally:
+        reader.close()
+
+    seen = records_of(messages)
+    alerts = shift_alerts(seen)
+    assert set(alerts) == {"mae", "psi"}, [r for r in seen if isinstance(r, MonitorAlert)]
+    for alert in alerts.values():
+        at_ms = alert.event_time.timestamp() * 1000
+        assert SHOCK_MS < at_ms < SHOCK_MS + WINDOWS[settings.monitor_drift_window] * 1000
+        assert alert.value > alert.threshold and alert.samples >= 50
+    assert alerts["mae"].window == "1h" and alerts["psi"].window == "24h"
+
+    stats = service.stats
+    assert stats.records == produced and stats.rejected == 0
+    predicted = {r.key for r in records if r.topic == "predictions"}
+    delivered = {
+        OrderDelivered.model_validate_json(r.value).order_id.encode()
+        for r in records
+        if r.topic == "deliveries"
+    }
+    assert stats.predictions == len(predicted)
+    assert stats.joined == len(predicted & delivered)  # orders still queued have no outcome yet
+
+    summary = next(r for r in reversed(seen) if isinstance(r, MonitorSummary) and r.window == "1h")
+    keys = {(e.scope, e.key) for e in summary.errors}
+    assert {("all", "*"), ("market", SHOCK_MARKET), ("model", "eta-shock:1")} <= keys
+    assert summary.drift and summary.drift[0].with_features == summary.drift[0].predictions
+    assert metrics.registry.get_sample_value("eta_monitor_joined_total") == stats.joined
+    assert (
+        metrics.registry.get_sample_value(
+            "eta_monitor_mae_seconds", {"window": "1h", "scope": "market", "key": SHOCK_MARKET}
+        )
+        is not None
+    )
+
+    directory = record_dir(settings)
+    joined = read_joined(directory)
+    assert joined.height == stats.joined
+    assert {s.window for s in read_summaries(directory)} == set(WINDOWS)
+    page, made = render_report(joined, read_summaries(directory), psi_threshold=0.2)
+    assert [f.key for f in made] == list(FIGURES) and page.count("<figure") == len(FIGURES)
+
+    again = build_service(settings, key_prefix=key_prefix + "mon:")
+    try:
+        assert again.restore(directory) == joined.height  # a restart starts from the record
+        assert again.stats.records == 0
+    finally:
+        again.close()

@@ -1,0 +1,310 @@
+"""The monitor's pure core: rings, error windows, PSI from counts, alerts, join rules, intake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pytest
+
+from predictor.models.reference import categorical_reference, numeric_reference, psi
+from predictor.monitoring.accuracy import ErrorWindows
+from predictor.monitoring.core import Monitor, MonitorConfig
+from predictor.monitoring.drift import PREDICTION, ModelReference, bin_index, psi_from_counts
+from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
+from predictor.monitoring.join import Joined, JoinOp, MemoryJoin, delivery_op, prediction_op
+from predictor.monitoring.messages import decode_monitor_record, decode_prediction
+from predictor.monitoring.rolling import ABS_EDGES_S, Ring, hist_quantile
+from predictor.serving.dlq import decode_dead_letter
+from predictor.serving.records import RawRecord
+from stream_features.contract import DasherEvent, DeliveryPrediction, OrderDelivered, encode, to_ms
+
+T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+NOW = datetime(2026, 3, 4, tzinfo=UTC)
+
+
+def pair(i: int, error_s: float, *, market: str = "m1", at: datetime = T0) -> Joined:
+    delivered = to_ms(at)
+    return Joined(
+        order_id=f"o{i}",
+        model_name="eta",
+        model_version="1",
+        market_id=market,
+        store_id="s1",
+        created_ms=delivered - 1_800_000,
+        served_ms=delivered - 1_799_990,
+        delivered_ms=delivered,
+        predicted_s=1800.0 + error_s,
+        freshness_s=30.0,
+        features=None,
+    )
+
+
+def prediction(
+    i: int,
+    at: datetime = T0,
+    *,
+    duration_s: float = 1800.0,
+    features: dict[str, float] | None = None,
+    freshness_s: float | None = 10.0,
+    version: str = "1",
+) -> DeliveryPrediction:
+    return DeliveryPrediction(
+        order_id=f"o{i}",
+        store_id="s1",
+        market_id="m1",
+        created_at=at,
+        predicted_duration_s=duration_s,
+        predicted_delivery_at=at + timedelta(seconds=duration_s),
+        model_name="eta",
+        model_version=version,
+        mode="streaming",
+        served_at=at + timedelta(milliseconds=20),
+        feature_freshness_s=freshness_s,
+        features=features,
+    )
+
+
+# --- rings and windows ----------------------------------------------------------------------
+
+
+def test_a_ring_sums_its_window_and_refuses_what_is_older_than_it_holds() -> None:
+    ring = Ring(bucket_s=60, slots=60, width=1)
+    minutes = np.arange(120, dtype=np.int64) * 60_000
+    late = ring.add(minutes, np.ones((120, 1)))
+
+    assert late == 60  # the first hour no longer fits once the second arrived
+    assert ring.window(int(minutes[-1]), 3600)[0] == 60
+    assert ring.window(int(minutes[-1]), 900)[0] == 15
+    assert ring.add(np.array([0], dtype=np.int64), np.ones((1, 1))) == 1
+
+
+def test_histogram_quantile_is_within_the_bin_ratio_of_the_exact_one() -> None:
+    values = np.random.default_rng(0).lognormal(np.log(400), 0.8, 20_000)
+    counts = np.bincount(
+        np.searchsorted(ABS_EDGES_S, values, side="right") - 1, minlength=ABS_EDGES_S.size
+    ).astype(float)
+    estimate = hist_quantile(counts, ABS_EDGES_S, 0.9)
+
+    assert estimate is not None
+    assert abs(estimate / np.quantile(values, 0.9) - 1) < 0.05
+    assert hist_quantile(np.zeros(3), np.array([0.0, 1.0, 2.0]), 0.9) is None
+
+
+def test_error_windows_keep_mae_bias_and_p90_per_group_over_each_window() -> None:
+    windows = ErrorWindows()
+    windows.add([pair(i, 300.0, market="m1", at=T0 - timedelta(hours=2)) for i in range(10)])
+    windows.add([pair(100 + i, -100.0, market="m2") for i in range(10)])
+
+    hour, day = windows.stats("1h"), windows.stats("24h")
+    assert ("market", "m1") not in hour  # two hours old: outside the hour, inside the day
+    assert hour[("market", "m2")].mae_s == pytest.approx(100.0)
+    assert hour[("all", "*")].count == 10
+    assert day[("all", "*")].count == 20
+    assert day[("all", "*")].mae_s == pytest.approx(200.0)
+    assert day[("all", "*")].bias_s == pytest.approx(100.0)
+    assert day[("model", "eta:1")].count == 20
+    assert day[("market", "m1")].p90_abs_error_s == pytest.approx(300.0, rel=0.05)
+    with pytest.raises(ValueError, match="window must be one of"):
+        windows.stats("2h")
+
+
+# --- drift ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_psi_from_bin_counts_equals_the_artifacts_psi_of_the_values(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    train = rng.normal(0, 1, 5000) if kind == "numeric" else rng.integers(0, 6, 5000) * 1.0
+    ref = numeric_reference(train) if kind == "numeric" else categorical_reference(train)
+    live = rng.normal(0.5, 1.3, 2000) if kind == "numeric" else rng.integers(0, 9, 2000) * 1.0
+    live[:100] = np.nan
+
+    counts = np.bincount(bin_index(ref, live), minlength=len(ref["shares"]) + 1).astype(float)
+    assert psi_from_counts(ref, counts) == pytest.approx(psi(ref, live), rel=1e-9)
+    assert psi_from_counts(ref, np.zeros_like(counts)) is None
+
+
+def reference(seed: int = 0) -> ModelReference:
+    rng = np.random.default_rng(seed)
+    columns = {
+        "busy": numeric_reference(rng.uniform(0, 1, 4000)),
+        "gappy": numeric_reference(np.where(rng.random(4000) < 0.1, np.nan, 1.0)),
+        "order__hour_of_day": numeric_reference(rng.integers(0, 24, 4000) * 1.0),
+        PREDICTION: numeric_reference(rng.normal(1800, 300, 4000)),
+    }
+    return ModelReference(columns)
+
+
+def drift_monitor(**config: object) -> Monitor:
+    ref = reference()
+    return Monitor(MonitorConfig(min_samples=50, **config), lambda _n, _v: ref)  # type: ignore[arg-type]
+
+
+def steady(
+    n: int, start: datetime, span: timedelta, rng: np.random.Generator, **kw: object
+) -> list[DeliveryPrediction]:
+    return [
+        prediction(
+            i,
+            start + span * i / n,
+            duration_s=float(rng.normal(1800, 300)),
+            features={
+                "busy": float(rng.uniform(0, 1)),
+                "order__hour_of_day": 3.0,
+                **({"gappy": 1.0} if rng.random() > 0.1 else {}),
+            },
+            **kw,  # type: ignore[arg-type]
+        )
+        for i in range(n)
+    ]
+
+
+def test_drift_is_judged_once_the_window_is_full_and_alerts_once_per_crossing() -> None:
+    rng = np.random.default_rng(1)
+    monitor = drift_monitor()
+    day = timedelta(days=1)
+    monitor.add_predictions(steady(2000, T0 - day, day, rng))
+    # hour_of_day is all 3 (PSI huge) but exempt; the rest looks like training
+    assert monitor.alerts(NOW) == []
+
+    shifted = [
+        prediction(i, T0 + timedelta(minutes=i / 10), duration_s=3600.0, features={"busy": 0.99})
+        for i in range(3000)
+    ]
+    monitor.add_predictions(shifted[:1500])
+    alerts = monitor.alerts(NOW)
+    kinds = {(a.kind, a.feature) for a in alerts}
+    assert ("psi", "busy") in kinds
+    assert ("psi", "prediction") in kinds
+    assert ("missing_share", "gappy") in kinds  # gone from every shifted prediction
+    assert ("psi", "order__hour_of_day") not in kinds
+    assert all(a.state == "firing" and a.window == "24h" for a in alerts)
+    assert all(a.scope == "model" and a.key == "eta:1" for a in alerts)
+
+    monitor.add_predictions(shifted[1500:])
+    assert monitor.alerts(NOW) == []  # still above: no new alert
+
+
+def test_a_partly_filled_drift_window_raises_nothing() -> None:
+    monitor = drift_monitor()
+    monitor.add_predictions(
+        [prediction(i, T0 + timedelta(seconds=i), duration_s=9000.0) for i in range(500)]
+    )
+    summary = monitor.drift.summaries("24h")[0]
+    assert summary.prediction_psi is not None and summary.prediction_psi > 1
+    assert summary.covered_s < 86400
+    assert monitor.alerts(NOW) == []
+
+
+def test_no_state_share_and_freshness_come_from_the_predictions_alone() -> None:
+    monitor = drift_monitor(drift_window="1h", freshness_alert_s=600.0)
+    monitor.add_predictions(
+        [
+            prediction(i, T0 + timedelta(seconds=3 * i), freshness_s=None if i % 4 else 5000.0)
+            for i in range(1300)
+        ]
+    )
+    (summary,) = monitor.drift.summaries("1h")
+    assert summary.with_features == 0 and summary.features[0].psi is None  # predictions only
+    assert summary.no_state_share == pytest.approx(0.75, abs=0.01)
+    assert summary.freshness_p90_s == pytest.approx(5000.0, rel=0.05)
+    kinds = {a.kind for a in monitor.alerts(NOW)}
+    assert {"no_state_share", "freshness"} <= kinds
+
+
+def test_a_version_without_a_readable_artifact_is_watched_without_drift() -> None:
+    monitor = Monitor(MonitorConfig(min_samples=1), lambda _n, _v: None)
+    monitor.add_predictions([prediction(1)])
+    (summary,) = monitor.drift.summaries("1h")
+    assert summary.reference == "unavailable"
+    assert summary.prediction_psi is None and summary.features == []
+
+
+def test_mae_alert_fires_once_then_resolves_when_the_error_falls() -> None:
+    monitor = Monitor(MonitorConfig(min_samples=20, mae_alert_s=600), lambda _n, _v: None)
+    monitor.add_joined([pair(i, 900.0, at=T0 + timedelta(seconds=i)) for i in range(30)])
+    firing = monitor.alerts(NOW)
+    assert {(a.state, a.scope, a.key) for a in firing} == {
+        ("firing", "all", "*"),
+        ("firing", "model", "eta:1"),
+        ("firing", "market", "m1"),
+    }
+    monitor.add_joined([pair(100 + i, 1000.0, at=T0 + timedelta(seconds=40)) for i in range(5)])
+    assert monitor.alerts(NOW) == []
+    later = T0 + timedelta(hours=2)
+    monitor.add_joined([pair(200 + i, 10.0, at=later) for i in range(30)])
+    assert {a.state for a in monitor.alerts(NOW)} == {"resolved"}
+
+    summaries = monitor.summaries(NOW)
+    assert [s.window for s in summaries] == ["15m", "1h", "24h"]
+    assert summaries[0].totals["joined"] == 65
+    raw = encode(summaries[2])
+    assert decode_monitor_record(raw) == summaries[2]
+
+
+# --- join rules -----------------------------------------------------------------------------
+
+
+def delivered(order_id: str, at: datetime = T0) -> OrderDelivered:
+    return OrderDelivered(order_id=order_id, store_id="s1", market_id="m1", delivered_at=at)
+
+
+def test_the_join_matches_either_order_each_model_once_and_counts_duplicates() -> None:
+    store = MemoryJoin()
+    p1, p2 = prediction(1), prediction(2)
+    challenger = prediction(1).model_copy(update={"model_name": "eta-challenger"})
+
+    first = store.join([prediction_op(p1), delivery_op(delivered("o2"))])
+    assert first.pairs == []
+    second = store.join([delivery_op(delivered("o1")), prediction_op(p2)])
+    assert sorted(order for order, *_ in second.pairs) == ["o1", "o2"]
+    third = store.join([prediction_op(challenger), prediction_op(p1), delivery_op(delivered("o1"))])
+    assert [(o, m) for o, m, *_ in third.pairs] == [("o1", "eta-challenger")]
+    assert third.duplicates == 2
+
+
+def test_intake_routes_each_topic_and_dead_letters_anything_else_with_its_reason() -> None:
+    config = IntakeConfig("deliveries", "predictions", max_future_skew_s=60)
+    future = datetime.now(UTC) + timedelta(hours=2)
+    shift_start = DasherEvent(dasher_id="d1", market_id="m1", kind="shift_start", at=T0)
+    records = [
+        RawRecord(encode(prediction(1)), "predictions", 0, 1),
+        RawRecord(encode(delivered("o1")), "deliveries", 0, 2),
+        RawRecord(b"not json", "predictions", 1, 3, b"k"),
+        RawRecord(encode(shift_start), "deliveries", 0, 4),
+        RawRecord(encode(delivered("o9", future)), "deliveries", 0, 5),
+        RawRecord(None, "deliveries", 0, 6),
+        RawRecord(
+            orjson.dumps({"type": "DeliveryPrediction", "order_id": "x"}), "predictions", 1, 7
+        ),
+    ]
+    batch = decode_monitor_batch(records, config, now_ms=to_ms(datetime.now(UTC)))
+
+    assert [p.order_id for p in batch.predictions] == ["o1"]
+    assert [op.kind for op in batch.ops] == ["P", "D"]
+    assert batch.rejected == {"predictions": 2, "deliveries": 3}
+    letters = [decode_dead_letter(d.value) for d in batch.dead_letters]
+    assert [letter.source_offset for letter in letters] == [3, 4, 5, 6, 7]
+    assert "not valid JSON" in letters[0].reason
+    assert "does not belong on topic 'deliveries'" in letters[1].reason
+    assert "in the future" in letters[2].reason and letters[2].field == "delivered_at"
+    assert "empty message" in letters[3].reason
+    assert letters[4].field is not None  # the first missing field is named
+    assert batch.reasons[0].startswith("predictions[1]@3: ")
+
+
+def test_packed_sides_carry_what_the_monitor_needs() -> None:
+    p = prediction(5, features={"busy": 0.5}, freshness_s=None)
+    op = prediction_op(p)
+    assert op == JoinOp("P", "o5", "eta", op.payload)
+    ((order, model, packed_p, packed_d),) = (
+        MemoryJoin().join([op, delivery_op(delivered("o5", T0 + timedelta(minutes=40)))]).pairs
+    )
+    from predictor.monitoring.join import joined_from
+
+    joined = joined_from(order, model, packed_p, packed_d)
+    assert joined.actual_s == 2400.0 and joined.error_s == -600.0
+    assert joined.features == {"busy": 0.5} and np.isnan(joined.freshness_s)
+    assert decode_prediction(encode(p)) == p

@@ -1,0 +1,159 @@
+"""``eta report``'s page: every figure is there, decodes as a PNG and shows something."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from predictor.models.reference import numeric_reference
+from predictor.monitoring.core import Monitor, MonitorConfig
+from predictor.monitoring.drift import PREDICTION, ModelReference
+from predictor.monitoring.join import Joined
+from predictor.monitoring.recording import (
+    JoinedLog,
+    joined_frame,
+    joined_to_predictions,
+    write_summaries,
+)
+from predictor.monitoring.report import FIGURES, render_report
+from stream_features.contract import to_ms
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+_IMG = re.compile(r'<figure id="(\w+)"><img alt="[^"]*" src="data:image/png;base64,([^"]+)">')
+
+
+def recorded_pairs(n: int = 3000, seed: int = 0) -> list[Joined]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        created = to_ms(T0) + int(i * 30_000)
+        actual = float(rng.gamma(6, 400))
+        out.append(
+            Joined(
+                order_id=f"o{i}",
+                model_name="eta",
+                model_version="3",
+                market_id=f"m{i % 4 + 1}",
+                store_id=f"s{i % 50}",
+                created_ms=created,
+                served_ms=created + int(rng.lognormal(np.log(40), 0.6)),
+                delivered_ms=created + int(actual * 1000),
+                predicted_s=actual + float(rng.normal(120, 300)),
+                freshness_s=float(rng.exponential(600)),
+                features={"market__busy_ratio": float(rng.beta(4, 2))},
+            )
+        )
+    return out
+
+
+def monitored(pairs: list[Joined]) -> Monitor:
+    rng = np.random.default_rng(9)
+    ref = ModelReference(
+        {
+            "market__busy_ratio": numeric_reference(rng.beta(2, 4, 5000)),
+            PREDICTION: numeric_reference(rng.gamma(6, 400, 5000)),
+        }
+    )
+    monitor = Monitor(MonitorConfig(), lambda _n, _v: ref)
+    monitor.add_joined(pairs)
+    monitor.add_predictions(joined_to_predictions(pairs))
+    return monitor
+
+
+def figures_of(page: str) -> dict[str, Image.Image]:
+    found = {}
+    for key, data in _IMG.findall(page):
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        image.load()
+        found[key] = image
+    return found
+
+
+def assert_drawn(image: Image.Image) -> None:
+    assert image.format == "PNG"
+    assert image.width >= 400 and image.height >= 250
+    pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.std() > 5, "the figure is blank"
+    assert (pixels < 128).mean() > 0.005, "hardly anything is drawn"
+
+
+def test_the_report_holds_every_figure_drawn_from_what_was_recorded() -> None:
+    pairs = recorded_pairs()
+    monitor = monitored(pairs)
+    summaries = monitor.summaries(datetime.now(UTC))
+
+    page, made = render_report(joined_frame(pairs), summaries, psi_threshold=0.2)
+
+    images = figures_of(page)
+    assert list(images) == list(FIGURES) == [f.key for f in made]
+    for image in images.values():
+        assert_drawn(image)
+    assert "<script" not in page and "http" not in page  # nothing fetched when it opens
+    assert "eta:3" in page and "m4" in page  # the error table by model version and market
+
+
+def test_figures_differ_with_the_data_they_show() -> None:
+    a, b = recorded_pairs(seed=1), recorded_pairs(seed=2)
+    _page_a, made_a = render_report(joined_frame(a), [], psi_threshold=0.2)
+    _page_b, made_b = render_report(joined_frame(b), [], psi_threshold=0.2)
+    by_key = {f.key: f.png for f in made_b}
+    for fig in made_a:
+        if fig.key != "psi_per_feature":  # no summaries: the same 'no drift' figure
+            assert fig.png != by_key[fig.key], fig.key
+
+
+def test_an_empty_record_still_gives_every_figure_saying_so() -> None:
+    page, _made = render_report(joined_frame([]), [], psi_threshold=0.2)
+    images = figures_of(page)
+    assert list(images) == list(FIGURES)
+    for image in images.values():
+        assert_drawn(image)  # the "no data" text is drawn, not a blank canvas
+    assert "No summaries recorded yet" in page
+
+
+def test_eta_report_writes_the_page_from_the_monitors_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from predictor.cli import app
+
+    pairs = recorded_pairs(800)
+    record = tmp_path / "data" / "monitor"
+    log = JoinedLog(record, keep_rows=10_000)
+    log.append(pairs[:400])
+    log.flush()
+    log.append(pairs[400:])
+    log.flush()
+    write_summaries(record, monitored(pairs).summaries(datetime.now(UTC)))
+    monkeypatch.setenv("ETA_DATA_DIR", str(tmp_path / "data"))
+
+    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "out")])
+
+    assert result.exit_code == 0, result.output
+    assert "800 joined pairs" in result.output
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert list(figures_of(page)) == list(FIGURES)
+    since = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "recent"), "--since-hours", "1"]
+    )
+    assert since.exit_code == 0, since.output
+    recent = pl.Series([p.delivered_ms for p in pairs])
+    expected = int((recent >= recent.max() - 3_600_000).sum())  # type: ignore[operator]
+    assert f"({expected} joined pairs)" in since.output
+
+
+def test_the_page_is_valid_enough_to_open(tmp_path: Path) -> None:
+    from predictor.monitoring.report import write_report
+
+    path = write_report(tmp_path / "r", joined_frame(recorded_pairs(200)), [], psi_threshold=0.2)
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert text.count("<figure") == text.count("</figure>") == len(FIGURES)
