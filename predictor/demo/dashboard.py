@@ -15,6 +15,8 @@ from predictor.demo.scrape import Scrape, quantile_between
 __all__ = ["Figures", "Tick", "figures", "render"]
 
 LATENCY = "eta_stream_end_to_end_latency_seconds"
+WINDOW = "15m"
+"""The monitor's window the dashboard shows (its shortest)."""
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Figures:
     dead_letters: float = 0.0
     versions: list[str] = field(default_factory=list)
     mae_s: float | None = None
+    mae_by_model: dict[str, float] = field(default_factory=dict)
     psi_max: float | None = None
     alerts: float = 0.0
 
@@ -76,9 +79,21 @@ def figures(prev: Tick, cur: Tick, orders_topic: str) -> Figures:
             out.p99_ms = None if p99 is None else p99 * 1000
     m = cur.monitor
     if m is not None:
-        maes = [v for (n, _), v in m.values.items() if n == "eta_monitor_mae_seconds" and v > 0]
-        out.mae_s = max(maes) if maes else None
-        psis = [v for (n, _), v in m.values.items() if n == "eta_monitor_psi"]
+        for (name, labels), value in m.values.items():
+            if name != "eta_monitor_mae_seconds" or dict(labels).get("window") != WINDOW:
+                continue
+            scope, key = dict(labels).get("scope"), dict(labels).get("key", "")
+            if scope == "all":
+                out.mae_s = value
+            elif scope == "model":
+                out.mae_by_model[key] = value
+        psis = [
+            v
+            for (n, ls), v in m.values.items()
+            if n == "eta_monitor_psi"
+            and dict(ls).get("feature") == "prediction"
+            and dict(ls).get("window") == WINDOW
+        ]
         out.psi_max = max(psis) if psis else None
         out.alerts = m.total("eta_monitor_alerts_total")
     return out
@@ -100,8 +115,11 @@ def render(f: Figures, cur: Tick, phase: str, note: str) -> Table:
     table.add_row("model version (stream)", ", ".join(f.versions) or "—")
     online = "—" if cur.online_ms is None else f"{cur.online_ms:.1f} ms, v{cur.online_version}"
     table.add_row("online POST /v1/predictions", online)
-    table.add_row("rolling MAE (monitor)", "—" if f.mae_s is None else f"{f.mae_s:,.0f} s")
-    table.add_row("max PSI / drift alerts", f"{_psi(f.psi_max)} / {f.alerts:.0f}")
+    mae = "—" if f.mae_s is None else f"{f.mae_s:,.0f} s"
+    if f.mae_by_model:
+        mae += "  (" + ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(f.mae_by_model.items())) + ")"
+    table.add_row(f"rolling MAE, {WINDOW} (monitor)", mae)
+    table.add_row(f"prediction PSI, {WINDOW} / alerts", f"{_psi(f.psi_max)} / {f.alerts:.0f}")
     table.add_row("dead letters", f"{f.dead_letters:,.0f}")
     if note:
         table.caption = note

@@ -179,7 +179,6 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
                 "ETA_HTTP_PORT": str(ports["api"]),
                 "ETA_METRICS_PORT": str(ports["worker"]),
                 "ETA_MONITOR_METRICS_PORT": str(ports["monitor"]),
-                "ETA_MONITOR_DIR": str(out / "monitor"),
                 "ETA_STREAM_INCLUDE_FEATURES": "true",
             }
         )
@@ -221,7 +220,11 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
 
         with _progress(console) as progress:
             with _stage(progress, "batch predictions for every store, next hour slots"):
-                run_step([*ETA, "predict", "batch"], env, logs / "batch-predict.log")
+                run_step(
+                    [*ETA, "predict", "batch", "--history", str(out / "history.parquet")],
+                    env,
+                    logs / "batch-predict.log",
+                )
             summary.paths["batch predictions"] = str(out / "batch_predictions")
             with _stage(progress, "read back every prediction from the topic"):
                 versions = _read_predictions(settings, int(final.orders), timeout_s=30)
@@ -234,7 +237,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
             with _stage(progress, "write the HTML report"):
                 report = out / "report"
                 run_step([*ETA, "report", "--out", str(report)], env, logs / "report.log")
-            summary.paths["report"] = str(report / "index.html")
+            summary.paths["report"] = str(report / "report.html")
     summary.seconds = round(time.monotonic() - started, 1)
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary
