@@ -22,11 +22,12 @@ app = typer.Typer(
 
 def _register() -> None:
     import predictor.monitor_cli as monitor_cli
-    from predictor import api_cli, models_cli
+    from predictor import api_cli, demo_cli, models_cli
     from predictor.serving_cli import register as register_predict
     from producers import cli as producers_cli
     from stream_features import cli as features_cli
 
+    demo_cli.register(app)
     features_cli.register(app)
     producers_cli.register(app)
     register_predict(app)

@@ -1,0 +1,39 @@
+"""``eta demo`` end to end, as a newcomer runs it (smaller and shorter than the defaults)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    eta = [sys.executable, "-c", "from predictor.cli import main; main()"]
+    args = ["--live-seconds", "24", "--history-hours", "1", "--stores", "80", "--rate", "5"]
+    run = subprocess.run(
+        [*eta, "demo", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+
+    # every order the worker consumed was predicted, by the two versions around the swap
+    assert summary["orders_consumed"] > 1000
+    assert summary["predictions_read"] == summary["orders_consumed"]
+    assert set(summary["predictions_by_version"]) == {"1", "2"}
+    assert summary["dead_letters"] == 0
+    assert summary["worker_exit"] == 0
+    assert summary["final"]["versions"] == ["2"]
+
+    report = Path(summary["paths"]["report"])
+    assert report.stat().st_size > 10_000
+    assert any(Path(summary["paths"]["batch predictions"]).rglob("*.parquet"))
+    assert "etastream demo: done" in run.stdout
