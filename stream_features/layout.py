@@ -195,8 +195,9 @@ def finish_rows(
     index = {read: j for j, read in enumerate(RAW_READS)}
     by_name = {f.name: f for f in STREAM_FEATURES}
     col = width
+    filled = np.nan_to_num(raw, nan=0.0)  # once, not per feature: it dominates a 1-row call
     for feature in STREAM_FEATURES:
-        values = _stream_column(feature, np.nan_to_num(raw, nan=0.0), index, by_name)
+        values = _stream_column(feature, filled, index, by_name)
         if feature.agg != "ratio" and feature.agg != "mean":
             missing = np.isnan(
                 raw[
