@@ -1,0 +1,97 @@
+"""Fixtures of the fault suite, and its summary table at the end of the session.
+
+Every scenario runs ``eta predict stream`` as real worker processes on a broker and a Redis of
+its own, with one small real model registered once per session. Each test fills in its ``row``
+(events sent, predictions read back, lost, duplicated); the rows are printed after the session
+and saved to ``bench/results/reliability.json`` when every scenario of the suite ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream_features.kafka_clients import ensure_topics
+from stream_features.settings import Settings
+from tests.integration.worker_models import registered_model
+from tests.reliability.services import FaultStack, fault_stack
+from tests.reliability.tally import Row, format_table, save_results
+
+HERE = Path(__file__).parent
+RESULTS = HERE.parent.parent / "bench" / "results" / "reliability.json"
+SCENARIOS = {p.stem.removeprefix("test_") for p in HERE.glob("test_*.py")}
+"""One scenario per module, its test named after it: the table is saved when all of them ran."""
+_ROWS = pytest.StashKey[list[Row]]()
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.fixture(scope="session")
+def model_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A registry with one small trained model at ``production``, shared by every scenario
+    (the stage lives in the registry's files, so a fresh Redis serves it too)."""
+    workdir = tmp_path_factory.mktemp("reliability-model")
+    return registered_model(Settings(registry_dir=workdir / "models"), workdir)
+
+
+@pytest.fixture()
+def faults(tmp_path: Path) -> Iterator[FaultStack]:
+    """A broker and a Redis of this scenario's own."""
+    with fault_stack(tmp_path / "stack") as stack:
+        yield stack
+
+
+@pytest.fixture()
+def served(faults: FaultStack, model_settings: Settings) -> Settings:
+    """Settings of a worker on the scenario's stack, serving the session's model."""
+    settings = faults.settings(
+        registry_dir=model_settings.registry_dir,
+        model_name=model_settings.model_name,
+        metrics_port=0,
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture()
+def row(request: pytest.FixtureRequest) -> Generator[Row, None, None]:
+    """This scenario's summary row; its time and outcome are filled in at teardown."""
+    name = request.node.name.removeprefix("test_")
+    assert name in SCENARIOS, f"test_{name} is not in a module of its own name"
+    line = Row(name)
+    started = time.monotonic()
+    yield line
+    line.seconds = round(time.monotonic() - started, 1)
+    report = request.node.stash.get(_REPORTS, {}).get("call")
+    line.outcome = report.outcome if report is not None else "error"
+    request.config.stash.setdefault(_ROWS, []).append(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    config = terminalreporter.config
+    rows = config.stash.get(_ROWS, [])
+    if not rows:
+        return
+    terminalreporter.section("fault suite (tests/reliability)")
+    terminalreporter.write_line(format_table(rows))
+    for r in rows:
+        if r.notes:
+            terminalreporter.write_line(f"{r.scenario}: {orjson.dumps(r.notes).decode()}")
+    if {r.scenario for r in rows} >= SCENARIOS:
+        total_s = sum(r.seconds for r in rows)
+        save_results(rows, RESULTS, total_s)
+        terminalreporter.write_line(f"saved to {RESULTS} ({total_s:.0f} s in all)")
+    else:
+        terminalreporter.write_line("some scenarios did not run: results not saved")

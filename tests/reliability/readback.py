@@ -1,0 +1,91 @@
+"""Reading back what the workers produced: progress while they run, an exact count after.
+
+Tansu's end offsets can be wrong, so "everything has been read" is never decided from them.
+Once the workers have stopped, ``drain`` writes an end marker into every partition of the
+topic and reads until it has seen each one: a partition is read in order, so everything the
+workers had written before it has then been read.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+
+from confluent_kafka import Message, Producer
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream_features.kafka_clients import producer_config
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import TopicReader
+
+__all__ = ["END_MARKER", "await_predicted", "drain", "metric", "wait_until"]
+
+END_MARKER = b"__end_of_scenario__"
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail saying ``what`` did not happen in time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
+        time.sleep(0.02)
+
+
+def await_predicted(
+    reader: TopicReader, order_ids: set[bytes], count: int, timeout_s: float
+) -> int:
+    """Read until ``count`` distinct orders of ``order_ids`` have a prediction (or the
+    deadline); how many do."""
+    seen: set[bytes] = set()
+    checked = 0
+
+    def done(messages: list[Message]) -> bool:
+        nonlocal checked
+        seen.update(k for m in messages[checked:] if (k := m.key()) in order_ids)
+        checked = len(messages)
+        return len(seen) >= count
+
+    reader.read_until(done, timeout_s)
+    return len(seen)
+
+
+def drain(
+    settings: Settings, reader: TopicReader, topic: str, timeout_s: float = 60.0
+) -> list[Message]:
+    """Everything on ``topic`` up to now (the writers must have stopped), markers left out."""
+    token = uuid.uuid4().bytes  # this drain's markers, not an earlier one's
+    producer = Producer(producer_config(settings))
+    for partition in range(settings.topic_partitions):
+        producer.produce(topic, token, END_MARKER, partition=partition)
+    assert producer.flush(30) == 0, "end markers not acknowledged"
+    markers: set[int] = set()
+    checked = 0
+
+    def done(messages: list[Message]) -> bool:
+        nonlocal checked
+        markers.update(
+            m.partition() or 0
+            for m in messages[checked:]
+            if m.key() == END_MARKER and m.value() == token
+        )
+        checked = len(messages)
+        return len(markers) == settings.topic_partitions
+
+    messages = reader.read_until(done, timeout_s)
+    assert len(markers) == settings.topic_partitions, f"end markers read: {sorted(markers)}"
+    return [m for m in messages if m.key() != END_MARKER]
+
+
+def metric(port: int, sample: str, **labels: str) -> float:
+    """A worker's metric from its /metrics page: ``sample`` summed over the series that carry
+    ``labels`` (0 when there is none yet)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        page = resp.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+        if s.name == sample and labels.items() <= s.labels.items()
+    )

@@ -1,0 +1,95 @@
+"""A broker and a Redis of the scenario's own, and the faults the suite inflicts on them.
+
+Each scenario gets a fresh stack from ``start_stack`` (the starter behind ``eta up``; about a
+tenth of a second), so no scenario sees another's topics, groups or Redis keys, and Redis memory
+is the scenario's alone. Redis can be killed with SIGKILL and started again on the same port
+and data directory, where its append-only file brings the state back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import psutil  # type: ignore[import-untyped]
+import redis
+
+from stream_features.settings import Settings
+from stream_features.stack import StackUrls, start_stack
+
+__all__ = ["FaultStack", "fault_stack"]
+
+
+class FaultStack:
+    """The scenario's broker and Redis; ``kill_redis`` / ``start_redis`` restart Redis."""
+
+    def __init__(self, urls: StackUrls, data_dir: Path, services: contextlib.ExitStack) -> None:
+        self.urls = urls
+        self.data_dir = data_dir
+        self._services = services
+        self.redis_port = urlparse(urls.redis_url).port or 0
+
+    def settings(self, **update: Any) -> Settings:
+        """Settings of a worker or client on this stack."""
+        return Settings(
+            kafka_bootstrap_servers=self.urls.kafka_bootstrap_servers,
+            redis_url=self.urls.redis_url,
+            data_dir=self.data_dir,
+            **update,
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.urls.redis_url, socket_timeout=10.0)
+
+    def _redis_process(self) -> psutil.Process:
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                title = " ".join(child.cmdline())  # redis-server sets it to "… host:port"
+                if "redis-server" in title and f":{self.redis_port}" in title:
+                    return child
+        raise AssertionError(f"no redis-server of ours on port {self.redis_port}")
+
+    def kill_redis(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL the redis-server: no shutdown, no final AOF rewrite; waits until it is gone."""
+        proc = self._redis_process()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout_s)
+
+    def start_redis(self) -> None:
+        """redis-server again on the same port and data directory (it loads its AOF)."""
+        again = Settings(
+            kafka_bootstrap_servers=self.urls.kafka_bootstrap_servers,
+            embedded_redis_port=self.redis_port,
+            data_dir=self.data_dir,
+        )
+        self._services.enter_context(start_stack(again))
+
+    def redis_memory(self) -> dict[str, int]:
+        """``used_memory`` and friends, after any AOF rewrite in progress has finished."""
+        client = self.client()
+        try:
+            deadline = time.monotonic() + 30
+            while client.info("persistence")["aof_rewrite_in_progress"]:
+                assert time.monotonic() < deadline, "AOF rewrite still running after 30 s"
+                time.sleep(0.05)
+            info = client.info("memory")
+            return {
+                "used_memory": int(info["used_memory"]),
+                "used_memory_dataset": int(info["used_memory_dataset"]),
+                "keys": int(client.dbsize()),
+            }
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def fault_stack(data_dir: Path) -> Iterator[FaultStack]:
+    """A fresh embedded broker and Redis (AOF under ``data_dir``), stopped at the end."""
+    with contextlib.ExitStack() as services:
+        urls = services.enter_context(start_stack(Settings(data_dir=data_dir)))
+        yield FaultStack(urls, data_dir, services)

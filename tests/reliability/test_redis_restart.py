@@ -1,0 +1,144 @@
+"""Kill Redis (SIGKILL) mid-stream and start it again on the same port and data directory.
+
+What the worker promises: while Redis is down nothing is predicted and nothing is committed (it
+rewinds and retries with backoff); when Redis is back it resumes and every order is predicted.
+
+What "the windows recover" means here, and why it can be asserted exactly: Redis replies to a
+script only after writing its effects to the append-only file, and a killed process's writes
+are in the kernel's page cache, so every batch the worker got an answer for survives the kill;
+a batch cut off mid-call either never ran or ran whole and is then re-applied as duplicates
+(dedup by event id), and window updates commute. So after the restart the store and market
+state must equal a replay of the same events through the in-memory reference
+(``ReplayState``): nothing lost with the restart, nothing counted twice by the retries. (A host
+crash, not a process kill, could lose the last second under ``appendfsync everysec``.)
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_features.contract import (
+    DasherEvent,
+    DeliveryPrediction,
+    Event,
+    OrderCreated,
+    OrderDelivered,
+    encode,
+)
+from stream_features.redis_windows import RedisFeatureSource
+from stream_features.replay_state import ReplayState
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders, produce
+from tests.reliability.readback import await_predicted, drain, wait_until
+from tests.reliability.services import FaultStack
+from tests.reliability.tally import Row, tally
+from tests.reliability.traffic import Record, stream_records
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BEFORE, DURING = 3000, 6000
+STORES = 200  # live_orders' default: markets m0..m9
+
+
+def _dasher_events(prefix: str, n: int) -> list[DasherEvent]:
+    kinds = ("shift_start", "assigned", "freed", "shift_end")
+    now = datetime.now(UTC)
+    return [
+        DasherEvent(dasher_id=f"{prefix}{i}", market_id=f"m{i % 10}", kind=kinds[i % 4], at=now)
+        for i in range(n)
+    ]
+
+
+def _records(settings: Settings, events: list[Event]) -> list[Record]:
+    """Each event on its topic under its key, in the given order."""
+    out: list[Record] = []
+    for e in events:
+        if isinstance(e, OrderCreated):
+            out.append((settings.orders_topic, e.store_id.encode(), encode(e)))
+        elif isinstance(e, OrderDelivered):
+            out.append((settings.deliveries_topic, e.store_id.encode(), encode(e)))
+        else:
+            out.append((settings.dasher_events_topic, e.market_id.encode(), encode(e)))
+    return out
+
+
+def test_redis_restart(served: Settings, faults: FaultStack, tmp_path: Path, row: Row) -> None:
+    worker = WorkerProcess(served, tmp_path / "worker.log")
+    reader = TopicReader(served, served.predictions_topic)
+    before: list[Event] = [*live_orders(BEFORE, "a"), *_dasher_events("da", 200)]
+    produce(served, _records(served, before))
+    ids_before = {e.order_id.encode() for e in before if isinstance(e, OrderCreated)}
+    assert await_predicted(reader, ids_before, BEFORE, timeout_s=60) == BEFORE
+
+    # during: new orders, the first orders delivered, more dasher events, interleaved
+    now = datetime.now(UTC)
+    delivered = [
+        OrderDelivered(
+            order_id=o.order_id, store_id=o.store_id, market_id=o.market_id, delivered_at=now
+        )
+        for o in before[: BEFORE // 2]
+        if isinstance(o, OrderCreated)
+    ]
+    new_orders = live_orders(DURING, "b")
+    extra = _dasher_events("db", 300)
+    during: list[Event] = []
+    for i, o in enumerate(new_orders):
+        during.append(o)
+        if i % 4 == 0 and delivered:
+            during.append(delivered.pop())
+        if i % 20 == 0 and extra:
+            during.append(extra.pop())
+    during += [*delivered, *extra]
+    ids = ids_before | {o.order_id.encode() for o in new_orders}
+    producer = stream_records(served, _records(served, during), chunk=500, pause_s=0.1)
+    await_predicted(reader, ids, BEFORE + DURING // 6, timeout_s=60)
+    faults.kill_redis()
+    killed_at, sent_at_kill = datetime.now(UTC), producer.sent
+    # down until the worker has failed a few times and the stream has gone on meanwhile
+    worker.wait_for_log("feature store unavailable", timeout_s=30, count=5)
+    wait_until(
+        lambda: producer.sent >= sent_at_kill + 1000,
+        timeout_s=30,
+        what="the stream going on during the outage",
+    )
+    restarted_at, sent_at_restart = datetime.now(UTC), producer.sent
+    faults.start_redis()
+    producer.join(60)
+    assert await_predicted(reader, ids, len(ids), timeout_s=90) == len(ids)
+    assert worker.stop(signal.SIGTERM) == 0
+    worker.wait_for_log("feature store is back")
+
+    messages = drain(served, reader, served.predictions_topic)
+    reader.close()
+    counted = tally(ids, (m.key() for m in messages))
+    row.count(len(before) + len(during), counted)
+    assert counted.lost == 0, f"never predicted: {sorted(counted.missing)[:5]}"
+    assert counted.unexpected == 0
+    served_at = [
+        DeliveryPrediction.model_validate_json(m.value() or b"").served_at for m in messages
+    ]
+    in_outage = sum(killed_at < t < restarted_at for t in served_at)
+    row.notes["outage_s"] = round((restarted_at - killed_at).total_seconds(), 2)
+    row.notes["records_sent_during_outage"] = sent_at_restart - sent_at_kill
+    row.notes["retries_logged"] = sum(
+        "feature store unavailable" in str(line.get("msg")) for line in worker.log_lines()
+    )
+    assert in_outage == 0, f"{in_outage} predictions served while Redis was down"
+
+    # the windows recovered: Redis state after the restart equals the in-memory replay
+    reference = ReplayState(lateness_s=served.lateness_s)
+    for event in [*before, *during]:
+        reference.apply(event)
+    probes = live_orders(STORES, "probe")
+    client = faults.client()
+    recovered = RedisFeatureSource(client, lateness_s=served.lateness_s).read(probes)
+    client.close()
+    expected = reference.read(probes)
+    assert recovered.names == expected.names
+    np.testing.assert_array_equal(recovered.values, expected.values)
+    np.testing.assert_array_equal(recovered.freshness_s, expected.freshness_s)

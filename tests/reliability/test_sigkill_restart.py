@@ -1,0 +1,47 @@
+"""SIGKILL the only worker mid-stream, start it again: every order is predicted.
+
+At-least-once: the killed worker committed only what the broker had acknowledged, so its
+successor starts at the last commit and reads again what came after (those are the duplicates);
+nothing between the last commit and the kill is skipped.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders
+from tests.reliability.readback import await_predicted, drain
+from tests.reliability.tally import Row, tally
+from tests.reliability.traffic import stream_orders
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ORDERS = 20_000
+
+
+def test_sigkill_restart(served: Settings, tmp_path: Path, row: Row) -> None:
+    orders = live_orders(ORDERS, "k")
+    ids = {o.order_id.encode() for o in orders}
+    reader = TopicReader(served, served.predictions_topic)
+    first = WorkerProcess(served, tmp_path / "first.log")
+    first.wait_for_log("partitions assigned")
+    producer = stream_orders(served, orders, pause_s=0.15)
+    await_predicted(reader, ids, ORDERS // 4, timeout_s=60)
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    read_at_kill = await_predicted(reader, ids, 0, timeout_s=0)
+    assert read_at_kill < ORDERS, "the stream was over before the kill"
+
+    restarted = WorkerProcess(served, tmp_path / "restarted.log")
+    producer.join(60)
+    assert await_predicted(reader, ids, ORDERS, timeout_s=90) == ORDERS
+    assert restarted.stop(signal.SIGTERM) == 0
+    counted = tally(ids, (m.key() for m in drain(served, reader, served.predictions_topic)))
+    reader.close()
+    row.count(ORDERS, counted)
+    row.notes["predictions_read_at_kill"] = read_at_kill
+    assert counted.lost == 0, f"never predicted: {sorted(counted.missing)[:5]}"
+    assert counted.unexpected == 0
