@@ -279,7 +279,10 @@ def _dashboard(
                 online_ms,
                 online_version,
             )
+            last = current
             current = figures(prev, cur, orders_topic)
+            if current.p50_ms is None:  # nothing new in this interval: show the last seen
+                current.p50_ms, current.p99_ms = last.p50_ms, last.p99_ms
             if swap is None and elapsed >= config.live_s / 2:
                 swap = threading.Thread(target=_promote, args=(env, staged), daemon=True)
                 swap.start()
