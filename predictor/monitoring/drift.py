@@ -121,9 +121,24 @@ class _ModelDrift:
             self.offsets[name] = width
             width += len(ref["shares"]) + 1
         self.width = width
+        names = [n for n in (reference.columns if reference else {}) if n != PREDICTION]
+        self.columns = {name: j for j, name in enumerate(names)}
         self.rings = WindowRings.of_width(width)
         self.until_ms: int | None = None
         self.first_ms: int | None = None
+
+    def _feature_table(self, features: list[dict[str, float]]) -> Array:
+        """One row per features dict, one column per referenced feature (NaN when absent)."""
+        columns, width = self.columns, len(self.columns)
+        rows = []
+        for values in features:
+            row = [np.nan] * width
+            for name, value in values.items():
+                j = columns.get(name)
+                if j is not None:
+                    row[j] = value
+            rows.append(row)
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
     def add(self, preds: Sequence[DeliveryPrediction]) -> int:
         n = len(preds)
@@ -141,13 +156,14 @@ class _ModelDrift:
         rows[at[known], _HEAD + fbins[known]] = 1.0
         if self.reference is not None:
             with_features = at[has]
+            table = self._feature_table([p.features for p in preds if p.features is not None])
             for name, ref in self.reference.columns.items():
                 offset = self.offsets[name]
                 if name == PREDICTION:
                     values = np.array([p.predicted_duration_s for p in preds])
                     rows[at, offset + bin_index(ref, values)] = 1.0
                 elif with_features.size:
-                    values = np.array([preds[i].features.get(name, np.nan) for i in with_features])
+                    values = table[:, self.columns[name]]
                     rows[with_features, offset + bin_index(ref, values)] = 1.0
         ts = np.fromiter((to_ms(p.created_at) for p in preds), dtype=np.int64, count=n)
         newest, oldest = int(ts.max()), int(ts.min())

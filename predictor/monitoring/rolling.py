@@ -111,7 +111,11 @@ class Ring:
                     continue
                 self.bucket[slot] = b
                 self.sums[slot] = 0.0
-        np.add.at(self.sums, buckets % self.slots, values)
+        if buckets.size:  # sum rows per bucket (sorted + reduceat: far cheaper than add.at)
+            order = np.argsort(buckets, kind="stable")
+            ordered = buckets[order]
+            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+            self.sums[ordered[starts] % self.slots] += np.add.reduceat(values[order], starts)
         return int((~keep).sum())
 
     def window(self, end_ms: int, span_s: int) -> Array:
