@@ -8,6 +8,7 @@ and saved to ``bench/results/reliability.json`` when every scenario of the suite
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ import pytest
 
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
+from tests.integration.worker_helpers import WorkerProcess
 from tests.integration.worker_models import registered_model
-from tests.reliability.services import FaultStack, fault_stack
+from tests.reliability.services import FaultStack, Spawn, fault_stack
 from tests.reliability.tally import Row, format_table, save_results
 
 HERE = Path(__file__).parent
@@ -54,6 +56,23 @@ def served(faults: FaultStack, model_settings: Settings) -> Settings:
     )
     ensure_topics(settings)
     return settings
+
+
+@pytest.fixture()
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start ``eta predict stream`` processes (log in ``<name>.log``); any still running when
+    the test ends, failed or not, is killed."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, name: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"{name}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.stop(signal.SIGKILL)
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,8 +21,12 @@ import redis
 
 from stream_features.settings import Settings
 from stream_features.stack import StackUrls, start_stack
+from tests.integration.worker_helpers import WorkerProcess
 
-__all__ = ["FaultStack", "fault_stack"]
+__all__ = ["FaultStack", "Spawn", "fault_stack"]
+
+Spawn = Callable[[Settings, str], WorkerProcess]
+"""Starts an ``eta predict stream`` process with these settings, its log named after it."""
 
 
 class FaultStack:

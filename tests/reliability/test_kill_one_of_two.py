@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders
 from tests.reliability.readback import await_predicted, drain
+from tests.reliability.services import Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import stream_orders
 
@@ -28,12 +28,12 @@ def _assigned(worker: WorkerProcess) -> list[list[str]]:
     ]
 
 
-def test_kill_one_of_two(served: Settings, tmp_path: Path, row: Row) -> None:
+def test_kill_one_of_two(served: Settings, spawn: Spawn, row: Row) -> None:
     orders = live_orders(ORDERS, "r")
     ids = {o.order_id.encode() for o in orders}
     reader = TopicReader(served, served.predictions_topic)
-    victim = WorkerProcess(served, tmp_path / "victim.log")
-    survivor = WorkerProcess(served, tmp_path / "survivor.log")
+    victim = spawn(served, "victim")
+    survivor = spawn(served, "survivor")
     victim.wait_for_log("partitions assigned")
     survivor.wait_for_log("partitions assigned")
     producer = stream_orders(served, orders, pause_s=0.15)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -32,9 +31,9 @@ from confluent_kafka import Producer
 from stream_features.kafka_clients import producer_config
 from stream_features.settings import Settings
 from stream_features.stack import free_port
-from tests.integration.worker_helpers import TopicReader, WorkerProcess
+from tests.integration.worker_helpers import TopicReader
 from tests.reliability.readback import drain, metric, wait_until
-from tests.reliability.services import FaultStack
+from tests.reliability.services import FaultStack, Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import steady_records
 
@@ -61,7 +60,7 @@ def _consumed(port: int, events: int, timeout_s: float) -> None:
     wait_until(done, timeout_s, f"the worker consuming {events} events")
 
 
-def test_large_stream(served: Settings, faults: FaultStack, tmp_path: Path, row: Row) -> None:
+def test_large_stream(served: Settings, faults: FaultStack, spawn: Spawn, row: Row) -> None:
     served = served.model_copy(update={"metrics_port": free_port(), "prediction_ttl_s": 0})
     port = served.metrics_port
     topics = {
@@ -69,7 +68,7 @@ def test_large_stream(served: Settings, faults: FaultStack, tmp_path: Path, row:
         "deliveries": served.deliveries_topic,
         "dasher-events": served.dasher_events_topic,
     }
-    worker = WorkerProcess(served, tmp_path / "worker.log")
+    worker = spawn(served, "worker")
     worker.wait_for_log("partitions assigned")
     records = steady_records(EVENTS, spacing_s=SPACING_S)
     producer = Producer({**producer_config(served), "linger.ms": 20})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import signal
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -20,12 +19,12 @@ from stream_features.contract import encode
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import (
     TopicReader,
-    WorkerProcess,
     live_orders,
     produce,
     produce_orders,
 )
 from tests.reliability.readback import await_predicted, drain
+from tests.reliability.services import Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import Record
 
@@ -68,7 +67,7 @@ def _poison(settings: Settings) -> dict[str, tuple[str, bytes | None, str]]:
     }
 
 
-def test_poison(served: Settings, tmp_path: Path, row: Row) -> None:
+def test_poison(served: Settings, spawn: Spawn, row: Row) -> None:
     kinds = _poison(served)
     good = live_orders(GOOD, "g")
     poison: dict[bytes, tuple[str, bytes | None, str]] = {
@@ -82,7 +81,7 @@ def test_poison(served: Settings, tmp_path: Path, row: Row) -> None:
 
     dlq = TopicReader(served, served.dlq_topic)
     predictions = TopicReader(served, served.predictions_topic)
-    worker = WorkerProcess(served, tmp_path / "worker.log")
+    worker = spawn(served, "worker")
     produce(served, records)
     ids = {o.order_id.encode() for o in good}
     assert await_predicted(predictions, ids, GOOD, timeout_s=60) == GOOD

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,9 +32,9 @@ from stream_features.contract import (
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
-from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders, produce
+from tests.integration.worker_helpers import TopicReader, live_orders, produce
 from tests.reliability.readback import await_predicted, drain, wait_until
-from tests.reliability.services import FaultStack
+from tests.reliability.services import FaultStack, Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import Record, stream_records
 
@@ -67,8 +66,8 @@ def _records(settings: Settings, events: list[Event]) -> list[Record]:
     return out
 
 
-def test_redis_restart(served: Settings, faults: FaultStack, tmp_path: Path, row: Row) -> None:
-    worker = WorkerProcess(served, tmp_path / "worker.log")
+def test_redis_restart(served: Settings, faults: FaultStack, spawn: Spawn, row: Row) -> None:
+    worker = spawn(served, "worker")
     reader = TopicReader(served, served.predictions_topic)
     before: list[Event] = [*live_orders(BEFORE, "a"), *_dasher_events("da", 200)]
     produce(served, _records(served, before))

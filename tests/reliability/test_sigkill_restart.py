@@ -8,13 +8,13 @@ nothing between the last commit and the kill is skipped.
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 
 from stream_features.settings import Settings
-from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders
+from tests.integration.worker_helpers import TopicReader, live_orders
 from tests.reliability.readback import await_predicted, drain
+from tests.reliability.services import Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import stream_orders
 
@@ -23,11 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ORDERS = 20_000
 
 
-def test_sigkill_restart(served: Settings, tmp_path: Path, row: Row) -> None:
+def test_sigkill_restart(served: Settings, spawn: Spawn, row: Row) -> None:
     orders = live_orders(ORDERS, "k")
     ids = {o.order_id.encode() for o in orders}
     reader = TopicReader(served, served.predictions_topic)
-    first = WorkerProcess(served, tmp_path / "first.log")
+    first = spawn(served, "first")
     first.wait_for_log("partitions assigned")
     producer = stream_orders(served, orders, pause_s=0.15)
     await_predicted(reader, ids, ORDERS // 4, timeout_s=60)
@@ -35,7 +35,7 @@ def test_sigkill_restart(served: Settings, tmp_path: Path, row: Row) -> None:
     read_at_kill = await_predicted(reader, ids, 0, timeout_s=0)
     assert read_at_kill < ORDERS, "the stream was over before the kill"
 
-    restarted = WorkerProcess(served, tmp_path / "restarted.log")
+    restarted = spawn(served, "restarted")
     producer.join(60)
     assert await_predicted(reader, ids, ORDERS, timeout_s=90) == ORDERS
     assert restarted.stop(signal.SIGTERM) == 0

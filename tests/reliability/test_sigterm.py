@@ -9,7 +9,6 @@ stopped: over both, every order is predicted exactly once.
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -18,6 +17,7 @@ from stream_features.kafka_clients import consumer_config
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders
 from tests.reliability.readback import await_predicted, drain
+from tests.reliability.services import Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import stream_orders
 
@@ -41,11 +41,11 @@ def _stopped(worker: WorkerProcess) -> dict[str, int]:
     return lines[0]
 
 
-def test_sigterm(served: Settings, tmp_path: Path, row: Row) -> None:
+def test_sigterm(served: Settings, spawn: Spawn, row: Row) -> None:
     orders = live_orders(ORDERS, "t")
     ids = {o.order_id.encode() for o in orders}
     reader = TopicReader(served, served.predictions_topic)
-    first = WorkerProcess(served, tmp_path / "first.log")
+    first = spawn(served, "first")
     first.wait_for_log("partitions assigned")
     producer = stream_orders(served, orders, pause_s=0.15)
     await_predicted(reader, ids, ORDERS // 3, timeout_s=60)
@@ -58,7 +58,7 @@ def test_sigterm(served: Settings, tmp_path: Path, row: Row) -> None:
     assert by_first.predicted < ORDERS, "the stream was over before the SIGTERM"
     assert _committed(served) == by_first.predicted, "committed offsets ≠ orders predicted"
 
-    second = WorkerProcess(served, tmp_path / "second.log")
+    second = spawn(served, "second")
     producer.join(60)
     assert await_predicted(reader, ids, ORDERS, timeout_s=90) == ORDERS
     assert second.stop(signal.SIGTERM) == 0
