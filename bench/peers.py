@@ -29,6 +29,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 
 import orjson
 from peers_input import batch_tables, build_input
-from peers_report import choose_rows, print_profile, print_table, speedup
+from peers_report import choose_rows, print_profile, print_table, speedup, verdict
 from peers_run import CONTENDERS, Contender, EtaSetup, run_contender
 from rich.console import Console
 
@@ -136,10 +137,24 @@ def main() -> None:
         "--contenders", default="etastream,quix,faust,naive", help="tools or tool:variant"
     )
     parser.add_argument("--no-profile", action="store_true", help="no py-spy on etastream")
+    parser.add_argument(
+        "--limit-min", type=float, default=15.0, help="stop a contender after this (incomplete)"
+    )
+    parser.add_argument(
+        "--eta-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another setting for etastream's worker, e.g. prediction_ttl_s=0 (in its variant)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep its logs")
     args = parser.parse_args()
     contenders = _selected(args.contenders)
+    overrides = dict(item.split("=", 1) for item in args.eta_set)
+    if overrides:
+        variant = "confluent, " + ", ".join(args.eta_set)
+        contenders = [replace(c, variant=variant) if c.script is None else c for c in contenders]
 
     started = time.perf_counter()
     data = build_input(args.orders, span_s=args.span_h * 3600)
@@ -153,12 +168,15 @@ def main() -> None:
         if any(c.tool == "etastream" for c in contenders):
             as_of = datetime.fromtimestamp(data.ts_ms[0] / 1000, UTC)
             with _console.status("training, registering and compiling the model …"):
-                eta = prepare_etastream(workdir, as_of)
+                eta = replace(prepare_etastream(workdir, as_of), overrides=overrides)
             _console.print(f"model {eta.model}")
         for c in contenders:
             _console.print(f"[bold]{c.name}[/] …")
             setup = eta if c.tool == "etastream" else None
-            row = run_contender(c, data, workdir, setup, profile=not args.no_profile)
+            row = run_contender(
+                c, data, workdir, setup, not args.no_profile, limit_s=args.limit_min * 60
+            )
+            row["verdict"] = verdict(row)
             runs.append(row)
             brief = {k: row[k] for k in ("orders_per_s", "correct", "wrong", "missing")}
             _console.print(brief | {"rss_mb": row["peak_rss_mb"], "stalled": row["stalled"]})

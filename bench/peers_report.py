@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["TARGET", "choose_rows", "print_profile", "print_table", "speedup"]
+__all__ = ["TARGET", "choose_rows", "print_profile", "print_table", "speedup", "verdict"]
 
 TARGET = 4.0  # etastream's orders/s over the best correct peer's (issue #10)
 
@@ -53,11 +53,19 @@ def speedup(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def _verdict(r: dict[str, Any]) -> str:
+def verdict(r: dict[str, Any]) -> str:
+    """``right``; ``WRONG`` with what was wrong; ``INCOMPLETE`` when every answer it gave was
+    right but some orders got none (the worker stalled or the bench's time limit came).
+
+    >>> verdict({"correct": False, "wrong": 0, "missing": 5, "duplicated": 0, "unexpected": 0})
+    'INCOMPLETE: 5 missing, the rest right'
+    """
     if r["correct"]:
-        return "[green]right[/]"
+        return "right"
     parts = [f"{r[k]:,} {k}" for k in ("wrong", "missing", "duplicated", "unexpected") if r[k]]
-    return "[red]WRONG[/] " + ", ".join(parts)
+    if not (r["wrong"] or r["duplicated"] or r["unexpected"]):
+        return f"INCOMPLETE: {r['missing']:,} missing, the rest right"
+    return "WRONG: " + ", ".join(parts)
 
 
 def print_table(
@@ -82,7 +90,7 @@ def print_table(
             r["variant"],
             "*" if id(r) in chosen else "",
             f"{r['orders_per_s'] or 0:,}",
-            _verdict(r),
+            verdict(r),
             str(r["peak_rss_mb"]),
             str(cpu.get("worker", "-")),
             str(cpu.get("broker (Tansu)", "-")),

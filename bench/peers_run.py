@@ -3,7 +3,8 @@
 Per contender: a new embedded stack (Tansu + redis-server), the input produced on a fresh
 ``orders`` topic (4 partitions, explicit topic configs: Quix reads them to create its
 changelogs), then the contender's worker process, started on that backlog. The bench reads
-the output topic until every order was answered (or nothing new came for ``idle_s``) and
+the output topic until every order was answered (or nothing new came for ``idle_s``, or
+``limit_s`` passed: the row then says it is incomplete) and
 measures:
 
 * orders/s: distinct orders answered / (last new answer read - first order handled). The
@@ -73,6 +74,7 @@ class EtaSetup:
     model_name: str
     model: str
     batch_tables: Any
+    overrides: dict[str, str] = field(default_factory=dict)  # other worker settings (--eta-set)
 
 
 def _parse_eta(value: bytes) -> tuple[str, int, float]:
@@ -102,8 +104,9 @@ def read_outputs(
     parse: Parse,
     alive: Callable[[], bool],
     on_first: Callable[[], None],
+    limit_s: float,
     startup_s: float = 300.0,
-    idle_s: float = 60.0,
+    idle_s: float = 120.0,
 ) -> Reading:
     """Read answers until ``expected`` distinct orders, then 1 s more for late duplicates."""
     got = Reading()
@@ -117,6 +120,9 @@ def read_outputs(
             break
         if got.last_new_read_s is not None and now - got.last_new_read_s > idle_s:
             got.stalled = f"nothing new for {idle_s:.0f} s"
+            break
+        if now - started > limit_s and done_at is None:
+            got.stalled = f"stopped at the bench's limit of {limit_s:.0f} s"
             break
         if not alive() and done_at is None:
             got.stalled = "the worker exited"
@@ -162,6 +168,24 @@ def _prepare(c: Contender, settings: Settings, eta: EtaSetup | None) -> None:
         materialise_redis(client, eta.batch_tables, "bench")
 
 
+def _redis_commands(url: str, top: int = 6) -> dict[str, dict[str, float]]:
+    """Where Redis spent its time (``INFO commandstats``), the costliest first. EVALSHA's time
+    includes the commands its script runs, which Redis also lists on their own."""
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        stats: dict[str, dict[str, float]] = client.info("commandstats")
+    ranked = sorted(stats.items(), key=lambda kv: -kv[1]["usec"])[:top]
+    return {
+        name.removeprefix("cmdstat_"): {
+            "calls": v["calls"],
+            "seconds": round(v["usec"] / 1e6, 2),
+            "usec_per_call": v["usec_per_call"],
+        }
+        for name, v in ranked
+    }
+
+
 def _start_worker(c: Contender, settings: Settings, workdir: Path) -> tuple[Worker, Parse]:
     log = workdir / f"{c.tool}-{c.variant}.log"
     if c.script is None:
@@ -189,7 +213,12 @@ def _reader(bootstrap: str, topic: str) -> Consumer:
 
 
 def run_contender(
-    c: Contender, data: BenchInput, workdir: Path, eta: EtaSetup | None, profile: bool
+    c: Contender,
+    data: BenchInput,
+    workdir: Path,
+    eta: EtaSetup | None,
+    profile: bool,
+    limit_s: float,
 ) -> dict[str, Any]:
     """One contender on a stack of its own: the row of the results."""
     from stream_features.stack import start_stack
@@ -203,6 +232,7 @@ def run_contender(
                 "registry_dir": eta.registry_dir,
                 "model_name": eta.model_name,
                 "stream_include_features": True,  # the prediction carries its feature row
+                **eta.overrides,
             }
         settings = Settings(
             kafka_bootstrap_servers=urls.kafka_bootstrap_servers,
@@ -221,13 +251,15 @@ def run_contender(
         spy: list[PySpy] = []
 
         def on_first() -> None:
-            if profile:
+            if profile and c.script is None:  # etastream's worker only
                 spy.append(PySpy(worker.proc.pid, workdir / f"pyspy-{c.tool}.txt"))
 
-        got = read_outputs(
-            reader, len(data.expected), parse, lambda: worker.proc.poll() is None, on_first
-        )
+        def alive() -> bool:
+            return worker.proc.poll() is None
+
+        got = read_outputs(reader, len(data.expected), parse, alive, on_first, limit_s)
         profiled = spy[0].stop() if spy else None
+        redis_time = _redis_commands(settings.redis_url_value() or "")
         try:
             worker_cpu_s = sum(psutil.Process(worker.proc.pid).cpu_times()[:2])
         except psutil.Error:
@@ -238,6 +270,7 @@ def run_contender(
     return _row(c, data, got, cpu, worker, exit_code, worker_cpu_s, launched, load_s) | {
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "redis_commands": redis_time,
         "profile": profiled,
     }
 
