@@ -161,7 +161,9 @@ def _with(result: RetrainOutcome, outcome: Outcome, reason: str) -> RetrainOutco
 
 
 class RetrainTrigger:
-    """When an MAE or PSI alert fires, at most once per ``cooldown_s`` (wall clock).
+    """When an MAE or PSI alert fires, at most once per ``cooldown_s`` (wall clock); a run
+    skipped for want of rows does not count (a monitor catching up on a backlog may see the
+    first alert before the deliveries that make the rows).
 
     >>> trigger = RetrainTrigger(cooldown_s=600)
     >>> trigger.due(["psi market__busy_ratio"], now_s=0.0), trigger.due(["mae m1"], now_s=60.0)
@@ -180,3 +182,7 @@ class RetrainTrigger:
             return None
         self._last = now_s
         return firing[0]
+
+    def release(self) -> None:
+        """Forget the last run (it was skipped: too few rows), so the next alert may retry."""
+        self._last = None

@@ -328,6 +328,8 @@ class MonitorService:
                 rows=0,
                 at=datetime.now(UTC),
             )
+        if report.outcome == "skipped":
+            self._trigger.release()
         log.info("retraining done: %s", report.reason, extra={"outcome": report.outcome})
         self._send(self._o.monitoring_topic, report.model_name.encode(), encode(report))
 

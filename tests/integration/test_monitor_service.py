@@ -4,22 +4,28 @@ The shocked run of ``tests/monitor_scenario.py`` (a dasher shortage in one marke
 a registered model through the serving core, features included) is produced to the test's
 predictions and deliveries topics; ``eta monitor``'s service reads them, joins them in Redis
 and publishes to the monitoring topic, where the test reads the MAE alert of the shocked
-market and a PSI alert on a market feature, both within one window of the shock.
+market and a PSI alert on a market feature, both within one window of the shock. Retraining
+is on: the first MAE or PSI alert retrains on the recorded pairs in the background, and the
+test reads its report and finds the new version at staging (at production only if it won).
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Message
 
+from predictor.models.registry import Registry
 from predictor.monitoring.messages import (
     MonitorAlert,
     MonitorSummary,
+    RetrainReport,
     decode_monitor_record,
 )
 from predictor.monitoring.metrics import MonitorMetrics
@@ -32,7 +38,13 @@ from stream_features.contract import OrderDelivered
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, produce
-from tests.monitor_scenario import SHOCK_MARKET, SHOCK_MS, scenario_records, scenario_registry
+from tests.monitor_scenario import (
+    MODEL_NAME,
+    SHOCK_MARKET,
+    SHOCK_MS,
+    scenario_records,
+    scenario_registry,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,27 +71,35 @@ def running(service: MonitorService) -> Iterator[MonitorService]:
         raise failure[0]
 
 
-def monitor_settings(settings: Settings) -> Settings:
+def monitor_settings(settings: Settings, registry_dir: Path) -> Settings:
+    shutil.copytree(scenario_registry(), registry_dir)  # retraining registers versions here
     return settings.model_copy(
         update={
-            "registry_dir": scenario_registry(),
+            "registry_dir": registry_dir,
+            "model_name": MODEL_NAME,
             "monitor_group": f"{settings.consumer_group}-monitor",
             "monitor_min_samples": 50,  # the shortage starves m1 of deliveries
             "monitor_publish_s": 1.0,
+            "monitor_retrain": True,
         }
     )
 
 
-def records_of(messages: list[Message]) -> list[MonitorAlert | MonitorSummary]:
-    out = []
-    for m in messages:
-        record = decode_monitor_record(m.value())
-        assert isinstance(record, MonitorAlert | MonitorSummary)
-        out.append(record)
-    return out
+Record = MonitorAlert | MonitorSummary | RetrainReport
 
 
-def shift_alerts(records: list[MonitorAlert | MonitorSummary]) -> dict[str, MonitorAlert]:
+def records_of(messages: list[Message]) -> list[Record]:
+    return [decode_monitor_record(m.value()) for m in messages]
+
+
+def retrained(records: list[Record]) -> RetrainReport | None:
+    """The first retraining that trained (one triggered before any pair was joined skips)."""
+    return next(
+        (r for r in records if isinstance(r, RetrainReport) and r.outcome != "skipped"), None
+    )
+
+
+def shift_alerts(records: list[Record]) -> dict[str, MonitorAlert]:
     found: dict[str, MonitorAlert] = {}
     for r in records:
         if not isinstance(r, MonitorAlert) or r.state != "firing":
@@ -94,7 +114,7 @@ def shift_alerts(records: list[MonitorAlert | MonitorSummary]) -> dict[str, Moni
 def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
     settings: Settings, key_prefix: str, tmp_path: Path
 ) -> None:
-    settings = monitor_settings(settings)
+    settings = monitor_settings(settings, tmp_path / "models")
     ensure_topics(settings)
     records = scenario_records(True)
     topics = {"predictions": settings.predictions_topic, "deliveries": settings.deliveries_topic}
@@ -108,9 +128,11 @@ def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
         with running(service):
             messages = reader.read_until(
                 lambda ms: (
-                    len(shift_alerts(records_of(ms))) == 2 and service.stats.records >= produced
+                    len(shift_alerts(records_of(ms))) == 2
+                    and retrained(records_of(ms)) is not None
+                    and service.stats.records >= produced
                 ),
-                timeout_s=90,
+                timeout_s=120,
             )
         messages = reader.read_until(
             lambda ms: any(isinstance(r, MonitorSummary) for r in records_of(ms)), 10
@@ -157,9 +179,23 @@ def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
     page, made = render_report(joined, read_summaries(directory), psi_threshold=0.2)
     assert [f.key for f in made] == list(FIGURES) and page.count("<figure") == len(FIGURES)
 
+    report = retrained(seen)
+    assert report is not None
+    runs = [r for r in seen if isinstance(r, RetrainReport)]
+    assert runs[-1] == report and all(r.outcome == "skipped" for r in runs[:-1])  # cooldown
+    assert report.trigger.startswith(("mae ", "psi ")), report
+    assert report.outcome in ("promoted", "staged"), report.reason
+    registry = Registry(settings.registry_dir)
+    assert registry.aliases(MODEL_NAME)["staging"] == report.staged_version == "2"
+    assert report.new_mae_s is not None and report.production_mae_s is not None
+    promoted = report.new_mae_s < report.production_mae_s
+    assert registry.aliases(MODEL_NAME)["production"] == ("2" if promoted else "1")
+
     again = build_service(settings, key_prefix=key_prefix + "mon:")
     try:
-        assert again.restore(directory) == joined.height  # a restart starts from the record
+        newest = joined["delivered_at"].max()
+        last_day = joined.filter(joined["delivered_at"] > newest - timedelta(days=1))  # type: ignore[operator]
+        assert again.restore(directory) == last_day.height  # a restart starts from the record
         assert again.stats.records == 0
     finally:
         again.close()

@@ -137,3 +137,31 @@ def test_the_trigger_fires_on_an_alert_at_most_once_per_cooldown() -> None:
     assert trigger.due(["mae m1"], 10.0) == "mae m1"
     assert trigger.due(["psi eta:1 market__busy_ratio"], 3000.0) is None
     assert trigger.due(["mae *"], 3700.0) == "mae *"
+    trigger.release()  # that run was skipped: too few rows
+    assert trigger.due(["mae m2"], 3710.0) == "mae m2"
+
+
+def test_eta_retrain_runs_on_the_recorded_pairs_and_prints_its_report(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from predictor.cli import app
+    from predictor.monitoring.messages import RetrainReport
+
+    log = JoinedLog(tmp_path / "data" / "monitor", keep_rows=100_000)
+    log.append(pairs_from(synthetic_training_set(1500, seed=5), shift_s=900.0))
+    log.flush()
+    for key in ("ETA_REDIS_URL", "ETA_KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ETA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ETA_REGISTRY_DIR", str(registry.root))
+    monkeypatch.setenv("ETA_MONITOR_RETRAIN_MIN_ROWS", "1000")
+    monkeypatch.setenv("ETA_MONITOR_RETRAIN_WINDOW_S", str(40 * 86400))  # the set spans 28 days
+
+    result = CliRunner().invoke(app, ["retrain", "--reason", "by hand"])
+
+    assert result.exit_code == 0, result.output
+    report = RetrainReport.model_validate_json(result.output[result.output.index("{") :])
+    assert report.trigger == "by hand" and report.outcome == "promoted", report.reason
+    assert registry.aliases("eta") == {"production": "2", "staging": "2"}
