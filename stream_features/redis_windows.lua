@@ -1,12 +1,16 @@
 -- etastream streaming windows: apply a batch of events and read rows, in one call.
 -- Mirrors stream_features/replay_state.py rule for rule; the Python module prepends the
--- tables READS, KEEP and BATCH generated from the feature definitions.
+-- tables READS, KEEP, N_BATCH and BATCH_GROUPS generated from the feature definitions.
 --
 -- Each entity's counters are one hash ("s:<store>", "m:<market>"), loaded once per call and
--- written back once: "<signal>:<bucket>", "outstanding", "onshift", "busy", "wm" (newest
--- applied event time), "snap" (newest snapshot time). Beside it, "e:<entity key>" holds the
--- event ids seen within the lateness horizon and "o:<store>" the outstanding orders with
--- their creation time; both are trimmed when the entity's clean-up comes round.
+-- written back once: "#<signal>" (the signal's per-minute buckets, a MessagePack array
+-- bucket, value, bucket, value...: unpacked in C, where a field per bucket cost a string parse
+-- each), "outstanding", "onshift", "busy", "wm" (newest applied event time), "snap" (newest
+-- snapshot time). "<signal>:<bucket>" fields of the earlier layout are moved into the packed
+-- field when the entity is next touched. Beside it, "e:<entity key>" holds the event ids seen
+-- within the lateness horizon and "o:<store>" the outstanding orders with their creation time;
+-- both are trimmed when the entity's clean-up comes round (every PRUNE_EVERY buckets of its
+-- event time), which is also when the entity hash's TTL is refreshed.
 --
 -- ARGV: prefix, lateness_ms, max_outstanding_ms, entity_ttl_ms, n, read_only (1: only read
 -- rows, change nothing), then n events of 9 fields:
@@ -28,32 +32,48 @@ local lat_buckets = math.floor(lateness / BUCKET)
 
 local cache, dirty, deleted = {}, {}, {}
 local touched = {}  -- dedup and order hashes written in this call, for their TTL
+local expire = {}  -- entity hashes whose TTL is refreshed (at their clean-up, see advance)
 local stats = {applied = 0, duplicates = 0, late = 0, unmatched = 0}
 
 local function fmt(v) return string.format('%.0f', v) end
 
-local buckets = {}  -- key -> signal -> bucket number -> value: reads without building strings
+local buckets = {}  -- key -> signal -> bucket number -> value
+local dirty_sig = {}  -- key -> signal -> true: its packed field must be written back
 
 local function entity(key)
   local st = cache[key]
   if st == nil then
     st = {}
     local bk = {}
+    local gone = {}
     local flat = redis.call('HGETALL', key)
     for i = 1, #flat, 2 do
-      local field, value = flat[i], tonumber(flat[i + 1])
-      st[field] = value
-      local colon = string.find(field, ':', 1, true)
-      if colon ~= nil then
-        local head = string.sub(field, 1, colon - 1)
-        bk[head] = bk[head] or {}
-        bk[head][tonumber(string.sub(field, colon + 1))] = value
+      local field = flat[i]
+      if string.byte(field, 1) == 35 then  -- '#<signal>': the signal's buckets, packed
+        local pairs_ = cmsgpack.unpack(flat[i + 1])
+        local t = {}
+        for j = 1, #pairs_, 2 do t[pairs_[j]] = pairs_[j + 1] end
+        bk[string.sub(field, 2)] = t
+      else
+        local colon = string.find(field, ':', 1, true)
+        if colon == nil then
+          st[field] = tonumber(flat[i + 1])
+        else  -- '<signal>:<bucket>' of the layout before packing: move it over
+          local head = string.sub(field, 1, colon - 1)
+          bk[head] = bk[head] or {}
+          bk[head][tonumber(string.sub(field, colon + 1))] = tonumber(flat[i + 1])
+          gone[field] = true
+        end
       end
     end
     cache[key] = st
     buckets[key] = bk
     dirty[key] = {}
-    deleted[key] = {}
+    deleted[key] = gone
+    dirty_sig[key] = {}
+    for field, _ in pairs(gone) do
+      dirty_sig[key][string.sub(field, 1, string.find(field, ':', 1, true) - 1)] = true
+    end
   end
   return st
 end
@@ -61,18 +81,17 @@ end
 local function set(key, st, field, value)
   st[field] = value
   dirty[key][field] = true
-  deleted[key][field] = nil
 end
 
 local function add(key, st, field, delta)
   set(key, st, field, (st[field] or 0) + delta)
 end
 
-local function add_bucket(key, st, signal, bucket, delta)
-  add(key, st, signal .. ':' .. bucket, delta)
+local function add_bucket(key, signal, bucket, delta)
   local bk = buckets[key]
   bk[signal] = bk[signal] or {}
   bk[signal][bucket] = (bk[signal][bucket] or 0) + delta
+  dirty_sig[key][signal] = true
 end
 
 local function admit(key, st, eid, ts)
@@ -99,18 +118,19 @@ local function advance(key, kind, st, ts, mkey, market, okey)
     return
   end
   local keep = KEEP[kind]
-  for field, _ in pairs(st) do
-    local colon = string.find(field, ':', 1, true)
-    if colon ~= nil then
-      local head, bucket = string.sub(field, 1, colon - 1), tonumber(string.sub(field, colon + 1))
-      if keep[head] ~= nil and bucket < newest - keep[head] - lat_buckets then
-        dirty[key][field] = nil
-        deleted[key][field] = true
-        buckets[key][head][bucket] = nil
+  for head, t in pairs(buckets[key]) do
+    local k = keep[head]
+    if k ~= nil then
+      local oldest = newest - k - lat_buckets
+      for bucket, _ in pairs(t) do
+        if bucket < oldest then
+          t[bucket] = nil
+          dirty_sig[key][head] = true
+        end
       end
     end
   end
-  for field, _ in pairs(deleted[key]) do st[field] = nil end
+  expire[key] = true
   local ekey = prefix .. 'e:' .. key
   local seen = redis.call('HGETALL', ekey)
   local old_ids = {}
@@ -194,8 +214,8 @@ for i = 0, n - 1 do
     end
     if not read_only and admit(skey, sst, eid, ts) then
       if kind == 'C' then
-        add_bucket(skey, sst, 'created', bucket, 1)
-        add_bucket(mkey, mst, 'created', bucket, 1)
+        add_bucket(skey, 'created', bucket, 1)
+        add_bucket(mkey, 'created', bucket, 1)
         add(skey, sst, 'outstanding', 1)
         add(mkey, mst, 'outstanding', 1)
         redis.call('HSET', prefix .. 'o:' .. store, ref, ts)
@@ -210,8 +230,8 @@ for i = 0, n - 1 do
           created = tonumber(created)
           add(skey, sst, 'outstanding', -1)
           add(mkey, mst, 'outstanding', -1)
-          add_bucket(skey, sst, 'delivered', bucket, 1)
-          add_bucket(skey, sst, 'duration_s', bucket, ts - created)
+          add_bucket(skey, 'delivered', bucket, 1)
+          add_bucket(skey, 'duration_s', bucket, ts - created)
         end
       end
       advance(skey, 's', sst, ts, mkey, mst, prefix .. 'o:' .. store)
@@ -237,16 +257,25 @@ for key, fields in pairs(dirty) do
   for field, _ in pairs(fields) do
     args[#args + 1] = field
     args[#args + 1] = fmt(st[field])
-    if #args >= 400 then
-      redis.call('HSET', key, unpack(args))
-      args = {}
+  end
+  local gone = {}
+  for field, _ in pairs(deleted[key]) do gone[#gone + 1] = field end
+  for signal, _ in pairs(dirty_sig[key]) do
+    local packed = {}
+    for bucket, value in pairs(buckets[key][signal]) do
+      packed[#packed + 1] = bucket
+      packed[#packed + 1] = value
+    end
+    if #packed > 0 then
+      args[#args + 1] = '#' .. signal
+      args[#args + 1] = cmsgpack.pack(packed)
+    else
+      gone[#gone + 1] = '#' .. signal
     end
   end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
-  local gone = {}
-  for field, _ in pairs(deleted[key]) do gone[#gone + 1] = field end
   if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
-  if next(fields) ~= nil or #gone > 0 then redis.call('PEXPIRE', key, ttl) end
+  if expire[key] and (#args > 0 or #gone > 0) then redis.call('PEXPIRE', key, ttl) end
 end
 
 for key, _ in pairs(touched) do redis.call('PEXPIRE', key, ttl) end
