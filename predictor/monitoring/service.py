@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from predictor.monitoring.core import Monitor
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
 from predictor.monitoring.join import JoinStore, joined_from
-from predictor.monitoring.messages import MonitorAlert, RetrainReport
+from predictor.monitoring.messages import MonitorAlert
 from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.recording import (
     JoinedLog,
@@ -36,15 +34,13 @@ from predictor.monitoring.recording import (
     read_joined,
     write_summaries,
 )
-from predictor.monitoring.retrain import RetrainTrigger
+from predictor.monitoring.retrain_job import Retrainer, RetrainJob
 from predictor.serving.backoff import backoff_s
 from stream_features.contract import encode
 
-__all__ = ["MonitorService", "MonitorStats", "ServiceOptions"]
+__all__ = ["MonitorService", "MonitorStats", "Retrainer", "ServiceOptions"]
 
 log = logging.getLogger("etastream.monitor")
-Retrainer = Callable[[str], RetrainReport]
-"""Runs one retraining (given what triggered it) and reports its outcome."""
 
 
 @dataclass(frozen=True)
@@ -99,10 +95,7 @@ class MonitorService:
         self._metrics = metrics or MonitorMetrics()
         self._record_dir = record_dir
         self._log = JoinedLog(record_dir, keep_rows) if record_dir is not None else None
-        self._retrainer = retrainer
-        self._trigger = RetrainTrigger(retrain_cooldown_s)
-        self._retrain_pool = ThreadPoolExecutor(1, thread_name_prefix="eta-retrain")
-        self._retraining: Future[RetrainReport] | None = None
+        self._retrain = RetrainJob(retrainer, retrain_cooldown_s) if retrainer else None
         self._retry_on = retry_on
         self._consumer = Consumer(consumer_config)
         self._producer = Producer(producer_config)
@@ -295,43 +288,17 @@ class MonitorService:
     # --- retraining -------------------------------------------------------------------------
 
     def _maybe_retrain(self, alerts: list[MonitorAlert]) -> None:
-        if self._retrainer is None or self._retraining is not None:
-            return
-        firing = [
-            f"{a.kind} {a.key} {a.feature or ''}".strip()
-            for a in alerts
-            if a.state == "firing" and a.kind in ("mae", "psi")
-        ]
-        reason = self._trigger.due(firing, time.monotonic())
-        if reason is None:
-            return
+        if self._retrain is not None and self._retrain.maybe_start(alerts, self._flush_log):
+            self.stats.retrain_runs += 1
+
+    def _flush_log(self) -> None:
         if self._log is not None:
             self._log.flush()  # the retrainer reads what is on disk
-        log.info("retraining", extra={"trigger": reason})
-        self.stats.retrain_runs += 1
-        self._retraining = self._retrain_pool.submit(self._retrainer, reason)
 
     def _collect_retraining(self, wait: bool = False) -> None:
-        job = self._retraining
-        if job is None or (not wait and not job.done()):
-            return
-        self._retraining = None
-        try:
-            report = job.result()
-        except Exception as exc:  # a failed run is reported, never fatal to the monitor
-            log.exception("retraining failed")
-            report = RetrainReport(
-                model_name="?",
-                trigger="?",
-                outcome="failed",
-                reason=repr(exc),
-                rows=0,
-                at=datetime.now(UTC),
-            )
-        if report.outcome == "skipped":
-            self._trigger.release()
-        log.info("retraining done: %s", report.reason, extra={"outcome": report.outcome})
-        self._send(self._o.monitoring_topic, report.model_name.encode(), encode(report))
+        report = self._retrain.collect(wait) if self._retrain is not None else None
+        if report is not None:
+            self._send(self._o.monitoring_topic, report.model_name.encode(), encode(report))
 
     # --- shutdown ---------------------------------------------------------------------------
 
@@ -341,5 +308,6 @@ class MonitorService:
             self.publish()
         finally:
             self._consumer.close()
-            self._retrain_pool.shutdown(wait=True)
+            if self._retrain is not None:
+                self._retrain.shutdown()
             log.info("monitor stopped", extra=vars(self.stats))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,9 @@ import pytest
 from confluent_kafka import Message
 
 from predictor.models.registry import Registry
+from predictor.monitoring.core import Monitor, MonitorConfig
+from predictor.monitoring.intake import IntakeConfig
+from predictor.monitoring.join import JoinOp, JoinResult, MemoryJoin
 from predictor.monitoring.messages import (
     MonitorAlert,
     MonitorSummary,
@@ -33,9 +37,9 @@ from predictor.monitoring.recording import read_joined, read_summaries
 from predictor.monitoring.report import FIGURES, render_report
 from predictor.monitoring.rolling import WINDOWS
 from predictor.monitoring.runner import build_service, record_dir
-from predictor.monitoring.service import MonitorService
+from predictor.monitoring.service import MonitorService, ServiceOptions
 from stream_features.contract import OrderDelivered
-from stream_features.kafka_clients import ensure_topics
+from stream_features.kafka_clients import consumer_config, ensure_topics, producer_config
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, produce
 from tests.monitor_scenario import (
@@ -199,3 +203,59 @@ def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
         assert again.stats.records == 0
     finally:
         again.close()
+
+
+class FlakyJoin(MemoryJoin):
+    """The join's rules, failing its first calls the way a Redis outage does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures, self.calls = failures, 0
+
+    def join(self, ops: Sequence[JoinOp]) -> JoinResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("Redis is down")
+        return super().join(ops)
+
+
+def test_a_join_store_outage_rewinds_and_retries_without_losing_or_doubling_a_pair(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"monitor_group": f"{settings.consumer_group}-m"})
+    ensure_topics(settings)
+    records = [r for r in scenario_records(True) if r.at_ms < SHOCK_MS - 20 * 3600_000][:3000]
+    topics = {"predictions": settings.predictions_topic, "deliveries": settings.deliveries_topic}
+    produce(settings, ((topics[r.topic], r.key, r.value) for r in records))
+    predicted = {r.key for r in records if r.topic == "predictions"}
+    delivered = {
+        OrderDelivered.model_validate_json(r.value).order_id.encode()
+        for r in records
+        if r.topic == "deliveries"
+    }
+    join = FlakyJoin(failures=3)
+    service = MonitorService(
+        consumer_config(settings, group=settings.monitor_group),
+        producer_config(settings),
+        join,
+        Monitor(MonitorConfig(), lambda _n, _v: None),
+        IntakeConfig(settings.deliveries_topic, settings.predictions_topic),
+        ServiceOptions(
+            settings.deliveries_topic,
+            settings.predictions_topic,
+            settings.monitoring_topic,
+            settings.dlq_topic,
+            batch_max_events=500,
+            publish_s=0.5,
+            backoff_base_s=0.01,
+        ),
+    )
+    with running(service):
+        deadline = time.monotonic() + 60
+        while service.stats.joined < len(predicted & delivered) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert service.stats.retries == 3
+    assert service.stats.joined == len(predicted & delivered)  # each pair once
+    assert service.stats.duplicates == 0
+    assert service.stats.records == len(records)  # every record, none read twice after it
