@@ -2,6 +2,19 @@
 
 The gauges mirror the latest summaries: set at each publish, with the label sets of groups
 that left the window removed, so a dashboard never shows a market's stale MAE as current.
+
+>>> from datetime import UTC, datetime
+>>> from predictor.monitoring.messages import ErrorStats
+>>> m, t = MonitorMetrics(), datetime(2026, 1, 1, tzinfo=UTC)
+>>> def summary(*keys: str) -> MonitorSummary:
+...     errors = [ErrorStats(scope="market", key=k, count=1, mae_s=60.0) for k in keys]
+...     return MonitorSummary(window="1h", window_s=3600, published_at=t, errors=errors,
+...                           drift=[], totals={})
+>>> m.publish([summary("m1", "m2")]); m.publish([summary("m2")])
+>>> labels = {"window": "1h", "scope": "market"}
+>>> [m.registry.get_sample_value("eta_monitor_mae_seconds", {**labels, "key": k})
+...  for k in ("m1", "m2")]
+[None, 60.0]
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ class MonitorMetrics:
             self.samples, self.mae, self.bias, self.p90, self.psi, self.missing, self.no_state,
             self.freshness,
         ]  # fmt: skip
+        self._shown: dict[Gauge, set[tuple[str, ...]]] = {}
 
     def observe_alerts(self, alerts: Sequence[MonitorAlert]) -> None:
         for alert in alerts:
@@ -73,33 +87,39 @@ class MonitorMetrics:
                 self.alerts.labels(alert.kind).inc()
 
     def publish(self, summaries: Sequence[MonitorSummary]) -> None:
-        """Set every gauge from the summaries, dropping label sets no longer reported."""
-        for gauge in self._gauges:
-            gauge.clear()
+        """Set every gauge from the summaries, then drop the label sets no longer reported
+        (removed after the new values are in, so a scrape never sees them missing)."""
+        values: dict[Gauge, dict[tuple[str, ...], float]] = {g: {} for g in self._gauges}
         for s in summaries:
             for e in s.errors:
                 labels = (s.window, e.scope, e.key)
-                self.samples.labels(*labels).set(e.count)
+                values[self.samples][labels] = e.count
                 for gauge, value in (
                     (self.mae, e.mae_s),
                     (self.bias, e.bias_s),
                     (self.p90, e.p90_abs_error_s),
                 ):
                     if value is not None:
-                        gauge.labels(*labels).set(value)
+                        values[gauge][labels] = value
             for d in s.drift:
                 model = f"{d.model_name}:{d.model_version}"
                 if d.prediction_psi is not None:
-                    self.psi.labels(s.window, model, "prediction").set(d.prediction_psi)
+                    values[self.psi][(s.window, model, "prediction")] = d.prediction_psi
                 for f in d.features:
                     if f.psi is not None:
-                        self.psi.labels(s.window, model, f.feature).set(f.psi)
+                        values[self.psi][(s.window, model, f.feature)] = f.psi
                     if f.missing_share is not None:
-                        self.missing.labels(s.window, model, f.feature).set(f.missing_share)
+                        values[self.missing][(s.window, model, f.feature)] = f.missing_share
                 if d.no_state_share is not None:
-                    self.no_state.labels(s.window, model).set(d.no_state_share)
+                    values[self.no_state][(s.window, model)] = d.no_state_share
                 if d.freshness_p90_s is not None:
-                    self.freshness.labels(s.window, model).set(d.freshness_p90_s)
+                    values[self.freshness][(s.window, model)] = d.freshness_p90_s
+        for gauge, by_labels in values.items():
+            for label_values, value in by_labels.items():
+                gauge.labels(*label_values).set(value)
+            for stale in self._shown.get(gauge, set()) - by_labels.keys():
+                gauge.remove(*stale)
+            self._shown[gauge] = set(by_labels)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Expose the metrics over HTTP on ``port`` (0 means off)."""
