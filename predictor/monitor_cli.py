@@ -77,6 +77,7 @@ def report(
         summaries,
         psi_threshold=settings.psi_alert,
         drift_window=settings.monitor_drift_window,
+        psi_exempt=frozenset(settings.monitor_psi_exempt),
     )
     typer.echo(f"wrote {path} ({joined.height} joined pairs)")
 

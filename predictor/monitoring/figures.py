@@ -86,7 +86,7 @@ def error_distribution(joined: pl.DataFrame) -> bytes:
     ax.hist(np.clip(err, lo, hi), bins=60, color="#1f77b4")
     ax.axvline(0, color="black", linewidth=1)
     ax.axvline(float(np.mean(err)), color="#d62728", linestyle="--", label="bias (mean)")
-    ax.set_xlabel("minutes (positive: ETA too long)")
+    ax.set_xlabel("minutes (positive: ETA too long; tails past the 0.5 % quantiles at the edges)")
     ax.set_ylabel("orders")
     ax.set_title(title)
     ax.legend()
@@ -123,8 +123,11 @@ def mae_by_market_hour(joined: pl.DataFrame) -> bytes:
     return _png(fig)
 
 
-def psi_per_feature(drift: list[ModelDrift], threshold: float, window: str) -> bytes:
-    """PSI of every feature and of the prediction, per model version, with the threshold."""
+def psi_per_feature(
+    drift: list[ModelDrift], threshold: float, window: str, exempt: frozenset[str] = frozenset()
+) -> bytes:
+    """PSI of every feature and of the prediction, per model version, with the threshold;
+    features exempt from alerts are marked so."""
     fig = Figure(figsize=(9.0, 7.0))
     title = f"PSI against the artifact's reference ({window} window)"
     usable = [d for d in drift if d.reference == "artifact"]
@@ -141,7 +144,8 @@ def psi_per_feature(drift: list[ModelDrift], threshold: float, window: str) -> b
         y = np.arange(len(labels)) + k * height
         x = [values.get(n, 0.0) for n in labels]
         ax.barh(y, x, height=height, label=f"{d.model_name}:{d.model_version}")
-    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels, fontsize=7)
+    shown = [f"{n} (not alerted)" if n in exempt else n for n in labels]
+    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, shown, fontsize=7)
     ax.axvline(threshold, color="#d62728", linestyle="--", label=f"alert at {threshold}")
     ax.invert_yaxis()
     ax.set_xlabel("PSI")

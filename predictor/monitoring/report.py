@@ -81,6 +81,7 @@ def render_report(
     *,
     psi_threshold: float,
     drift_window: str = "24h",
+    psi_exempt: frozenset[str] = frozenset(),
     now: datetime | None = None,
 ) -> tuple[str, list[Figure]]:
     """The HTML page and its figures (also embedded in the page)."""
@@ -101,7 +102,7 @@ def render_report(
         ),
         "psi_per_feature": (
             "PSI per feature",
-            lambda: figures.psi_per_feature(drift, psi_threshold, shown_window),
+            lambda: figures.psi_per_feature(drift, psi_threshold, shown_window, psi_exempt),
         ),
         "latency_histogram": ("Serving latency", lambda: figures.latency_histogram(joined)),
     }
@@ -143,10 +144,15 @@ def write_report(
     *,
     psi_threshold: float,
     drift_window: str = "24h",
+    psi_exempt: frozenset[str] = frozenset(),
 ) -> Path:
     """Write ``report.html`` into ``out_dir`` (created) and return its path."""
     page, _ = render_report(
-        joined, summaries, psi_threshold=psi_threshold, drift_window=drift_window
+        joined,
+        summaries,
+        psi_threshold=psi_threshold,
+        drift_window=drift_window,
+        psi_exempt=psi_exempt,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.html"
