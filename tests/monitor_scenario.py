@@ -15,7 +15,9 @@ deliveries that are their ground truth, in event-time order.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,7 +66,6 @@ SHOCK_MS = to_ms(START) + SHOCK_AT_S * 1000
 END_MS = to_ms(START) + END_S * 1000
 FAST = TrainConfig(num_boost_round=150, early_stopping_rounds=20, num_threads=1)
 MODEL_NAME = "eta-shock"
-_WORK: list[tempfile.TemporaryDirectory[str]] = []
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,8 @@ def wire_records(model: EtaModel, shocked: bool) -> list[WireRecord]:
 @functools.cache
 def scenario_registry() -> Path:
     """A registry (kept for the session) holding the reference model as version 1."""
-    _WORK.append(tempfile.TemporaryDirectory(prefix="eta-monitor-scenario-"))
-    root = Path(_WORK[-1].name)
+    root = Path(tempfile.mkdtemp(prefix="eta-monitor-scenario-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     train_reference_model(root / "artifact", MODEL_NAME)
     registry = Registry(root / "models")
     registry.promote(MODEL_NAME, registry.register(root / "artifact"), "production")
