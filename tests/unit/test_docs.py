@@ -20,10 +20,8 @@ README = (ROOT / "README.md").read_text()
 CI_RUN = ROOT / ".ci" / "run"
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "gen_settings_table", ROOT / "docs" / "gen_settings_table.py"
-    )
+def _generator(name: str = "gen_settings_table") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -68,6 +66,15 @@ def test_readme_settings_table_is_current() -> None:
     )
     for name in Settings.model_fields:
         assert f"`ETA_{name.upper()}" in README, name
+
+
+def test_readme_benchmark_table_comes_from_the_bench_results() -> None:
+    table = _generator("gen_bench_table").table()
+    assert table in README, (
+        "README's benchmark table differs from bench/results: run python docs/gen_bench_table.py "
+        "--write"
+    )
+    assert "| `bench/stream.py` |" in table and "| `tests/reliability/` |" in table
 
 
 def test_readme_lists_every_eta_command() -> None:
