@@ -74,6 +74,12 @@ class ApiMetrics:
         self.predictions = Counter(
             "eta_http_predictions", "Orders scored by POST /v1/predictions", registry=r
         )
+        self.batch_orders = Histogram(
+            "eta_http_scoring_batch_orders",
+            "Orders per feature read and predict (concurrent requests are scored together)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
+            registry=r,
+        )
         r.register(_ModelInfo(current_model))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

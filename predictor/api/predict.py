@@ -23,7 +23,7 @@ from predictor.serving.pipeline import ScoringModel
 from stream_features.contract import OrderCreated
 from stream_features.online import get_online_features
 
-__all__ = ["MAX_DURATION_S", "predict_orders", "served_now"]
+__all__ = ["MAX_DURATION_S", "predict_orders", "score_orders", "served_now"]
 
 MAX_DURATION_S = 365 * 86400.0
 """Beyond a year a prediction is a model fault, not an ETA (the stream core's bound too)."""
@@ -34,7 +34,7 @@ def served_now() -> datetime:
     return datetime.fromtimestamp(time.time_ns() // 1_000_000 / 1000, UTC)
 
 
-def predict_orders(
+def score_orders(
     client: redis.Redis,
     orders: Sequence[OrderCreated],
     model: ScoringModel,
@@ -42,21 +42,22 @@ def predict_orders(
     key_prefix: str = "",
     served_at: datetime | None = None,
     mode: str = "online",
-) -> list[bytes]:
-    """One ``DeliveryPrediction`` JSON per order, in order; one Redis round trip, one predict.
+) -> list[bytes | UnusablePrediction]:
+    """One ``DeliveryPrediction`` JSON per order, in order, or the reason the model's answer for
+    it is unusable (what the stream would dead-letter); one Redis round trip, one predict.
 
-    Raises ``redis.RedisError`` when the state cannot be read and ``UnusablePrediction`` when
-    the model returns a duration the stream would dead-letter.
+    Raises ``redis.RedisError`` when the state cannot be read.
     """
     rows = get_online_features(client, orders, key_prefix=key_prefix)
     durations = np.asarray(model.predict(rows.values), dtype=np.float64).reshape(-1)
     stamp = served_at or served_now()
-    out = []
+    out: list[bytes | UnusablePrediction] = []
     for order, duration, fresh in zip(
         rows.orders, durations.tolist(), rows.freshness_s.tolist(), strict=True
     ):
         if not (math.isfinite(duration) and duration <= MAX_DURATION_S):
-            raise UnusablePrediction(model.name, model.version, order.order_id, duration)
+            out.append(UnusablePrediction(model.name, model.version, order.order_id, duration))
+            continue
         out.append(
             encode_prediction(
                 order,
@@ -68,4 +69,24 @@ def predict_orders(
                 mode=mode,
             )
         )
+    return out
+
+
+def predict_orders(
+    client: redis.Redis,
+    orders: Sequence[OrderCreated],
+    model: ScoringModel,
+    *,
+    key_prefix: str = "",
+    served_at: datetime | None = None,
+    mode: str = "online",
+) -> list[bytes]:
+    """``score_orders``, raising ``UnusablePrediction`` for the first unusable answer."""
+    out = []
+    for value in score_orders(
+        client, orders, model, key_prefix=key_prefix, served_at=served_at, mode=mode
+    ):
+        if isinstance(value, UnusablePrediction):
+            raise value
+        out.append(value)
     return out

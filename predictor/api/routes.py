@@ -7,6 +7,7 @@ serves one request at a time either way. The client's socket timeout bounds a st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -14,16 +15,22 @@ import redis
 from fastapi import APIRouter, Path, Request, Response
 
 from predictor.api import schemas
-from predictor.api.errors import NotReady, PredictionNotFound, StoreEtaNotFound
+from predictor.api.batcher import OnlineBatcher
+from predictor.api.errors import (
+    NotReady,
+    PredictionNotFound,
+    StoreEtaNotFound,
+    UnusablePrediction,
+)
 from predictor.api.metrics import ApiMetrics
 from predictor.api.parsing import parse_orders
-from predictor.api.predict import predict_orders
+from predictor.api.predict import score_orders
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.serving.latest import latest_key
 from predictor.serving.pipeline import ScoringModel
-from stream_features.contract import DeliveryPrediction
+from stream_features.contract import DeliveryPrediction, OrderCreated
 
-__all__ = ["ApiConfig", "ModelSource", "Services", "build_router"]
+__all__ = ["ApiConfig", "ModelSource", "Services", "build_router", "model_or_503"]
 
 _JSON = "application/json"
 _ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
@@ -57,6 +64,30 @@ class Services:
     batch: BatchPredictionStore
 
 
+def model_or_503(models: ModelSource, config: ApiConfig) -> ScoringModel:
+    """The model to score with now, or 503 with the reason."""
+    model = models.peek()
+    if model is None:
+        raise NotReady([f"no model at {config.model_name}@{config.serve_stage} yet"])
+    return model
+
+
+def batcher(services: Services) -> OnlineBatcher:
+    """The online batcher over the services' Redis, prefix and model source."""
+    config, client = services.config, services.client
+
+    def score(
+        orders: Sequence[OrderCreated], model: ScoringModel
+    ) -> list[bytes | UnusablePrediction]:
+        return score_orders(client, orders, model, key_prefix=config.key_prefix)
+
+    return OnlineBatcher(
+        score,
+        lambda: model_or_503(services.models, config),
+        observe=services.metrics.batch_orders.observe,
+    )
+
+
 def _error(status: int, model: type[Any], what: str) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": model, "description": what}}
 
@@ -69,12 +100,7 @@ def build_router(services: Services) -> APIRouter:
     """Every route, bound to ``services``."""
     router = APIRouter()
     config, client = services.config, services.client
-
-    def model_or_503() -> ScoringModel:
-        model = services.models.peek()
-        if model is None:
-            raise NotReady([f"no model at {config.model_name}@{config.serve_stage} yet"])
-        return model
+    online = batcher(services)
 
     @router.get("/healthz", response_model=schemas.Health, tags=["operations"])
     async def healthz() -> Response:
@@ -133,11 +159,12 @@ def build_router(services: Services) -> APIRouter:
 
         The features are read from the stream's state as the stream would read them for the
         order at this moment (without applying it); the answer is the stream's
-        DeliveryPrediction with ``mode`` "online", scored by the production model.
+        DeliveryPrediction with ``mode`` "online", scored by the production model. Concurrent
+        requests share one feature read and one predict (see ``predictor.api.batcher``).
         """
         orders, many = parse_orders(await request.body(), config.max_orders)
-        model = model_or_503()
-        values = predict_orders(client, orders, model, key_prefix=config.key_prefix)
+        model_or_503(services.models, config)  # before parking: 503 at once without a model
+        values = await online.predict(orders)
         services.metrics.predictions.inc(len(values))
         body = b"[" + b",".join(values) + b"]" if many else values[0]
         return Response(body, media_type=_JSON)

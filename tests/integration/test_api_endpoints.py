@@ -6,16 +6,20 @@ prefix and model name; ``test_api_serve.py`` runs the command itself.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pytest
 import redis
 
+from predictor.api.predict import predict_orders
 from predictor.api.schemas import StoreEta
+from predictor.api.wiring import build_app
 from predictor.batch_scoring import run_batch
 from predictor.models.registry import Registry
 from predictor.serving.latest import LatestPredictions
@@ -187,3 +191,40 @@ def test_a_bad_order_in_a_list_names_its_index(served: Settings, key_prefix: str
     (problem,) = response.json()["detail"]
     assert problem["loc"] == ["body", 2]
     assert "min_item_price must be <= max_item_price" in problem["msg"]
+
+
+def test_concurrent_requests_are_scored_together_with_the_same_answers(
+    served: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    now = datetime.now(UTC)
+    seed_state(redis_client, key_prefix, now)
+    orders = [order(f"c-{i}", now, store=f"s{i % 6}", market=f"m{i % 2}") for i in range(20)]
+    app = build_app(served, key_prefix)
+
+    async def together() -> tuple[list[httpx.Response], str]:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://api") as client,
+        ):
+            answers = await asyncio.gather(
+                *(client.post("/v1/predictions", content=o.model_dump_json()) for o in orders)
+            )
+            return list(answers), (await client.get("/metrics")).text
+
+    answers, metrics = asyncio.run(together())
+    model = _model(served)
+    alone = predict_orders(redis_client, orders, model, key_prefix=key_prefix)
+
+    assert [a.status_code for a in answers] == [200] * 20
+    assert [_without_served_at(a.content) for a in answers] == [
+        _without_served_at(b) for b in alone
+    ]
+    assert "eta_http_scoring_batch_orders_count 1.0" in metrics  # one read, one predict
+    assert "eta_http_scoring_batch_orders_sum 20.0" in metrics
+
+
+def _without_served_at(raw: bytes) -> dict[str, object]:
+    body = orjson.loads(raw)
+    body.pop("served_at")
+    return dict(body)

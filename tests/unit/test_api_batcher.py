@@ -1,0 +1,130 @@
+"""The online batcher: concurrent requests share a flush, each gets its own answers back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from predictor.api.batcher import OnlineBatcher
+from predictor.api.errors import UnusablePrediction
+from predictor.serving.pipeline import ScoringModel
+from stream_features.contract import OrderCreated
+from tests.api_fakes import FixedModel, order_json
+
+
+def _orders(prefix: str, n: int) -> list[OrderCreated]:
+    return [
+        OrderCreated.model_validate(order_json(f"{prefix}{i}", created_at=datetime.now(UTC)))
+        for i in range(n)
+    ]
+
+
+class Recorder:
+    """A scorer that answers each order with its id and records the batches it saw."""
+
+    def __init__(
+        self, unusable: frozenset[str] = frozenset(), fail: Exception | None = None
+    ) -> None:
+        self.batches: list[list[str]] = []
+        self.models: list[str] = []
+        self.unusable, self.fail = unusable, fail
+
+    def __call__(
+        self, orders: Sequence[OrderCreated], model: ScoringModel
+    ) -> list[bytes | UnusablePrediction]:
+        self.batches.append([o.order_id for o in orders])
+        self.models.append(model.version)
+        if self.fail is not None:
+            raise self.fail
+        return [
+            UnusablePrediction("m", "1", o.order_id, float("inf"))
+            if o.order_id in self.unusable
+            else o.order_id.encode()
+            for o in orders
+        ]
+
+
+def _run(batcher: OnlineBatcher, requests: list[list[OrderCreated]]) -> list[object]:
+    async def go() -> list[object]:
+        return await asyncio.gather(*(batcher.predict(r) for r in requests), return_exceptions=True)
+
+    return asyncio.run(go())
+
+
+def test_concurrent_requests_share_one_flush_and_get_their_own_answers() -> None:
+    score = Recorder()
+    sizes: list[int] = []
+    batcher = OnlineBatcher(score, FixedModel, observe=sizes.append)
+    requests = [_orders("a", 1), _orders("b", 3), _orders("c", 2)]
+
+    answers = _run(batcher, requests)
+
+    assert answers == [[b"a0"], [b"b0", b"b1", b"b2"], [b"c0", b"c1"]]
+    assert score.batches == [["a0", "b0", "b1", "b2", "c0", "c1"]]
+    assert sizes == [6]
+
+
+def test_one_request_alone_is_flushed_at_once() -> None:
+    score = Recorder()
+    batcher = OnlineBatcher(score, FixedModel)
+
+    assert _run(batcher, [_orders("x", 2)]) == [[b"x0", b"x1"]]
+    assert _run(batcher, [_orders("y", 1)]) == [[b"y0"]]
+    assert score.batches == [["x0", "x1"], ["y0"]]
+
+
+def test_a_flush_takes_at_most_max_orders_the_rest_goes_next() -> None:
+    score = Recorder()
+    batcher = OnlineBatcher(score, FixedModel, max_orders=4)
+
+    answers = _run(batcher, [_orders("a", 3), _orders("b", 3), _orders("c", 1), _orders("d", 5)])
+
+    assert [len(a) for a in answers] == [3, 3, 1, 5]  # type: ignore[arg-type]
+    assert [len(b) for b in score.batches] == [3, 4, 5]  # a; b+c; d alone (over the cap)
+
+
+def test_an_unusable_answer_fails_only_its_request() -> None:
+    batcher = OnlineBatcher(Recorder(unusable=frozenset({"b1"})), FixedModel)
+
+    ok, bad = _run(batcher, [_orders("a", 2), _orders("b", 2)])
+
+    assert ok == [b"a0", b"a1"]
+    assert isinstance(bad, UnusablePrediction) and "'b1'" in str(bad)
+
+
+def test_a_failed_read_fails_every_request_of_the_flush() -> None:
+    batcher = OnlineBatcher(Recorder(fail=ConnectionError("redis gone")), FixedModel)
+
+    answers = _run(batcher, [_orders("a", 1), _orders("b", 1)])
+
+    assert all(isinstance(a, ConnectionError) for a in answers)
+
+
+def test_each_flush_reads_the_model_once() -> None:
+    versions = iter(["1", "2", "3"])
+
+    def model() -> ScoringModel:
+        m = FixedModel()
+        m.version = next(versions)
+        return m
+
+    score = Recorder()
+    batcher = OnlineBatcher(score, model)
+
+    _run(batcher, [_orders("a", 1), _orders("b", 1)])
+    _run(batcher, [_orders("c", 1)])
+
+    assert score.models == ["1", "2"]
+
+
+@pytest.mark.parametrize("n", [1, 1000])
+def test_answers_keep_the_order_of_the_request(n: int) -> None:
+    batcher = OnlineBatcher(Recorder(), FixedModel)
+    orders = _orders("o", n)
+
+    (answer,) = _run(batcher, [orders])
+
+    assert answer == [o.order_id.encode() for o in orders]
