@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,66 +29,17 @@ import polars as pl
 import redis
 
 from predictor.api.predict import MAX_DURATION_S
+from predictor.batch_scoring.parquet import prediction_frame, write_run
 from predictor.batch_scoring.profiles import BASKET_FIELDS, profile_order
 from predictor.batch_scoring.slots import batch_order_id, slot_orders, slot_rows
 from predictor.batch_scoring.store import BatchPredictionStore
+from predictor.batch_scoring.summary import BatchRun, new_version
 from predictor.models.artifact import atomic_write
 from predictor.serving.encoding import encode_prediction
 from predictor.serving.pipeline import ScoringModel
-from stream_features.contract import OrderCreated, to_ms
+from stream_features.contract import OrderCreated
 
-__all__ = ["BatchRun", "new_version", "run_batch"]
-
-_STAGES = ("orders", "features", "scoring", "encoding", "redis", "parquet")
-
-
-@dataclass
-class BatchRun:
-    """What a run did: the summary ``eta predict batch`` prints and writes as summary.json."""
-
-    version: str
-    as_of: datetime
-    slots: int
-    model_name: str
-    model_version: str
-    backend: str | None
-    stores: int = 0
-    rows: int = 0
-    skipped_stores: int = 0
-    seconds: float = 0.0
-    parquet_dir: Path | None = None
-    redis_key: str | None = None
-    dropped_versions: list[str] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_STAGES, 0.0))
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "as_of": self.as_of,
-            "slots": self.slots,
-            "stores": self.stores,
-            "rows": self.rows,
-            "skipped_stores": self.skipped_stores,
-            "seconds": round(self.seconds, 3),
-            "rows_per_s": round(self.rows_per_s, 1),
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "backend": self.backend,
-            "parquet_dir": str(self.parquet_dir) if self.parquet_dir else None,
-            "redis_key": self.redis_key,
-            "dropped_versions": self.dropped_versions,
-            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-        }
-
-
-def new_version(now: datetime) -> str:
-    """A run id that sorts by time and never collides: ``20260101T120000.123Z-1a2b3c``."""
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}.{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
+__all__ = ["BatchRun", "new_version", "run_batch"]  # BatchRun, new_version: re-exported
 
 
 @dataclass
@@ -188,76 +138,13 @@ def _encode(
         }
         stores.append((profile["store_id"], orjson.dumps(store_json, option=orjson.OPT_UTC_Z)))
         keep.extend(block)
-    frame = _frame(orders, keep, durations, freshness, model, run)
+    frame = prediction_frame(orders, keep, durations, freshness, model, run)
     return _Chunk(stores, frame, skipped)
-
-
-def _frame(
-    orders: list[OrderCreated],
-    keep: list[int],
-    durations: list[float],
-    freshness: list[float],
-    model: ScoringModel,
-    run: BatchRun,
-) -> pl.DataFrame:
-    """The Parquet rows of the kept predictions (row ``j`` is store ``j // K``, slot ``j % K``)."""
-    k = run.slots
-    rows = np.asarray(keep, dtype=np.int64)
-    slot = rows % k
-    created_ms = to_ms(run.as_of) + slot * 3_600_000
-    seconds = np.maximum(np.asarray(durations, dtype=np.float64)[rows], 0.0)
-    fresh = np.asarray(freshness, dtype=np.float64)[rows]
-    kept = [orders[j] for j in keep]
-    return pl.DataFrame(
-        {
-            "store_id": [o.store_id for o in kept],
-            "market_id": [o.market_id for o in kept],
-            "slot": slot.astype(np.int16),
-            "order_id": [o.order_id for o in kept],
-            "created_ms": created_ms,
-            "predicted_duration_s": seconds,
-            "delivery_ms": created_ms + np.rint(seconds * 1000).astype(np.int64),
-            "feature_freshness_s": fresh,
-        }
-    ).select(
-        "store_id",
-        "market_id",
-        "slot",
-        "order_id",
-        pl.from_epoch("created_ms", "ms").dt.replace_time_zone("UTC").alias("created_at"),
-        "predicted_duration_s",
-        pl.from_epoch("delivery_ms", "ms")
-        .dt.replace_time_zone("UTC")
-        .alias("predicted_delivery_at"),
-        pl.col("feature_freshness_s").fill_nan(None).clip(lower_bound=0.0),
-        pl.lit(model.name).alias("model_name"),
-        pl.lit(model.version).alias("model_version"),
-        pl.lit(run.version).alias("batch_version"),
-    )
 
 
 def _chunks(profiles: pl.DataFrame, size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, profiles.height, size):
         yield profiles.slice(start, size).to_dicts()
-
-
-def _write_parquet(
-    out_dir: Path, run: BatchRun, frames: list[pl.DataFrame], profiles: pl.DataFrame
-) -> Path:
-    """Write ``out_dir/<version>`` whole (into a temporary sibling, then one rename) and point
-    ``out_dir/CURRENT`` at it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / run.version
-    partial = out_dir / f".{run.version}.partial"
-    partial.mkdir()
-    try:
-        pl.concat(frames, how="vertical").write_parquet(partial / "predictions.parquet")
-        profiles.write_parquet(partial / "profiles.parquet")
-        partial.rename(final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return final
 
 
 def run_batch(
@@ -332,7 +219,7 @@ def run_batch(
                 finish(*pending)
         if out_dir is not None:
             with _stage(run, "parquet"):
-                run.parquet_dir = _write_parquet(out_dir, run, frames, profiles)
+                run.parquet_dir = write_run(out_dir, run, frames, profiles)
         if store is not None:
             with _stage(run, "redis"):
                 run.dropped_versions = store.publish(run.version)
