@@ -83,6 +83,23 @@ def test_readme_lists_every_eta_command() -> None:
     assert not missing, f"add these to README's Commands table: {missing}"
 
 
+def test_readme_examples_use_real_commands_and_options() -> None:
+    """Every ``eta`` line in the README names a real command and only options it has."""
+    examples = [c.split("#")[0].split() for c in _readme_commands() if c.startswith("eta ")]
+    assert len(examples) >= 20
+    for words in examples:
+        command = typer.main.get_command(app)
+        for word in words[1:]:
+            if not hasattr(command, "get_command") or word.startswith("-"):
+                break
+            sub = command.get_command(None, word)
+            assert sub is not None, f"{' '.join(words)}: no command {word!r}"
+            command = sub
+        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+        unknown = [w for w in words if w.startswith("--") and w not in known]
+        assert not unknown, f"{' '.join(words)}: unknown options {unknown}"
+
+
 def test_readme_points_at_the_deployment_files() -> None:
     for path in ("docker-compose.yml", "docker-compose.secure.yml", "docs/deployment.md"):
         assert path in README, path
