@@ -154,6 +154,12 @@ def main() -> None:
         "--limit-min", type=float, default=15.0, help="stop a contender after this (incomplete)"
     )
     parser.add_argument(
+        "--idle-s",
+        type=float,
+        default=120.0,
+        help="stop a contender after this long without a new answer (incomplete)",
+    )
+    parser.add_argument(
         "--eta-set",
         action="append",
         default=[],
@@ -187,7 +193,13 @@ def main() -> None:
             _console.print(f"[bold]{c.name}[/] …")
             setup = eta if c.tool == "etastream" else None
             row = run_contender(
-                c, data, workdir, setup, not args.no_profile, limit_s=args.limit_min * 60
+                c,
+                data,
+                workdir,
+                setup,
+                not args.no_profile,
+                limit_s=args.limit_min * 60,
+                idle_s=args.idle_s,
             )
             row["verdict"] = verdict(row)
             runs.append(row)

@@ -222,6 +222,7 @@ def run_contender(
     eta: EtaSetup | None,
     profile: bool,
     limit_s: float,
+    idle_s: float = 120.0,
 ) -> dict[str, Any]:
     """One contender on a stack of its own: the row of the results."""
     from stream_features.stack import start_stack
@@ -260,7 +261,9 @@ def run_contender(
         def alive() -> bool:
             return worker.proc.poll() is None
 
-        got = read_outputs(reader, len(data.expected), parse, alive, on_first, limit_s)
+        got = read_outputs(
+            reader, len(data.expected), parse, alive, on_first, limit_s, idle_s=idle_s
+        )
         profiled = spy[0].stop() if spy else None
         redis_time = _redis_commands(settings.redis_url_value() or "")
         try:
