@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from stream_features.errors import EtaError
@@ -42,7 +43,7 @@ def _errors() -> Iterator[None]:
     except EtaError as exc:
         if isinstance(exc, ModelNotBetterError) and exc.metrics:
             _console.print(metrics_table(exc.metrics, "validation (refused)"))
-        _console.print(f"[bold red]error:[/] {exc}")
+        _console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from exc
 
 
@@ -59,7 +60,9 @@ def _registry(settings: Settings) -> Registry:
         try:
             client.ping()
         except redis.RedisError as exc:
-            _console.print(f"[yellow]Redis at {url.split('@')[-1]} is not answering ({exc})[/]")
+            _console.print(
+                f"[yellow]Redis at {url.split('@')[-1]} is not answering ({escape(str(exc))})[/]"
+            )
             client = None
     return Registry(settings.registry_dir, client)
 

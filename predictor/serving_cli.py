@@ -42,6 +42,9 @@ def stream(
     except EtaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except ImportError as exc:  # an engine's optional dependency, e.g. etastream[faust]
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 

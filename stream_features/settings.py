@@ -91,10 +91,11 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(9108, ge=0, description="Prometheus port of the stream worker; 0 off")
     prediction_ttl_s: int = Field(
-        7200,
+        0,
         ge=0,
-        description="the worker caches each prediction in Redis this long for the API "
-        "(about 500 B each: orders/s × this × 500 B of memory); 0 off",
+        description="the worker caches each prediction in Redis this long, for the API's "
+        "GET /v1/predictions/{id}; 0 off (it costs the worker a third of its throughput and "
+        "orders/s × this × 500 B of memory)",
     )
     stream_include_features: bool = Field(
         False, description="write the model inputs into each streaming prediction (features)"

@@ -155,7 +155,12 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
     summary = DemoSummary(out_dir=str(out))
     api_key = uuid.uuid4().hex
     ports = {"worker": free_port(), "monitor": free_port(), "api": free_port()}
-    base = Settings(data_dir=out / "stack", registry_dir=out / "models")
+    base = Settings(  # its own embedded stack and registry, whatever ETA_* the shell exports
+        data_dir=out / "stack",
+        registry_dir=out / "models",
+        kafka_bootstrap_servers=None,
+        redis_url=None,
+    )
     with ExitStack() as stack:
         with (
             _progress(console) as progress,
@@ -180,6 +185,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
                 "ETA_METRICS_PORT": str(ports["worker"]),
                 "ETA_MONITOR_METRICS_PORT": str(ports["monitor"]),
                 "ETA_STREAM_INCLUDE_FEATURES": "true",
+                "ETA_PREDICTION_TTL_S": "7200",
             }
         )
         end = history_end(datetime.now(UTC), config)

@@ -30,7 +30,8 @@ log = logging.getLogger("etastream.stream")
 def _missing(variable: str) -> EngineConfigError:
     return EngineConfigError(
         f"{variable} is not set: the stream worker joins an existing stack. Start one with "
-        "`eta up` and export the ETA_* lines it prints, or point the variable at your own"
+        "`eta up` and export the ETA_* lines it prints, or point the variable at your own "
+        "broker or Redis"
     )
 
 
@@ -75,7 +76,15 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         if stop.is_set():
             return 0
         metrics = StreamMetrics()
-        metrics.serve(settings.metrics_port)
+        try:
+            metrics.serve(settings.metrics_port)
+        except OSError as exc:  # e.g. a second worker on this machine: it still joins the group
+            log.warning(
+                "no metrics endpoint: port %s is not free (%s); set ETA_METRICS_PORT to another "
+                "port, or 0 for none",
+                settings.metrics_port,
+                exc.strerror,
+            )
         features = redis_features(settings, redis_url)
         latest = None
         if settings.prediction_ttl_s:

@@ -127,7 +127,8 @@ def build_service(
         missing = "ETA_KAFKA_BOOTSTRAP_SERVERS" if redis_url else "ETA_REDIS_URL"
         raise EngineConfigError(
             f"{missing} is not set: the monitor joins an existing stack. Start one with "
-            "`eta up` and export the ETA_* lines it prints, or point the variable at your own"
+            "`eta up` and export the ETA_* lines it prints, or point the variable at your own "
+            "broker or Redis"
         )
     client = redis.Redis.from_url(redis_url, socket_timeout=10.0, socket_connect_timeout=2.0)
     registry = Registry(settings.registry_dir, client)
