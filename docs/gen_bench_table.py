@@ -2,7 +2,8 @@
 
 The README's figures are whatever the benchmarks in the repo last measured, never typed by
 hand: ``tests/unit/test_docs.py`` fails when the table and the JSON files disagree. A result
-file that is not there yet is left out of the table.
+file that is not there yet is left out of the table. ``bench/peers.py`` has a table of its own
+in the README (written and checked from ``peers.json`` the same way).
 """
 
 from __future__ import annotations
@@ -118,17 +119,6 @@ def _batch(d: dict[str, Any]) -> Iterator[Row]:
         )
 
 
-def _peers(d: dict[str, Any]) -> Iterator[Row]:
-    for r in d.get("rows", []):
-        verdict = "right" if not (r["wrong"] or r["missing"] or r["duplicated"]) else "WRONG"
-        yield (
-            "`bench/peers.py`",
-            f"10-min store count, {r['tool']} ({r['variant']}): orders/s, outputs {verdict}",
-            _n(r["orders_per_s"]),
-            "etastream ≥ 4× best correct peer" if r["tool"] == "etastream" else "",
-        )
-
-
 def _monitor(d: dict[str, Any]) -> Iterator[Row]:
     for r in d["runs"]:
         if r.get("path") == "kafka":
@@ -157,7 +147,6 @@ SOURCES: list[tuple[str, Callable[[dict[str, Any]], Iterator[Row]]]] = [
     ("scoring.json", _scoring),
     ("online.json", _online),
     ("batch_predict.json", _batch),
-    ("peers.json", _peers),
     ("monitor.json", _monitor),
     ("reliability.json", _reliability),
 ]
