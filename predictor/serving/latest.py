@@ -52,7 +52,7 @@ class LatestPredictions:
         raised."""
         if not predictions:
             return
-        prefix = f"{self.key_prefix}pred:".encode()
+        prefix = latest_key(self.key_prefix, "").encode()  # one place spells the key
         args: list[bytes | int] = [self.ttl_s * 1000]
         for out in predictions:
             args.append(prefix + (out.key or b""))
