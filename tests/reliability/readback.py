@@ -11,16 +11,16 @@ from __future__ import annotations
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import Message, Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_features.kafka_clients import producer_config
 from stream_features.settings import Settings
-from tests.integration.worker_helpers import TopicReader
+from tests.integration.worker_helpers import TopicReader, WorkerProcess
 
-__all__ = ["END_MARKER", "await_predicted", "drain", "metric", "wait_until"]
+__all__ = ["END_MARKER", "await_predicted", "drain", "expect_predicted", "metric", "wait_until"]
 
 END_MARKER = b"__end_of_scenario__"
 
@@ -49,6 +49,46 @@ def await_predicted(
 
     reader.read_until(done, timeout_s)
     return len(seen)
+
+
+def expect_predicted(
+    reader: TopicReader,
+    order_ids: set[bytes],
+    timeout_s: float,
+    workers: Sequence[WorkerProcess] = (),
+) -> None:
+    """Read until every order of ``order_ids`` has a prediction; otherwise fail with what a
+    post-mortem needs (how many, a few missing ids, each worker's exit code, assignments and
+    warnings) rather than the whole id set, which pytest would print in full."""
+    seen: set[bytes] = set()
+    checked = 0
+
+    def done(messages: list[Message]) -> bool:
+        nonlocal checked
+        seen.update(k for m in messages[checked:] if (k := m.key()) in order_ids)
+        checked = len(messages)
+        return len(seen) >= len(order_ids)
+
+    started = time.monotonic()
+    reader.read_until(done, timeout_s)
+    if len(seen) == len(order_ids):
+        return
+    lines = [
+        f"{len(seen)} of {len(order_ids)} orders predicted within {timeout_s} s "
+        f"(read {checked} predictions in {time.monotonic() - started:.1f} s); "
+        f"missing e.g. {sorted(order_ids - seen)[:5]}"
+    ]
+    for worker in workers:
+        lines.append(f"{worker.log_path.name}: exit code {worker.proc.poll()}")
+        for line in worker.log_lines():
+            level = str(line.get("level", "")).lower()
+            if "partitions" in str(line.get("msg")) or level in ("warning", "error"):
+                parts = line.get("partitions")
+                lines.append(
+                    f"  {line.get('ts')} {level} {line.get('msg')}"
+                    + ("" if parts is None else f" ({len(parts)})")
+                )
+    raise AssertionError("\n".join(lines))
 
 
 def drain(

@@ -23,7 +23,7 @@ from tests.integration.worker_helpers import (
     produce,
     produce_orders,
 )
-from tests.reliability.readback import await_predicted, drain
+from tests.reliability.readback import drain, expect_predicted
 from tests.reliability.services import Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import Record
@@ -84,13 +84,13 @@ def test_poison(served: Settings, spawn: Spawn, row: Row) -> None:
     worker = spawn(served, "worker")
     produce(served, records)
     ids = {o.order_id.encode() for o in good}
-    assert await_predicted(predictions, ids, GOOD, timeout_s=60) == GOOD
+    expect_predicted(predictions, ids, 60, [worker])
     assert worker.proc.poll() is None, "the worker died on poison"
 
     after = live_orders(AFTER, "after")  # still serving once the poison has gone through
     produce_orders(served, after)
     ids |= {o.order_id.encode() for o in after}
-    assert await_predicted(predictions, ids, len(ids), timeout_s=60) == len(ids)
+    expect_predicted(predictions, ids, 60, [worker])
     assert worker.stop(signal.SIGTERM) == 0
 
     counted = tally(ids, (m.key() for m in drain(served, predictions, served.predictions_topic)))

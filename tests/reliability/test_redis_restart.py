@@ -33,7 +33,7 @@ from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, live_orders, produce
-from tests.reliability.readback import await_predicted, drain, wait_until
+from tests.reliability.readback import await_predicted, drain, expect_predicted, wait_until
 from tests.reliability.services import FaultStack, Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import Record, stream_records
@@ -73,7 +73,7 @@ def test_redis_restart(served: Settings, faults: FaultStack, spawn: Spawn, row: 
     before: list[Event] = [*live_orders(BEFORE, "a"), *_dasher_events("da", 200)]
     produce(served, _records(served, before))
     ids_before = {e.order_id.encode() for e in before if isinstance(e, OrderCreated)}
-    assert await_predicted(reader, ids_before, BEFORE, timeout_s=60) == BEFORE
+    expect_predicted(reader, ids_before, 60, [worker])
 
     # during: new orders, the first orders delivered, more dasher events, interleaved
     now = datetime.now(UTC)
@@ -109,7 +109,7 @@ def test_redis_restart(served: Settings, faults: FaultStack, spawn: Spawn, row: 
     restarted_at, sent_at_restart = datetime.now(UTC), producer.sent
     faults.start_redis()
     producer.join(60)
-    assert await_predicted(reader, ids, len(ids), timeout_s=90) == len(ids)
+    expect_predicted(reader, ids, 120, [worker])
     assert worker.stop(signal.SIGTERM) == 0
     worker.wait_for_log("feature store is back")
 

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from stream_features.kafka_clients import consumer_config
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, WorkerProcess, live_orders
-from tests.reliability.readback import await_predicted, drain
+from tests.reliability.readback import await_predicted, drain, expect_predicted
 from tests.reliability.services import Spawn
 from tests.reliability.tally import Row, tally
 from tests.reliability.traffic import stream_orders
@@ -60,7 +60,7 @@ def test_sigterm(served: Settings, spawn: Spawn, row: Row) -> None:
 
     second = spawn(served, "second")
     producer.join(60)
-    assert await_predicted(reader, ids, ORDERS, timeout_s=90) == ORDERS
+    expect_predicted(reader, ids, 120, [first, second])
     assert second.stop(signal.SIGTERM) == 0
     counted = tally(ids, (m.key() for m in drain(served, reader, served.predictions_topic)))
     reader.close()
