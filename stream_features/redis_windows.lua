@@ -3,11 +3,13 @@
 -- tables READS, KEEP, N_BATCH and BATCH_GROUPS generated from the feature definitions.
 --
 -- Each entity's counters are one hash ("s:<store>", "m:<market>"), loaded once per call and
--- written back once: "#<signal>" (the signal's per-minute buckets, a MessagePack array
--- bucket, value, bucket, value...: unpacked in C, where a field per bucket cost a string parse
--- each), "outstanding", "onshift", "busy", "wm" (newest applied event time), "snap" (newest
--- snapshot time). "<signal>:<bucket>" fields of the earlier layout are moved into the packed
--- field when the entity is next touched. Beside it, "e:<entity key>" holds the event ids seen
+-- written back once: "%<signal>" (the signal's per-minute buckets as a running total, a
+-- MessagePack array bucket, total, bucket, total... in bucket order, where total is the sum of
+-- every kept bucket up to that one: a window's sum is two lookups and a subtraction, and the
+-- array goes to and from Lua without a table built per bucket), "outstanding", "onshift",
+-- "busy", "wm" (newest applied event time), "snap" (newest snapshot time). Fields of the two
+-- earlier layouts, "#<signal>" (bucket, value pairs) and "<signal>:<bucket>" (one per bucket),
+-- are moved into the running-total field when the entity is next touched. Beside it, "e:<entity key>" holds the event ids seen
 -- within the lateness horizon and "o:<store>" the outstanding orders with their creation time;
 -- both are trimmed when the entity's clean-up comes round (every PRUNE_EVERY buckets of its
 -- event time), which is also when the entity hash's TTL is refreshed.
@@ -37,8 +39,35 @@ local stats = {applied = 0, duplicates = 0, late = 0, unmatched = 0}
 
 local function fmt(v) return string.format('%.0f', v) end
 
-local buckets = {}  -- key -> signal -> bucket number -> value
+local buckets = {}  -- key -> signal -> {bucket, total, bucket, total, ...}
 local dirty_sig = {}  -- key -> signal -> true: its packed field must be written back
+
+-- The running total of ``t`` up to bucket ``x``: the sum of every kept bucket <= x.
+local function total_at(t, x)
+  local n = #t
+  if n == 0 or x < t[1] then return 0 end
+  if x >= t[n - 1] then return t[n] end
+  local lo, hi = 1, n / 2 - 1  -- entries: bucket t[2i - 1], total t[2i]
+  while lo < hi do
+    local mid = math.floor((lo + hi + 1) / 2)
+    if t[2 * mid - 1] <= x then lo = mid else hi = mid - 1 end
+  end
+  return t[2 * lo]
+end
+
+-- Running totals from a bucket -> value table (the earlier layouts).
+local function from_values(values)
+  local order = {}
+  for bucket, _ in pairs(values) do order[#order + 1] = bucket end
+  table.sort(order)
+  local t, sum = {}, 0
+  for _, bucket in ipairs(order) do
+    sum = sum + values[bucket]
+    t[#t + 1] = bucket
+    t[#t + 1] = sum
+  end
+  return t
+end
 
 local function entity(key)
   local st = cache[key]
@@ -46,34 +75,43 @@ local function entity(key)
     st = {}
     local bk = {}
     local gone = {}
+    local legacy = {}  -- signal -> bucket -> value, from the earlier layouts
     local flat = redis.call('HGETALL', key)
     for i = 1, #flat, 2 do
       local field = flat[i]
-      if string.byte(field, 1) == 35 then  -- '#<signal>': the signal's buckets, packed
+      local first = string.byte(field, 1)
+      if first == 37 then  -- '%<signal>': running totals
+        bk[string.sub(field, 2)] = cmsgpack.unpack(flat[i + 1])
+      elseif first == 35 then  -- '#<signal>': bucket, value pairs
+        local signal = string.sub(field, 2)
         local pairs_ = cmsgpack.unpack(flat[i + 1])
-        local t = {}
-        for j = 1, #pairs_, 2 do t[pairs_[j]] = pairs_[j + 1] end
-        bk[string.sub(field, 2)] = t
+        legacy[signal] = legacy[signal] or {}
+        for j = 1, #pairs_, 2 do
+          legacy[signal][pairs_[j]] = (legacy[signal][pairs_[j]] or 0) + pairs_[j + 1]
+        end
+        gone[field] = true
       else
         local colon = string.find(field, ':', 1, true)
         if colon == nil then
           st[field] = tonumber(flat[i + 1])
-        else  -- '<signal>:<bucket>' of the layout before packing: move it over
-          local head = string.sub(field, 1, colon - 1)
-          bk[head] = bk[head] or {}
-          bk[head][tonumber(string.sub(field, colon + 1))] = tonumber(flat[i + 1])
+        else  -- '<signal>:<bucket>', one field per bucket
+          local signal = string.sub(field, 1, colon - 1)
+          local bucket = tonumber(string.sub(field, colon + 1))
+          legacy[signal] = legacy[signal] or {}
+          legacy[signal][bucket] = (legacy[signal][bucket] or 0) + tonumber(flat[i + 1])
           gone[field] = true
         end
       end
     end
     cache[key] = st
-    buckets[key] = bk
     dirty[key] = {}
     deleted[key] = gone
     dirty_sig[key] = {}
-    for field, _ in pairs(gone) do
-      dirty_sig[key][string.sub(field, 1, string.find(field, ':', 1, true) - 1)] = true
+    for signal, values in pairs(legacy) do
+      bk[signal] = from_values(values)
+      dirty_sig[key][signal] = true
     end
+    buckets[key] = bk
   end
   return st
 end
@@ -89,9 +127,25 @@ end
 
 local function add_bucket(key, signal, bucket, delta)
   local bk = buckets[key]
-  bk[signal] = bk[signal] or {}
-  bk[signal][bucket] = (bk[signal][bucket] or 0) + delta
+  local t = bk[signal]
+  if t == nil then
+    t = {}
+    bk[signal] = t
+  end
   dirty_sig[key][signal] = true
+  local n = #t
+  if n == 0 or bucket > t[n - 1] then  -- the newest bucket so far: a new entry at the end
+    t[n + 1] = bucket
+    t[n + 2] = (t[n] or 0) + delta
+    return
+  end
+  local i = n - 1  -- an earlier bucket (a late event): find it, or where it goes
+  while i > 1 and t[i - 2] >= bucket do i = i - 2 end
+  if t[i] ~= bucket then
+    table.insert(t, i, bucket)
+    table.insert(t, i + 1, (i > 1 and t[i - 1] or 0))
+  end
+  for j = i + 1, #t, 2 do t[j] = t[j] + delta end
 end
 
 local function admit(key, st, eid, ts)
@@ -118,16 +172,21 @@ local function advance(key, kind, st, ts, mkey, market, okey)
     return
   end
   local keep = KEEP[kind]
-  for head, t in pairs(buckets[key]) do
+  local bk = buckets[key]
+  for head, t in pairs(bk) do
     local k = keep[head]
-    if k ~= nil then
+    if k ~= nil and #t > 0 and t[1] < newest - k - lat_buckets then
       local oldest = newest - k - lat_buckets
-      for bucket, _ in pairs(t) do
-        if bucket < oldest then
-          t[bucket] = nil
-          dirty_sig[key][head] = true
-        end
+      local first = 1
+      while first <= #t and t[first] < oldest do first = first + 2 end
+      local dropped = t[first - 1]  -- the total of the buckets that go
+      local kept = {}
+      for j = first, #t, 2 do
+        kept[#kept + 1] = t[j]
+        kept[#kept + 1] = t[j + 1] - dropped
       end
+      bk[head] = kept
+      dirty_sig[key][head] = true
     end
   end
   expire[key] = true
@@ -152,19 +211,15 @@ local function advance(key, kind, st, ts, mkey, market, okey)
   end
 end
 
-local function read(keys, bucket, out)
+local function read(skey, mkey, bucket, out)
   for _, r in ipairs(READS) do
-    local key = keys[r[1]]
+    local key = r[1] == 's' and skey or mkey
     local s = cache[key]
     if s.wm == nil then
       out[#out + 1] = false
     elseif r[3] > 0 then
-      local total = 0
-      local first = bucket - r[3] + 1
-      for b, v in pairs(buckets[key][r[2]] or {}) do
-        if b >= first and b <= bucket then total = total + v end
-      end
-      out[#out + 1] = total
+      local t = buckets[key][r[2]]
+      out[#out + 1] = t and (total_at(t, bucket) - total_at(t, bucket - r[3])) or 0
     else
       out[#out + 1] = s[r[2]] or 0
     end
@@ -186,7 +241,7 @@ for i = 0, n - 1 do
     local sst = entity(skey)
     local bucket = math.floor(ts / BUCKET)
     if kind == 'C' then
-      read({s = skey, m = mkey}, bucket, out)
+      read(skey, mkey, bucket, out)
       out[#out + 1] = sst.wm or false
       out[#out + 1] = mst.wm or false
       if version then
@@ -261,16 +316,12 @@ for key, fields in pairs(dirty) do
   local gone = {}
   for field, _ in pairs(deleted[key]) do gone[#gone + 1] = field end
   for signal, _ in pairs(dirty_sig[key]) do
-    local packed = {}
-    for bucket, value in pairs(buckets[key][signal]) do
-      packed[#packed + 1] = bucket
-      packed[#packed + 1] = value
-    end
-    if #packed > 0 then
-      args[#args + 1] = '#' .. signal
-      args[#args + 1] = cmsgpack.pack(packed)
+    local t = buckets[key][signal]
+    if #t > 0 then
+      args[#args + 1] = '%' .. signal
+      args[#args + 1] = cmsgpack.pack(t)
     else
-      gone[#gone + 1] = '#' .. signal
+      gone[#gone + 1] = '%' .. signal
     end
   end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end

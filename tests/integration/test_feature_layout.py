@@ -1,5 +1,6 @@
-"""The Redis layout of entity state: each signal's buckets packed in one field, and state
-written by the earlier one-field-per-bucket layout taken over on first touch."""
+"""The Redis layout of entity state: each signal's buckets packed in one field as running
+totals, and state written by the two earlier layouts (one field per bucket; packed bucket,
+value pairs) taken over on first touch."""
 
 from __future__ import annotations
 
@@ -16,16 +17,40 @@ from tests.feature_events import T0, order
 pytestmark = pytest.mark.integration
 
 
+def _unpacked(client: redis.Redis, key: str, field: str) -> list[int]:
+    """A packed field as Redis's own MessagePack reads it (no client library needed)."""
+    script = "return cmsgpack.unpack(redis.call('HGET', KEYS[1], ARGV[1]))"
+    return [int(v) for v in client.eval(script, 1, key, field)]
+
+
+def _pack(client: redis.Redis, values: list[int]) -> bytes:
+    script = (
+        "local t = {} for i, v in ipairs(ARGV) do t[i] = tonumber(v) end return cmsgpack.pack(t)"
+    )
+    return bytes(client.eval(script, 0, *values))
+
+
 def test_buckets_are_packed_one_field_per_signal(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
     source = RedisFeatureSource(redis_client, key_prefix=key_prefix)
     source.update_and_read([order(f"o{i}", T0 + timedelta(seconds=70 * i)) for i in range(5)])
+    late = order("late", T0 + timedelta(seconds=70))  # into an earlier bucket
+    source.update_and_read([late])
 
-    fields = set(redis_client.hkeys(f"{key_prefix}s:s1"))
-    assert b"#created" in fields
-    assert not [f for f in fields if b":" in f], "one field per bucket"
-    assert redis_client.pttl(f"{key_prefix}s:s1") > 0
+    key = f"{key_prefix}s:s1"
+    fields = set(redis_client.hkeys(key))
+    assert not [f for f in fields if b":" in f or f[:1] == b"#"], "an earlier layout"
+    counts: dict[int, int] = {}
+    for i in [0, 1, 2, 3, 4, 1]:  # the last one is the late order
+        bucket = (to_ms(T0) // 1000 + 70 * i) // BUCKET_S
+        counts[bucket] = counts.get(bucket, 0) + 1
+    expected, total = [], 0
+    for bucket in sorted(counts):
+        total += counts[bucket]
+        expected += [bucket, total]
+    assert _unpacked(redis_client, key, "%created") == expected, "bucket, running total"
+    assert redis_client.pttl(key) > 0
 
 
 def test_state_of_the_per_bucket_layout_is_taken_over(
@@ -52,6 +77,26 @@ def test_state_of_the_per_bucket_layout_is_taken_over(
         after.row(0)["store__orders_created__10m"] == 3
     )  # an order's row is read before it counts
     fields = set(redis_client.hkeys(key))
-    assert b"#created" in fields and not [f for f in fields if b":" in f]
+    assert b"%created" in fields and not [f for f in fields if b":" in f]
     again = source.read([order("probe2", T0 + timedelta(seconds=20))])
     assert again.row(0)["store__orders_created__10m"] == 4
+
+
+def test_state_of_the_packed_pairs_layout_is_taken_over(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    key = f"{key_prefix}s:s1"
+    bucket = to_ms(T0) // 1000 // BUCKET_S
+    pairs = [bucket, 2, bucket - 12, 5, bucket - 1, 1]  # unordered, as that layout wrote them
+    redis_client.hset(
+        key,
+        mapping={"#created": _pack(redis_client, pairs), "outstanding": 8, "wm": to_ms(T0)},
+    )
+    source = RedisFeatureSource(redis_client, key_prefix=key_prefix)
+
+    row = source.update_and_read([order("new", T0 + timedelta(seconds=10))]).row(0)
+    assert row["store__orders_created__10m"] == 3 and row["store__orders_created__30m"] == 8
+
+    fields = set(redis_client.hkeys(key))
+    assert b"#created" not in fields
+    assert _unpacked(redis_client, key, "%created") == [bucket - 12, 5, bucket - 1, 6, bucket, 9]
