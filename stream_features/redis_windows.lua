@@ -9,10 +9,11 @@
 -- array goes to and from Lua without a table built per bucket), "outstanding", "onshift",
 -- "busy", "wm" (newest applied event time), "snap" (newest snapshot time). Fields of the two
 -- earlier layouts, "#<signal>" (bucket, value pairs) and "<signal>:<bucket>" (one per bucket),
--- are moved into the running-total field when the entity is next touched. Beside it, "e:<entity key>" holds the event ids seen
--- within the lateness horizon and "o:<store>" the outstanding orders with their creation time;
--- both are trimmed when the entity's clean-up comes round (every PRUNE_EVERY buckets of its
--- event time), which is also when the entity hash's TTL is refreshed.
+-- are moved into the running-total field when the entity is next touched.
+-- Beside it, "e:<entity key>" holds the event ids seen within the lateness horizon and
+-- "o:<store>" the outstanding orders with their creation time; both are trimmed when the
+-- entity's clean-up comes round (every PRUNE_EVERY buckets of its event time), which is also
+-- when the entity hash's TTL is refreshed.
 --
 -- ARGV: prefix, lateness_ms, max_outstanding_ms, entity_ttl_ms, n, read_only (1: only read
 -- rows, change nothing), then n events of 9 fields:
