@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -23,6 +24,7 @@ _console = Console()
 
 def up() -> None:
     """Start the embedded broker and Redis (or check the configured ones) until Ctrl-C."""
+    from stream_features.errors import EtaError
     from stream_features.kafka_clients import ensure_topics
     from stream_features.stack import start_stack
 
@@ -30,7 +32,12 @@ def up() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with start_stack(settings) as urls:
+    with contextlib.ExitStack() as services:
+        try:
+            urls = services.enter_context(start_stack(settings))
+        except EtaError as exc:  # another stack on the directory, a configured service down
+            _console.print(f"[bold red]eta up: {exc}[/]", soft_wrap=True)
+            raise typer.Exit(1) from None
         ensure_topics(settings, urls.kafka_bootstrap_servers)
         _console.print("[bold green]etastream stack is up[/] — in another shell:")
         for line in urls.exports():  # never a password: it is in the env, or in a variable

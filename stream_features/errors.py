@@ -3,12 +3,19 @@
 EtaError                      http_status 500
 ├── RejectedMessage           422  bad bytes or a message that breaks the contract
 ├── FeatureMissingError       422  a feature with no value and no default
-└── ServiceUnavailable        503  Kafka or Redis could not be reached
+├── ServiceUnavailable        503  Kafka or Redis could not be reached
+└── DataDirInUse              500  another embedded Redis runs on the same data directory
 """
 
 from __future__ import annotations
 
-__all__ = ["EtaError", "FeatureMissingError", "RejectedMessage", "ServiceUnavailable"]
+__all__ = [
+    "DataDirInUse",
+    "EtaError",
+    "FeatureMissingError",
+    "RejectedMessage",
+    "ServiceUnavailable",
+]
 
 
 class EtaError(Exception):
@@ -42,3 +49,14 @@ class ServiceUnavailable(EtaError):
     def __init__(self, service: str, address: str, detail: str) -> None:
         self.service, self.address = service, address
         super().__init__(f"{service} at {address} is not answering: {detail}")
+
+
+class DataDirInUse(EtaError):
+    """Two embedded redis-servers on one directory would append to one AOF and corrupt it."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        super().__init__(
+            f"{data_dir} is in use by another embedded Redis (is `eta up` or `eta demo` still "
+            "running there?): stop it, or give this one its own ETA_DATA_DIR"
+        )

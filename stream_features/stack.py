@@ -10,6 +10,7 @@ AOF under ``data_dir``, so registry pointers and feature state survive a restart
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -20,11 +21,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from stream_features.errors import ServiceUnavailable
+from stream_features.errors import DataDirInUse, ServiceUnavailable
 from stream_features.settings import Settings
 
 __all__ = [
@@ -230,11 +232,42 @@ def _acl_config(password: str | None) -> bytes:
     return f"user default off\nuser {EMBEDDED_REDIS_USER} on #{digest} ~* &* +@all\n".encode()
 
 
+def _lock(data_dir: Path) -> IO[bytes]:
+    """An exclusive lock on ``data_dir`` (its ``lock`` file), or ``DataDirInUse``.
+
+    The redis-server inherits the locked descriptor and the caller closes its own copy, so the
+    lock lives exactly as long as that server: a second ``eta up`` on the directory is refused
+    while it runs, and a server killed outright leaves no stale lock behind.
+    """
+    handle = (data_dir / "lock").open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirInUse(str(data_dir)) from None
+    return handle
+
+
 @contextlib.contextmanager
 def _embedded_redis(port: int, data_dir: Path, password: str | None = None) -> Iterator[str]:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
+    with _lock(data_dir) as lock:
+        proc = _start_redis(port, data_dir, lock.fileno())
+    try:
+        assert proc.stdin is not None
+        with proc.stdin:
+            proc.stdin.write(_acl_config(password))
+        user = "" if password is None else f"{EMBEDDED_REDIS_USER}:{quote(password, safe='')}@"
+        url = f"redis://{user}127.0.0.1:{port}/0"
+        wait_for_redis(url)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _start_redis(port: int, data_dir: Path, lock_fd: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             redis_binary(),
             "-",  # the config file: stdin
@@ -258,17 +291,8 @@ def _embedded_redis(port: int, data_dir: Path, password: str | None = None) -> I
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.PIPE,
+        pass_fds=(lock_fd,),
     )
-    try:
-        assert proc.stdin is not None
-        with proc.stdin:
-            proc.stdin.write(_acl_config(password))
-        user = "" if password is None else f"{EMBEDDED_REDIS_USER}:{quote(password, safe='')}@"
-        url = f"redis://{user}127.0.0.1:{port}/0"
-        wait_for_redis(url)
-        yield url
-    finally:
-        _stop(proc)
 
 
 @contextlib.contextmanager

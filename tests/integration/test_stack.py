@@ -202,7 +202,7 @@ def test_start_stack_with_configured_services_returns_them_and_starts_nothing(
     assert during == before
 
 
-def test_redis_data_survives_an_eta_up_restart(
+def test_redis_data_survives_an_eta_up_restart_and_a_second_one_is_refused_meanwhile(
     eta_up: Callable[..., RunningUp], tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
@@ -214,6 +214,12 @@ def test_redis_data_survives_an_eta_up_restart(
         assert client.set(key, value) is True
     finally:
         client.close()
+    clash = eta_up(data_dir)  # a second stack on the same AOF is refused while the first runs
+    assert clash.proc.wait(STARTUP_TIMEOUT_S) == 1
+    while (line := clash.lines.get(timeout=EXIT_TIMEOUT_S)) is not None:
+        clash.output.append(line)
+    said = " ".join(" ".join(clash.output).split())
+    assert f"{data_dir / 'redis'} is in use by another embedded Redis" in said, said
     assert first.stop(signal.SIGINT) == 0, first.output
     assert any((data_dir / "redis").glob("appendonly.aof*")), "no AOF under the data directory"
 
