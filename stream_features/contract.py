@@ -37,6 +37,8 @@ __all__ = [
     "OrderCreated",
     "OrderDelivered",
     "boolean_fields",
+    "check_object",
+    "check_size",
     "decode",
     "encode",
     "event_id",
@@ -257,26 +259,30 @@ def _size(raw: bytes | bytearray | memoryview | str) -> int:
     return raw.nbytes if isinstance(raw, memoryview) else len(raw)
 
 
-def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000) -> Event:
-    """Bytes to a validated event, or ``RejectedMessage`` with the reason.
+def check_size(raw: bytes | bytearray | memoryview | str, max_bytes: int) -> None:
+    """Reject a message over ``max_bytes`` before any parsing (``decode``'s first check; the
+    HTTP API applies it to each order too).
 
-    >>> decode(b'{"type":"DasherEvent","dasher_id":"d1","market_id":"m1",'
-    ...        b'"kind":"assigned","at":"2026-01-01T12:00:00Z"}').kind
-    'assigned'
-    >>> decode(b'{"type":"Nope"}')  # doctest: +ELLIPSIS
+    >>> check_size(b"{}", 2)
+    >>> check_size(b"{ }", 2)
     Traceback (most recent call last):
     ...
-    stream_features.errors.RejectedMessage: type: Input tag 'Nope' found using 'type' does not ...
+    stream_features.errors.RejectedMessage: message of 3 bytes is over the 2-byte limit
     """
     size = _size(raw)
     if size > max_bytes:
         raise RejectedMessage(f"message of {size} bytes is over the {max_bytes}-byte limit")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RejectedMessage(f"not valid JSON: {exc}") from None
-    except RecursionError:  # pragma: no cover - orjson caps depth itself
-        raise RejectedMessage("JSON nested too deeply") from None
+
+
+def check_object(data: Any) -> dict[str, Any]:
+    """The checks ``decode`` makes of parsed JSON before pydantic reads it: an object, a known
+    ``schema_version``, no booleans. The HTTP API runs them on each order too.
+
+    >>> check_object({"schema_version": 2})
+    Traceback (most recent call last):
+    ...
+    stream_features.errors.RejectedMessage: schema_version: unknown schema_version 2; this ...
+    """
     if not isinstance(data, dict):
         raise RejectedMessage(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version", SCHEMA_VERSION)
@@ -289,6 +295,28 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000
     flagged = boolean_fields(data)
     if flagged:
         raise RejectedMessage(BOOLEAN_REASON, _shown(flagged[0], 100) or None)
+    return data
+
+
+def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000) -> Event:
+    """Bytes to a validated event, or ``RejectedMessage`` with the reason.
+
+    >>> decode(b'{"type":"DasherEvent","dasher_id":"d1","market_id":"m1",'
+    ...        b'"kind":"assigned","at":"2026-01-01T12:00:00Z"}').kind
+    'assigned'
+    >>> decode(b'{"type":"Nope"}')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stream_features.errors.RejectedMessage: type: Input tag 'Nope' found using 'type' does not ...
+    """
+    check_size(raw, max_bytes)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RejectedMessage(f"not valid JSON: {exc}") from None
+    except RecursionError:  # pragma: no cover - orjson caps depth itself
+        raise RejectedMessage("JSON nested too deeply") from None
+    data = check_object(data)
     try:
         return _EVENT.validate_python(data)
     except ValidationError as exc:

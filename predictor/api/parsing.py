@@ -1,4 +1,12 @@
-"""Request bodies to orders: one JSON parse, one validation, every problem named by field.
+"""Request bodies to orders, read by the stream's rules: what the worker would dead-letter is a
+422 here, by field, with the reason the dead letter would carry.
+
+Each order goes through the checks ``contract.decode`` and the stream core make of one message,
+called, not copied: the size limit (``check_size``), the JSON-object checks (``check_object``:
+``schema_version``, no booleans), the contract's ``OrderCreated`` model, and the event-time
+bound (``check_event_time``), with the limits of the stream's ``PipelineConfig``. Unlike decode,
+every bad order is reported (each with its first problem before the model, all of its problems
+from it), and an order may leave ``type`` out: the route takes orders only.
 
 FastAPI's own body handling would validate ``OrderCreated | list[OrderCreated]`` as a union and
 report each error twice (once per branch); parsing here picks the branch from the JSON's shape,
@@ -8,13 +16,16 @@ could be anything, a secret pasted by mistake included).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from predictor.api.errors import FieldProblem, InvalidRequest
-from stream_features.contract import BOOLEAN_REASON, OrderCreated, boolean_fields
+from predictor.serving.pipeline import PipelineConfig, check_event_time
+from stream_features.contract import OrderCreated, check_object, check_size
+from stream_features.errors import RejectedMessage
 
 __all__ = ["MAX_PROBLEMS", "parse_orders", "problems_of"]
 
@@ -23,6 +34,10 @@ MAX_PROBLEMS = 50
 tens of thousands); the last entry says how many were left out."""
 _MAX_LOC_PART = 64
 _ORDERS: TypeAdapter[list[OrderCreated]] = TypeAdapter(list[OrderCreated])
+_STREAM = PipelineConfig()
+Loc = tuple[str | int, ...]
+"""Where a problem is: "body", the order's index in a list, the field."""
+_OBJECT_KINDS = {None: "model_type", "schema_version": "literal_error"}  # else: a boolean
 
 
 def _part(value: Any) -> str | int:
@@ -54,18 +69,53 @@ def _capped(problems: list[FieldProblem]) -> list[FieldProblem]:
     ]
 
 
-def parse_orders(raw: bytes, max_orders: int = 1000) -> tuple[list[OrderCreated], bool]:
-    """A body holding one order or a list of them; ``(orders, was_a_list)``.
+def _rejected(at: Loc, exc: RejectedMessage, kind: str) -> FieldProblem:
+    """The stream's rejection as a field problem: its field under ``at``, its reason as is."""
+    loc = at if exc.field is None else (*at, _part(exc.field))
+    return FieldProblem(loc, exc.reason, kind)
 
-    >>> parse_orders(b"[]")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    predictor.api.errors.InvalidRequest: body: send at least one order
-    >>> parse_orders(b'{"order_id": 1}')  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    predictor.api.errors.InvalidRequest: body.order_id: Input should be a valid string (and ...
-    """
+
+def _unreadable(
+    item: Any, at: Loc, raw: bytes | None, stream: PipelineConfig
+) -> FieldProblem | None:
+    """What the stream rejects before its model reads an order; ``raw`` is the order's bytes
+    when the size check applies."""
+    try:
+        if raw is not None:
+            check_size(raw, stream.max_message_bytes)
+    except RejectedMessage as exc:
+        return _rejected(at, exc, "too_large")
+    try:
+        check_object(item)
+    except RejectedMessage as exc:
+        return _rejected(at, exc, _OBJECT_KINDS.get(exc.field, "bool_type"))
+    return None
+
+
+def _validated(
+    checked: list[tuple[Loc, Any]],
+) -> tuple[list[tuple[Loc, OrderCreated]], list[FieldProblem]]:
+    """The contract's model over the orders: one validation of the list when all pass (the
+    usual case), else each order on its own, so that every problem is named."""
+    try:
+        orders = _ORDERS.validate_python([data for _, data in checked])
+        return [(at, order) for (at, _), order in zip(checked, orders, strict=True)], []
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        pass
+    valid: list[tuple[Loc, OrderCreated]] = []
+    problems: list[FieldProblem] = []
+    for at, data in checked:
+        try:
+            valid.append((at, OrderCreated.model_validate(data)))
+        except ValidationError as exc:
+            problems.extend(problems_of(exc, prefix=at))
+        except (ValueError, TypeError, OverflowError) as exc:  # as decode: validators raising
+            problems.append(FieldProblem(at, str(exc)[:200] or type(exc).__name__, "value_error"))
+    return valid, problems
+
+
+def _items(raw: bytes, max_orders: int) -> tuple[list[Any], bool]:
+    """The body's JSON as a list of would-be orders, and whether it was a list."""
     if not raw.strip():
         raise InvalidRequest(
             [FieldProblem(("body",), "send an order object or a list of orders", "missing")]
@@ -76,23 +126,8 @@ def parse_orders(raw: bytes, max_orders: int = 1000) -> tuple[list[OrderCreated]
         problem = FieldProblem(("body",), f"not valid JSON: {exc}", "json_invalid")
         raise InvalidRequest([problem]) from None
     if isinstance(data, dict):
-        many, items = False, [data]
-    elif isinstance(data, list):
-        many, items = True, data
-        if not items:
-            raise InvalidRequest([FieldProblem(("body",), "send at least one order", "too_short")])
-        if len(items) > max_orders:
-            raise InvalidRequest(
-                [
-                    FieldProblem(
-                        ("body",),
-                        f"at most {max_orders} orders in one request, got {len(items)}; "
-                        "split the list",
-                        "too_long",
-                    )
-                ]
-            )
-    else:
+        return [data], False
+    if not isinstance(data, list):
         raise InvalidRequest(
             [
                 FieldProblem(
@@ -102,17 +137,64 @@ def parse_orders(raw: bytes, max_orders: int = 1000) -> tuple[list[OrderCreated]
                 )
             ]
         )
-    flagged = [  # as the stream's decode: pydantic alone would read true as 1
-        FieldProblem(("body", *((i,) if many else ()), _part(key)), BOOLEAN_REASON, "bool_type")
-        for i, item in enumerate(items)
-        if isinstance(item, dict)
-        for key in boolean_fields(item)
-    ]
-    if flagged:
-        raise InvalidRequest(_capped(flagged))
-    try:
-        orders = _ORDERS.validate_python(items)
-    except ValidationError as exc:
-        # one order was validated as a list of one: its index is not part of the field path
-        raise InvalidRequest(problems_of(exc, drop=0 if many else 1)) from None
-    return orders, many
+    if not data:
+        raise InvalidRequest([FieldProblem(("body",), "send at least one order", "too_short")])
+    if len(data) > max_orders:
+        raise InvalidRequest(
+            [
+                FieldProblem(
+                    ("body",),
+                    f"at most {max_orders} orders in one request, got {len(data)}; split the list",
+                    "too_long",
+                )
+            ]
+        )
+    return data, True
+
+
+def parse_orders(
+    raw: bytes,
+    max_orders: int = 1000,
+    *,
+    stream: PipelineConfig = _STREAM,
+    now_ms: int | None = None,
+) -> tuple[list[OrderCreated], bool]:
+    """A body holding one order or a list of them, each read as the stream would read it
+    under ``stream``'s limits at ``now_ms`` (default: now); ``(orders, was_a_list)``.
+
+    >>> parse_orders(b"[]")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    predictor.api.errors.InvalidRequest: body: send at least one order
+    >>> parse_orders(b'{"order_id": 1}')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    predictor.api.errors.InvalidRequest: body.order_id: Input should be a valid string (and ...
+    """
+    items, many = _items(raw, max_orders)
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    # an order's own bytes: the body for one; for a list, each order re-encoded, and only when
+    # the body is over the limit (no part of a body under it can be over it)
+    big = many and len(raw) > stream.max_message_bytes
+    problems: list[FieldProblem] = []
+    checked: list[tuple[Loc, Any]] = []
+    for i, item in enumerate(items):
+        at: Loc = ("body", i) if many else ("body",)
+        own = raw if not many else orjson.dumps(item) if big else None
+        problem = _unreadable(item, at, own, stream)
+        if problem is None:
+            checked.append((at, item))
+        else:
+            problems.append(problem)
+    valid, invalid = _validated(checked)
+    problems.extend(invalid)
+    for at, order in valid:
+        try:
+            check_event_time(order, now_ms=now_ms, max_future_skew_s=stream.max_future_skew_s)
+        except RejectedMessage as exc:
+            problems.append(_rejected(at, exc, "too_far_ahead"))
+    if problems:
+        if many:  # in the list's order
+            problems.sort(key=lambda p: p.loc[1])
+        raise InvalidRequest(_capped(problems))
+    return [order for _, order in valid], many

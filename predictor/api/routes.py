@@ -8,7 +8,7 @@ serves one request at a time either way. The client's socket timeout bounds a st
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 import redis
@@ -27,7 +27,7 @@ from predictor.api.parsing import parse_orders
 from predictor.api.predict import score_orders
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.serving.latest import latest_key
-from predictor.serving.pipeline import ScoringModel
+from predictor.serving.pipeline import PipelineConfig, ScoringModel
 from stream_features.contract import DeliveryPrediction, OrderCreated
 
 __all__ = ["ApiConfig", "ModelSource", "Services", "build_router", "model_or_503"]
@@ -44,7 +44,11 @@ class ModelSource(Protocol):
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """Plain values the app runs with (the command builds them from ``Settings``)."""
+    """Plain values the app runs with (the command builds them from ``Settings``).
+
+    ``stream`` is the stream core's config, built by the worker's own ``pipeline_config``: its
+    ``max_message_bytes`` and ``max_future_skew_s`` bound each order the API reads.
+    """
 
     key_prefix: str = ""
     api_key: str | None = None
@@ -53,6 +57,7 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = ()
     model_name: str = "eta"
     serve_stage: str = "production"
+    stream: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,9 @@ def build_router(services: Services) -> APIRouter:
         "/v1/predictions",
         response_model=schemas.PredictionAnswer,
         tags=["predictions"],
-        openapi_extra={"requestBody": schemas.request_body_schema(config.max_orders)},
+        openapi_extra={
+            "requestBody": schemas.request_body_schema(config.max_orders, config.stream)
+        },
         responses={
             **_error(413, schemas.ErrorBody, "the body is over ETA_MAX_REQUEST_BYTES"),
             **_BAD_INPUT,
@@ -157,12 +164,17 @@ def build_router(services: Services) -> APIRouter:
     async def predict(request: Request) -> Response:
         """Predict the delivery duration of one order or a list of up to 1000, now.
 
+        Orders are read by the stream's rules (what the worker would dead-letter is a 422 that
+        names the field and gives the dead letter's reason): JSON types as the contract has
+        them (no booleans for numbers), ``created_at`` within 2000..2100 and at most
+        ETA_MAX_FUTURE_SKEW_S ahead of now, each order within ETA_MAX_MESSAGE_BYTES.
+
         The features are read from the stream's state as the stream would read them for the
         order at this moment (without applying it); the answer is the stream's
         DeliveryPrediction with ``mode`` "online", scored by the production model. Concurrent
         requests share one feature read and one predict (see ``predictor.api.batcher``).
         """
-        orders, many = parse_orders(await request.body(), config.max_orders)
+        orders, many = parse_orders(await request.body(), config.max_orders, stream=config.stream)
         model_or_503(services.models, config)  # before parking: 503 at once without a model
         values = await online.predict(orders)
         services.metrics.predictions.inc(len(values))

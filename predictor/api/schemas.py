@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from predictor.serving.pipeline import PipelineConfig
 from stream_features.contract import DeliveryPrediction, OrderCreated
 
 __all__ = [
@@ -94,12 +95,19 @@ class StoreEta(BaseModel):
     )
 
 
-def request_body_schema(max_orders: int) -> dict[str, Any]:
-    """The OpenAPI request body of ``POST /v1/predictions`` (refs into components/schemas)."""
+def request_body_schema(max_orders: int, stream: PipelineConfig) -> dict[str, Any]:
+    """The OpenAPI request body of ``POST /v1/predictions`` (refs into components/schemas), with
+    the stream's rules JSON Schema cannot state."""
     ref = {"$ref": "#/components/schemas/OrderCreated"}
     return {
         "required": True,
-        "description": f"one order, or a list of 1 to {max_orders} orders",
+        "description": (
+            f"one order, or a list of 1 to {max_orders} orders, read as the stream reads them: "
+            f"each at most {stream.max_message_bytes} bytes of JSON, created_at at most "
+            f"{stream.max_future_skew_s} s ahead of now (and within 2000..2100), "
+            "min_item_price <= max_item_price, num_distinct_items <= total_items; "
+            "type may be left out"
+        ),
         "content": {
             "application/json": {
                 "schema": {

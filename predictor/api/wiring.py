@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from predictor.api.app import create_app
 from predictor.api.routes import ApiConfig
+from predictor.engines.options import pipeline_config
 from stream_features.errors import EtaError
 from stream_features.settings import Settings
 
@@ -46,6 +47,7 @@ def api_config(settings: Settings, key_prefix: str = "") -> ApiConfig:
         cors_origins=tuple(settings.cors_origins),
         model_name=settings.model_name,
         serve_stage=settings.serve_stage,
+        stream=pipeline_config(settings),  # the worker's limits, so both read orders alike
     )
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "DecodedBatch",
     "PipelineConfig",
     "ScoringModel",
+    "check_event_time",
     "decode_batch",
     "process_batch",
     "score_batch",
@@ -98,14 +99,29 @@ def _validated(record: SourceRecord, config: PipelineConfig, now_ms: int) -> Eve
             f"(it carries {', '.join(sorted(allowed))})",
             "type",
         )
+    check_event_time(event, now_ms=now_ms, max_future_skew_s=config.max_future_skew_s)
+    return event
+
+
+def check_event_time(event: Event, *, now_ms: int, max_future_skew_s: int) -> None:
+    """Reject an event stamped more than ``max_future_skew_s`` after ``now_ms`` (a clock far
+    off, or a typo in the year); the HTTP API checks each order with it too.
+
+    >>> from stream_features.contract import decode
+    >>> at_noon = decode(b'{"type":"DasherEvent","dasher_id":"d1","market_id":"m1",'
+    ...                  b'"kind":"assigned","at":"2026-01-01T12:00:00Z"}')
+    >>> check_event_time(at_noon, now_ms=to_ms(at_noon.at) - 7200_000, max_future_skew_s=3600)
+    Traceback (most recent call last):
+    ...
+    stream_features.errors.RejectedMessage: at: stamped 7200 s in the future, more than the ...
+    """
     ahead_ms = to_ms(event_time(event)) - now_ms
-    if ahead_ms > config.max_future_skew_s * 1000:
+    if ahead_ms > max_future_skew_s * 1000:
         raise RejectedMessage(
             f"stamped {ahead_ms / 1000:.0f} s in the future, more than the "
-            f"{config.max_future_skew_s} s allowed (max_future_skew_s)",
+            f"{max_future_skew_s} s allowed (max_future_skew_s)",
             _TIME_FIELD.get(event.type, "at"),
         )
-    return event
 
 
 @dataclass
