@@ -20,6 +20,23 @@ app = typer.Typer(
 )
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"etastream {version('etastream')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """etastream: streaming delivery-time prediction on Kafka, Redis and LightGBM."""
+
+
 def _register() -> None:
     import predictor.monitor_cli as monitor_cli
     from predictor import api_cli, demo_cli, models_cli
