@@ -16,6 +16,7 @@ import orjson
 __all__ = ["JsonFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_LEFT_OUT = _STANDARD | {"color_message"}  # uvicorn's copy of msg with terminal colour codes
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +27,9 @@ class JsonFormatter(logging.Formatter):
     >>> line = orjson.loads(JsonFormatter().format(record))
     >>> line["level"], line["msg"], line["records"]
     ('info', 'batch done', 3)
+
+    uvicorn's ``color_message`` (the message again, with ANSI colour codes) is left out: the
+    line is for a log shipper, not a terminal.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -36,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _LEFT_OUT and not key.startswith("_"):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
