@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from predictor.monitoring.core import Monitor
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
 from predictor.monitoring.join import JoinStore, joined_from
-from predictor.monitoring.messages import MonitorAlert
+from predictor.monitoring.messages import MonitorAlert, MonitorSummary
 from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.recording import (
     JoinedLog,
@@ -41,6 +41,8 @@ from stream_features.contract import encode
 __all__ = ["MonitorService", "MonitorStats", "Retrainer", "ServiceOptions"]
 
 log = logging.getLogger("etastream.monitor")
+STATUS_EVERY_S = 60.0
+"""How often the monitor logs a status line (it publishes every ``publish_s``)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class MonitorService:
         self._errors: list[str] = []
         self._to_commit: dict[tuple[str, int], int] = {}
         self._last_publish = time.monotonic()
+        self._last_status: float | None = None
         self._attempt = 0
         self.stats = MonitorStats()
         self.assigned = threading.Event()
@@ -256,6 +259,7 @@ class MonitorService:
             self._send(self._o.monitoring_topic, summary.window.encode(), encode(summary))
         self._metrics.publish(summaries)
         self.stats.summaries += len(summaries)
+        self._log_status(summaries)
         if self._record_dir is not None:
             write_summaries(self._record_dir, summaries)
         if self._log is not None:
@@ -269,6 +273,24 @@ class MonitorService:
             self._errors.clear()
             return
         self._commit()
+
+    def _log_status(self, summaries: list[MonitorSummary]) -> None:
+        """A line a minute, so an operator watching the terminal sees the monitor at work."""
+        now = time.monotonic()
+        if self._last_status is not None and now - self._last_status < STATUS_EVERY_S:
+            return
+        self._last_status = now
+        overall = next(
+            (e for m in summaries if m.window == "15m" for e in m.errors if e.scope == "all"),
+            None,
+        )
+        log.info(
+            "monitoring: %d predictions, %d joined with their delivery, 15 min MAE %s",
+            self.stats.predictions,
+            self.stats.joined,
+            "-" if overall is None or overall.mae_s is None else f"{overall.mae_s:.0f} s",
+            extra={"alerts": self.stats.alerts, "rejected": self.stats.rejected},
+        )
 
     def _commit(self) -> None:
         if not self._to_commit:

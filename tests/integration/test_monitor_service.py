@@ -11,6 +11,7 @@ test reads its report and finds the new version at staging (at production only i
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -116,8 +117,9 @@ def shift_alerts(records: list[Record]) -> dict[str, MonitorAlert]:
 
 
 def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
-    settings: Settings, key_prefix: str, tmp_path: Path
+    settings: Settings, key_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="etastream.monitor")
     settings = monitor_settings(settings, tmp_path / "models")
     ensure_topics(settings)
     records = scenario_records(True)
@@ -155,6 +157,8 @@ def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
 
     stats = service.stats
     assert stats.records == produced and stats.rejected == 0
+    status = [r.getMessage() for r in caplog.records if r.getMessage().startswith("monitoring: ")]
+    assert status and "joined with their delivery, 15 min MAE" in status[0], status
     predicted = {r.key for r in records if r.topic == "predictions"}
     delivered = {
         OrderDelivered.model_validate_json(r.value).order_id.encode()
