@@ -33,11 +33,11 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.02)
 
 
-def await_predicted(
+def _read_predicted(
     reader: TopicReader, order_ids: set[bytes], count: int, timeout_s: float
-) -> int:
+) -> tuple[set[bytes], int]:
     """Read until ``count`` distinct orders of ``order_ids`` have a prediction (or the
-    deadline); how many do."""
+    deadline): those orders, and how many predictions were read."""
     seen: set[bytes] = set()
     checked = 0
 
@@ -48,7 +48,15 @@ def await_predicted(
         return len(seen) >= count
 
     reader.read_until(done, timeout_s)
-    return len(seen)
+    return seen, checked
+
+
+def await_predicted(
+    reader: TopicReader, order_ids: set[bytes], count: int, timeout_s: float
+) -> int:
+    """Read until ``count`` distinct orders of ``order_ids`` have a prediction (or the
+    deadline); how many do."""
+    return len(_read_predicted(reader, order_ids, count, timeout_s)[0])
 
 
 def expect_predicted(
@@ -60,17 +68,8 @@ def expect_predicted(
     """Read until every order of ``order_ids`` has a prediction; otherwise fail with what a
     post-mortem needs (how many, a few missing ids, each worker's exit code, assignments and
     warnings) rather than the whole id set, which pytest would print in full."""
-    seen: set[bytes] = set()
-    checked = 0
-
-    def done(messages: list[Message]) -> bool:
-        nonlocal checked
-        seen.update(k for m in messages[checked:] if (k := m.key()) in order_ids)
-        checked = len(messages)
-        return len(seen) >= len(order_ids)
-
     started = time.monotonic()
-    reader.read_until(done, timeout_s)
+    seen, checked = _read_predicted(reader, order_ids, len(order_ids), timeout_s)
     if len(seen) == len(order_ids):
         return
     lines = [
