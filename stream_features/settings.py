@@ -84,6 +84,19 @@ class Settings(BaseSettings):
         description="events older than this behind their entity's "
         "newest event are counted and left out of windows",
     )
+    align_margin_s: int = Field(
+        60,
+        ge=0,
+        description="the confluent worker holds back records (and pauses their partitions) "
+        "more than this ahead in event time of the slowest partition still delivering, so a "
+        "backlog is applied in event-time order; keep it under lateness_s; 0 off",
+    )
+    align_idle_ms: int = Field(
+        1000,
+        ge=0,
+        description="a partition that delivered nothing for this long no longer holds the "
+        "others back (as Kafka Streams' max.task.idle.ms)",
+    )
     dedup_ttl_s: int = Field(2 * 86400, ge=60, description="how long an event id is remembered")
     entity_ttl_s: int = Field(7 * 86400, ge=60, description="idle entity state expires after this")
     max_future_skew_s: int = Field(

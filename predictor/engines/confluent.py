@@ -10,7 +10,9 @@ records and every batch before it (``CommitTracker``). A failed delivery rewinds
 uncommitted offset; a feature-store outage (Redis down) rewinds the batches not yet scored and
 retries with capped exponential backoff. Nothing is committed that was not acknowledged, so a
 crash anywhere means records are read again, never lost (at-least-once). With
-``exactly_once`` each batch is one Kafka transaction instead (``transactions``).
+``exactly_once`` each batch is one Kafka transaction instead (``transactions``). Records that
+run ahead of the other partitions in event time wait, and their partitions are paused, until
+the others catch up (``alignment``), so a backlog is applied in event-time order.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from predictor.engines.alignment import Aligner, Moves
 from predictor.engines.options import EngineOptions, WorkerStats
 from predictor.engines.transactions import produce_in_transaction
 from predictor.serving.backoff import backoff_s
@@ -94,6 +97,11 @@ class ConfluentWorker:
         self._attempt = 0
         self.stats = WorkerStats()
         self.assigned = threading.Event()
+        self._align: Aligner[Message] | None = None
+        if options.align_margin_s > 0:
+            self._align = Aligner(
+                options.align_margin_s * 1000, options.align_idle_ms / 1e3, options.batch_max_events
+            )
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -126,9 +134,11 @@ class ConfluentWorker:
         """
         messages = self._consumer.consume(self._o.batch_max_events, self._o.batch_max_wait_ms / 1e3)
         records = [m for m in messages if self._usable(m)]
+        if self._align is not None:
+            records = self._aligned(records)
         if records:
             self._batches.append(self._start(records))
-        overlap = len(messages) >= self._o.batch_max_events and not self._o.exactly_once
+        overlap = len(records) >= self._o.batch_max_events and not self._o.exactly_once
         while len(self._batches) > int(overlap):
             if not self._finish_oldest():
                 self._wait(self._next_backoff(), stop)
@@ -147,6 +157,25 @@ class ConfluentWorker:
         if err.code() != KafkaError._PARTITION_EOF:
             log.warning("consumer error: %s", err, extra={"kafka_error": err.name()})
         return False
+
+    def _aligned(self, records: list[Message]) -> list[Message]:
+        """What may be processed now in event-time order; the rest waits, its partitions paused."""
+        assert self._align is not None
+        now = time.monotonic()
+        released = self._align.admit(records, now, time.time() * 1000)
+        self._move(self._align.moves(now))
+        return released
+
+    def _move(self, moves: Moves) -> None:
+        try:
+            if moves.pause:
+                self._consumer.pause([TopicPartition(t, p) for t, p in moves.pause])
+            if moves.resume:
+                self._consumer.resume([TopicPartition(t, p) for t, p in moves.resume])
+        except KafkaException as exc:  # e.g. a partition revoked meanwhile
+            log.warning("pause or resume failed: %s", exc)
+        if self._align is not None:
+            self._metrics.paused.set(self._align.paused)
 
     def _start(self, records: Sequence[Message]) -> _Batch:
         started = time.perf_counter()
@@ -320,6 +349,9 @@ class ConfluentWorker:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": [_tp(p) for p in partitions]})
+        if self._align is not None:  # librdkafka keeps a pause across revoke and reassignment
+            self._align.assign([(p.topic, p.partition) for p in partitions], time.monotonic())
+            self._move(Moves(resume=[(p.topic, p.partition) for p in partitions]))
         self.assigned.set()
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -328,6 +360,8 @@ class ConfluentWorker:
         rewind = self._finish(revoked)
         # with cooperative assignment some partitions stay: read their failed records again
         self._seek({tp: off for tp, off in rewind.items() if tp not in revoked})
+        if self._align is not None:  # what they hold was not committed: the next owner reads it
+            self._align.forget(revoked)
         log.info("partitions revoked", extra={"partitions": [_tp(p) for p in partitions]})
         self.assigned.clear()
 
@@ -336,6 +370,8 @@ class ConfluentWorker:
         dropped = sum(b.pending for b in self._tracker)
         self._tracker.rewind()
         self._to_commit.clear()
+        if self._align is not None:
+            self._align.forget((p.topic, p.partition) for p in partitions)
         log.warning(
             "partitions lost; their uncommitted records will be read again by the next owner",
             extra={"partitions": [_tp(p) for p in partitions], "unacknowledged": dropped},
@@ -375,6 +411,10 @@ class ConfluentWorker:
     def _seek(self, positions: dict[TopicPartitionKey, int]) -> None:
         for (topic, partition), offset in positions.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
+        if self._align is not None and positions:  # what they hold will be read again
+            now = time.monotonic()
+            self._align.rewind(positions, now)
+            self._move(self._align.moves(now))
 
     def _wait(self, seconds: float, stop: threading.Event) -> None:
         """Sleep for a backoff while still serving acknowledgements and commits."""

@@ -50,6 +50,8 @@ class EngineOptions:
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0
     shutdown_timeout_s: float = 30.0
+    align_margin_s: int = 60
+    align_idle_ms: int = 1000
 
     @property
     def source_topics(self) -> list[str]:
@@ -66,6 +68,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         batch_max_events=settings.batch_max_events,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         exactly_once=settings.exactly_once,
+        align_margin_s=settings.align_margin_s,
+        align_idle_ms=settings.align_idle_ms,
     )
 
 

@@ -101,6 +101,11 @@ class StreamMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.paused = Gauge(
+            "eta_stream_paused_partitions",
+            "Partitions paused because they run ahead of the others in event time",
+            registry=r,
+        )
         self.retries = Counter(
             "eta_stream_retries", "Batches read again, by cause", ["cause"], registry=r
         )
