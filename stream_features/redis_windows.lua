@@ -16,7 +16,8 @@
 -- when the entity hash's TTL is refreshed.
 --
 -- ARGV: prefix, lateness_ms, max_outstanding_ms, entity_ttl_ms, n, read_only (1: only read
--- rows, change nothing), then n events of 9 fields:
+-- rows, change nothing), then the n events as one JSON array of 9 values each (one argument
+-- decoded in C, where 9 arguments an event cost Redis and the client an object each):
 --   kind (C created, D delivered, S snapshot, E dasher event), event id, ts ms, store, market,
 --   order id (C, D) or signal (E), a, b, c  -- C: category, hour_of_week, hour_of_day;
 --   S: onshift, busy; E: delta
@@ -29,6 +30,7 @@ local max_out = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local read_only = ARGV[6] == '1'
+local EV = cjson.decode(ARGV[7])
 local BUCKET = 60000
 local PRUNE_EVERY = 10
 local lat_buckets = math.floor(lateness / BUCKET)
@@ -231,10 +233,10 @@ local out = {}
 local batch_memo, batch_row = {}, {}  -- HMGET replies by hash and fields
 local version = redis.call('GET', prefix .. 'batch:current')
 for i = 0, n - 1 do
-  local base = 7 + i * 9
-  local kind, eid, ts = ARGV[base], ARGV[base + 1], tonumber(ARGV[base + 2])
-  local store, market, ref = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
-  local a, b, c = ARGV[base + 6], ARGV[base + 7], ARGV[base + 8]
+  local base = 1 + i * 9
+  local kind, eid, ts = EV[base], EV[base + 1], EV[base + 2]
+  local store, market, ref = EV[base + 3], EV[base + 4], EV[base + 5]
+  local a, b, c = EV[base + 6], EV[base + 7], EV[base + 8]
   local mkey = prefix .. 'm:' .. market
   local mst = entity(mkey)
   if kind == 'C' or kind == 'D' then

@@ -4,6 +4,10 @@ The Lua script (``redis_windows.lua``) holds the rules; this module generates it
 the feature definitions, packs a batch of events into one ``EVALSHA`` and turns the flat reply
 into ``FeatureRows`` through the same ``finish_rows`` the in-memory replay uses.
 
+A call has three stages, ``prepare`` (pack the events), ``execute`` (the round trip) and
+``finish`` (the reply to rows), so an engine can keep the round trip alone on its I/O thread:
+Redis then waits for no Python between one batch's script and the next.
+
 Keys (all under ``key_prefix``): ``s:<store>`` / ``m:<market>`` hashes of bucket counters and
 gauges, ``ds:``/``dm:`` sorted sets of recently seen event ids (the dedup horizon), ``o:<store>``
 sorted set of outstanding orders, ``batch:current`` and ``b:<version>:…`` for batch features.
@@ -14,9 +18,12 @@ cluster where every key of a batch hashes to one slot); see docs/features.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import numpy as np
+import orjson
 import redis
 
 from stream_features.contract import (
@@ -32,7 +39,7 @@ from stream_features.definitions import BATCH_FEATURES, feature_names
 from stream_features.layout import DASHER_DELTA, RAW_READS, SIGNAL_KEEP, finish_rows, hour_of_week
 from stream_features.vectors import FeatureRows
 
-__all__ = ["RedisFeatureSource", "script_source"]
+__all__ = ["PreparedCall", "RedisFeatureSource", "script_source"]
 
 _STATS = ("applied", "duplicates", "late", "unmatched")
 
@@ -66,6 +73,14 @@ def script_source() -> str:
         f"local N_BATCH = {len(BATCH_FEATURES)}\n"
         f"local BATCH_GROUPS = {{{batch_groups}}}\n" + body
     )
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """One batch packed for the script: its arguments, and the orders whose rows come back."""
+
+    args: list[str | int | bytes]
+    orders: list[OrderCreated]
 
 
 def _pack(event: Event) -> list[str | int]:
@@ -133,25 +148,37 @@ class RedisFeatureSource:
         self._names = feature_names()
 
     def update_and_read(self, events: Sequence[Event]) -> FeatureRows:
-        return self._call(events)
+        prepared = self.prepare(events)
+        return self.finish(prepared, self.execute(prepared))
 
     def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
         """Rows without updating: the same script, with every event id already seen."""
-        return self._call(orders, read_only=True)
+        prepared = self.prepare(orders, read_only=True)
+        return self.finish(prepared, self.execute(prepared))
 
-    def _call(self, events: Sequence[Event], read_only: bool = False) -> FeatureRows:
-        args: list[str | int] = [
+    def prepare(self, events: Sequence[Event], read_only: bool = False) -> PreparedCall:
+        """The script's arguments for ``events`` (no I/O): the events go as one JSON array."""
+        packed: list[str | int] = []
+        for event in events:
+            packed.extend(_pack(event))
+        args: list[str | int | bytes] = [
             self._prefix,
             self._lateness_ms,
             self._max_out_ms,
             self._ttl_ms,
             len(events),
             int(read_only),
+            orjson.dumps(packed),
         ]
-        for event in events:
-            args.extend(_pack(event))
-        reply = self._script(args=args)
-        orders = [e for e in events if isinstance(e, OrderCreated)]
+        return PreparedCall(args, [e for e in events if isinstance(e, OrderCreated)])
+
+    def execute(self, prepared: PreparedCall) -> Any:
+        """The one round trip: the script applied to the prepared batch, its raw reply."""
+        return self._script(args=prepared.args)
+
+    def finish(self, prepared: PreparedCall, reply: Any) -> FeatureRows:
+        """The script's reply to rows (no I/O)."""
+        orders = prepared.orders
         n_raw, n_batch = len(RAW_READS), len(BATCH_FEATURES)
         width = n_raw + 2 + n_batch
         body = reply[: len(orders) * width]

@@ -100,3 +100,27 @@ def test_state_of_the_packed_pairs_layout_is_taken_over(
     fields = set(redis_client.hkeys(key))
     assert b"#created" not in fields
     assert _unpacked(redis_client, key, "%created") == [bucket - 12, 5, bucket - 1, 6, bucket, 9]
+
+
+def test_text_that_json_must_escape_reaches_the_script_as_sent(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Events travel to the script as one JSON array: a category with quotes, backslashes,
+    non-ASCII and control characters must still find its batch features, and ids with every
+    character the contract allows must still key the state and the dedup."""
+    category, store = 'thaï "bbq" \\ \u2603\t', "s.1:a-B_9"
+    redis_client.set(f"{key_prefix}batch:current", "v1")
+    redis_client.hset(
+        f"{key_prefix}b:v1:store_category:{category}".encode(),
+        "category__delivery_duration_mean__28d",
+        1234.5,
+    )
+    source = RedisFeatureSource(redis_client, key_prefix=key_prefix)
+    first = order("o:1.a-B_", T0, store=store, category=category)
+
+    row = source.update_and_read([first]).row(0)
+    assert row["category__delivery_duration_mean__28d"] == 1234.5
+    assert redis_client.exists(f"{key_prefix}s:{store}")
+    again = source.update_and_read([first, order("o2", T0, store=store, category=category)])
+    assert again.stats["duplicates"] == 1 and again.stats["applied"] == 1
+    assert again.row(1)["store__orders_created__10m"] == 1
