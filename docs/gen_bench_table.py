@@ -130,6 +130,18 @@ def _monitor(d: dict[str, Any]) -> Iterator[Row]:
             )
 
 
+def _pipeline(d: dict[str, Any]) -> Iterator[Row]:
+    s = d["summary"]
+    yield (
+        "`bench/pipeline.py`",
+        "worker core without Kafka: feature round trip alone on its thread (staged) / "
+        "pack + round trip + unpack there: orders/s",
+        f"{_n(s['staged']['orders_per_s'])} / {_n(s['one step']['orders_per_s'])} "
+        f"({d['staged_over_one_step']:.2f}×)",
+        "",
+    )
+
+
 def _reliability(d: dict[str, Any]) -> Iterator[Row]:
     scenarios = d["scenarios"]
     lost = sum(s["lost"] for s in scenarios)
@@ -144,6 +156,7 @@ def _reliability(d: dict[str, Any]) -> Iterator[Row]:
 SOURCES: list[tuple[str, Callable[[dict[str, Any]], Iterator[Row]]]] = [
     ("stream.json", _stream),
     ("features.json", _features),
+    ("pipeline.json", _pipeline),
     ("scoring.json", _scoring),
     ("online.json", _online),
     ("batch_predict.json", _batch),

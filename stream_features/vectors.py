@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_features.contract import Event, OrderCreated
 
-__all__ = ["FeatureRows", "FeatureSource"]
+__all__ = ["FeatureRows", "FeatureSource", "StagedFeatureSource"]
 
 
 @dataclass(frozen=True)
@@ -56,4 +56,22 @@ class FeatureSource(Protocol):
 
     def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
         """Rows for orders without changing any state (online requests, batch scoring)."""
+        ...
+
+
+@runtime_checkable
+class StagedFeatureSource(FeatureSource, Protocol):
+    """A source whose ``update_and_read`` splits into packing, the round trip and unpacking,
+    so an engine can run only the round trip on its I/O thread (see ``redis_windows``)."""
+
+    def prepare(self, events: Sequence[Event], read_only: bool = False) -> Any:
+        """The batch packed for the round trip (no I/O)."""
+        ...
+
+    def execute(self, prepared: Any) -> Any:
+        """The round trip; its raw reply."""
+        ...
+
+    def finish(self, prepared: Any, reply: Any) -> FeatureRows:
+        """The reply to rows (no I/O)."""
         ...

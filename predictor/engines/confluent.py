@@ -43,7 +43,7 @@ from predictor.serving.pipeline import (
     score_batch,
 )
 from stream_features.contract import Event
-from stream_features.vectors import FeatureRows, FeatureSource
+from stream_features.vectors import FeatureRows, FeatureSource, StagedFeatureSource
 
 __all__ = ["ConfluentWorker", "WorkerStats"]
 
@@ -52,11 +52,13 @@ log = logging.getLogger("etastream.stream")
 
 @dataclass
 class _Batch:
-    """A consumed batch between decoding and scoring: its feature round trip may be running."""
+    """A consumed batch between decoding and scoring: its feature round trip may be running;
+    ``rows_of`` turns the round trip's result into rows."""
 
     records: Sequence[Message]
     decoded: DecodedBatch
-    rows: Future[FeatureRows | None]
+    reply: Future[Any]
+    rows_of: Callable[[Any], FeatureRows | None]
     started: float
 
 
@@ -180,18 +182,34 @@ class ConfluentWorker:
     def _start(self, records: Sequence[Message]) -> _Batch:
         started = time.perf_counter()
         decoded = decode_batch(records, now_ms=time.time_ns() // 1_000_000, config=self._config)
-        rows = self._store.submit(self._read_features, decoded.events)
-        return _Batch(records, decoded, rows, started)
+        call, rows_of = self._feature_call(decoded.events)
+        return _Batch(records, decoded, self._store.submit(call), rows_of, started)
 
-    def _read_features(self, events: list[Event]) -> FeatureRows | None:
-        return self._features.update_and_read(events) if events else None
+    def _feature_call(
+        self, events: list[Event]
+    ) -> tuple[Callable[[], Any], Callable[[Any], FeatureRows | None]]:
+        """The round trip for the feature thread, and what turns its result into rows here.
+
+        With a staged source the packing and unpacking stay on this thread, so the feature
+        thread needs the GIL only to send and receive: the next batch's script is sent the
+        moment the last one answers, and Redis waits for no Python in between.
+        """
+        source = self._features
+        if not events:
+            return (lambda: None), (lambda _: None)
+        if isinstance(source, StagedFeatureSource):
+            prepared = source.prepare(events)
+            return (lambda: source.execute(prepared)), (
+                lambda reply: source.finish(prepared, reply)
+            )
+        return (lambda: source.update_and_read(events)), (lambda rows: rows)
 
     def _finish_oldest(self, revoked: frozenset[TopicPartitionKey] = frozenset()) -> bool:
         """Score and produce the oldest batch; False (and everything rewound) when the
         feature store failed it."""
         batch = self._batches[0]
         try:
-            rows = batch.rows.result()
+            reply = batch.reply.result()
         except self._retry_on as exc:
             self._rewind_unscored(exc, revoked)
             return False
@@ -200,7 +218,7 @@ class ConfluentWorker:
             log.info("feature store is back", extra={"attempts": self._attempt})
             self._attempt = 0
         try:
-            self._score_and_produce(batch, rows)
+            self._score_and_produce(batch, batch.rows_of(reply))
         except BaseException:
             self._drop_unscored()  # nothing after a failed batch may be produced or committed
             raise
@@ -240,7 +258,7 @@ class ConfluentWorker:
         """Forget the batches not yet scored; the first offset of each of their partitions."""
         first: dict[TopicPartitionKey, int] = {}
         for batch in self._batches:
-            _ = batch.rows.exception()  # wait: the store thread is done with it
+            _ = batch.reply.exception()  # wait: the store thread is done with it
             for tp, offset in offset_span(_positions(batch.records))[0].items():
                 first[tp] = min(offset, first.get(tp, offset))
         self._batches.clear()
