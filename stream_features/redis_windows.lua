@@ -13,7 +13,10 @@
 -- Beside it, "e:<entity key>" holds the event ids seen within the lateness horizon and
 -- "o:<store>" the outstanding orders with their creation time; both are trimmed when the
 -- entity's clean-up comes round (every PRUNE_EVERY buckets of its event time), which is also
--- when the entity hash's TTL is refreshed.
+-- when the TTL of all three is refreshed. An entity's first event always takes the clean-up,
+-- and the dedup hash then holds that event's id, so it never empties; the order hash can
+-- (every order delivered), and gets its TTL again when an order lands in it empty (the
+-- store's "outstanding" goes from 0 to 1). One PEXPIRE per key per call cost about 1.4 us an event.
 --
 -- ARGV: prefix, lateness_ms, max_outstanding_ms, entity_ttl_ms, n, read_only (1: only read
 -- rows, change nothing), then the n events as one JSON array of 9 values each (one argument
@@ -36,7 +39,7 @@ local PRUNE_EVERY = 10
 local lat_buckets = math.floor(lateness / BUCKET)
 
 local cache, dirty, deleted = {}, {}, {}
-local touched = {}  -- dedup and order hashes written in this call, for their TTL
+local touched = {}  -- dedup and order hashes whose TTL is refreshed in this call
 local expire = {}  -- entity hashes whose TTL is refreshed (at their clean-up, see advance)
 local stats = {applied = 0, duplicates = 0, late = 0, unmatched = 0}
 
@@ -160,7 +163,6 @@ local function admit(key, st, eid, ts)
     stats.duplicates = stats.duplicates + 1
     return false
   end
-  touched[prefix .. 'e:' .. key] = true
   stats.applied = stats.applied + 1
   return true
 end
@@ -193,6 +195,8 @@ local function advance(key, kind, st, ts, mkey, market, okey)
     end
   end
   expire[key] = true
+  touched[prefix .. 'e:' .. key] = true
+  if okey ~= nil then touched[okey] = true end
   local ekey = prefix .. 'e:' .. key
   local seen = redis.call('HGETALL', ekey)
   local old_ids = {}
@@ -277,7 +281,7 @@ for i = 0, n - 1 do
         add(skey, sst, 'outstanding', 1)
         add(mkey, mst, 'outstanding', 1)
         redis.call('HSET', prefix .. 'o:' .. store, ref, ts)
-        touched[prefix .. 'o:' .. store] = true
+        if sst.outstanding == 1 then touched[prefix .. 'o:' .. store] = true end  -- a new hash
       else
         local okey = prefix .. 'o:' .. store
         local created = redis.call('HGET', okey, ref)

@@ -12,7 +12,7 @@ import redis
 from stream_features.contract import to_ms
 from stream_features.definitions import BUCKET_S
 from stream_features.redis_windows import RedisFeatureSource
-from tests.feature_events import T0, order
+from tests.feature_events import T0, delivered, order
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +124,19 @@ def test_text_that_json_must_escape_reaches_the_script_as_sent(
     again = source.update_and_read([first, order("o2", T0, store=store, category=category)])
     assert again.stats["duplicates"] == 1 and again.stats["applied"] == 1
     assert again.row(1)["store__orders_created__10m"] == 1
+
+
+def test_every_key_of_the_stream_state_expires(redis_client: redis.Redis, key_prefix: str) -> None:
+    """TTLs are set at an entity's clean-up, not on every call: the first event takes the
+    clean-up, and an order hash emptied by deliveries gets its TTL again with its next order."""
+    source = RedisFeatureSource(redis_client, key_prefix=key_prefix)
+    first = order("o1", T0)
+    source.update_and_read([first])
+    source.update_and_read([delivered(first, T0 + timedelta(seconds=60))])
+    orders_key = f"{key_prefix}o:s1"
+    assert not redis_client.exists(orders_key), "every order delivered: the hash is gone"
+    source.update_and_read([order("o2", T0 + timedelta(seconds=120))])  # no clean-up due
+
+    keys = list(redis_client.scan_iter(match=f"{key_prefix}*"))
+    assert orders_key.encode() in keys and len(keys) == 4  # s:, m:, their dedup, o:
+    assert all(redis_client.pttl(k) > 0 for k in keys), {k: redis_client.pttl(k) for k in keys}
