@@ -155,8 +155,17 @@ class Aligner(Generic[R]):
     4
     """
 
-    def __init__(self, margin_ms: int, idle_s: float, max_release: int) -> None:
+    def __init__(
+        self,
+        margin_ms: int,
+        idle_s: float,
+        max_release: int,
+        pause_at: int | None = None,
+        resume_at: int | None = None,
+    ) -> None:
         self.margin_ms, self.idle_s, self.max_release = margin_ms, idle_s, max_release
+        self.pause_at = pause_at if pause_at is not None else max_release
+        self.resume_at = resume_at if resume_at is not None else self.pause_at // 2
         self._parts: dict[TopicPartitionKey, _Partition[R]] = {}
 
     @property
@@ -210,10 +219,10 @@ class Aligner(Generic[R]):
         """Pause the partitions with a batch waiting; resume those down to half of one."""
         moves = Moves()
         for tp, part in self._parts.items():
-            if not part.paused and part.waiting >= self.max_release:
+            if not part.paused and part.waiting >= self.pause_at:
                 part.paused = True
                 moves.pause.append(tp)
-            elif part.paused and part.waiting <= self.max_release // 2:
+            elif part.paused and part.waiting <= self.resume_at:
                 part.paused = False
                 part.heard_s = now_s  # it may deliver again before it counts as idle
                 moves.resume.append(tp)

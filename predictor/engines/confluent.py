@@ -82,6 +82,14 @@ class ConfluentWorker:
         self._features, self._models, self._config = features, models, config
         self._metrics = metrics or StreamMetrics()
         self._retry_on = retry_on
+        self._align: Aligner[Message] | None = None
+        if options.align_margin_s > 0:
+            self._align = Aligner(
+                options.align_margin_s * 1000, options.align_idle_ms / 1e3, options.batch_max_events
+            )
+            # a resumed partition is fetched at once, not after librdkafka's 1 s backoff for a
+            # full queue (measured: a 200k backlog drained at 15k events/s with it, 30k without)
+            consumer_config = {"fetch.queue.backoff.ms": 20, **consumer_config}
         self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
         if options.exactly_once:
             producer_config = {
@@ -99,11 +107,6 @@ class ConfluentWorker:
         self._attempt = 0
         self.stats = WorkerStats()
         self.assigned = threading.Event()
-        self._align: Aligner[Message] | None = None
-        if options.align_margin_s > 0:
-            self._align = Aligner(
-                options.align_margin_s * 1000, options.align_idle_ms / 1e3, options.batch_max_events
-            )
 
     # --- the loop ----------------------------------------------------------------------------
 
