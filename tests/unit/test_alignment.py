@@ -92,6 +92,18 @@ def test_pauses_a_partition_with_a_batch_waiting_and_resumes_it_at_half() -> Non
     assert moves.pause == [] and moves.resume == [("orders", 1)] and a.paused == 0
 
 
+def test_the_partition_the_frontier_waits_on_is_never_paused() -> None:
+    """librdkafka does not wake its fetcher on a resume: one partition always keeps fetching."""
+    a = aligner(max_release=2)
+    a.assign([("orders", 0), ("orders", 1)], now_s=0.0)
+    a.admit([record("orders", 0, T0_MS + 3_600_000 + i, i) for i in range(3)], 0.0, WALL_MS)
+    a.admit([record("orders", 1, T0_MS + i, i) for i in range(3)], 0.0, WALL_MS)
+    assert a.moves(now_s=0.0).pause == [("orders", 0)]  # orders[1]: less than a batch waits
+    a.admit([record("orders", 1, T0_MS + 7_200_000 + i, 3 + i) for i in range(3)], 0.1, WALL_MS)
+    moves = a.moves(now_s=0.1)  # both have a batch waiting; orders[0] is the earlier
+    assert moves.pause == [("orders", 1)] and moves.resume == [("orders", 0)] and a.paused == 1
+
+
 def test_rewind_and_forget_drop_what_is_held() -> None:
     a = aligner(max_release=2)
     a.assign([("orders", 0), ("orders", 1)], now_s=0.0)
