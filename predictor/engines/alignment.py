@@ -196,24 +196,51 @@ class Aligner(Generic[R]):
 
     def admit(self, records: Sequence[R], now_s: float, wall_ms: float) -> list[R]:
         """Take what the consumer returned; give back what may be processed now, in order."""
-        runs: dict[TopicPartitionKey, int] = {}
+        runs: dict[TopicPartitionKey, list[R]] = {}
         for record in records:
             tp = (record.topic() or "", record.partition() or 0)
+            run = runs.get(tp)
+            if run is None:
+                run = runs[tp] = []
+            run.append(record)
+        nothing_waits = not any(p.waiting for p in self._parts.values())
+        for tp, run in runs.items():
             part = self._parts.get(tp)
             if part is None:  # records of a partition not announced: take it as assigned
                 part = self._parts[tp] = _Partition(heard_s=now_s)
-            if tp not in runs:
-                runs[tp] = len(part.held)
-            part.held.append(record)
-        for tp, first in runs.items():
-            part = self._parts[tp]
-            for record in reversed(part.held[first:]):  # the run's newest stamped record
+            for record in reversed(run):  # the run's newest stamped record
                 ms = _time(record)
                 if ms != _EARLIEST:
                     part.newest_ms = ms if part.newest_ms is None else max(part.newest_ms, ms)
                     part.heard_s = now_s
                     break
+        if (
+            nothing_waits
+            and len(records) <= self.max_release
+            and self._all_due(runs, now_s, wall_ms)
+        ):
+            return list(records)  # live traffic: passed on as it came
+        for tp, run in runs.items():
+            self._parts[tp].held.extend(run)
         return self._release(now_s, wall_ms)
+
+    def _all_due(
+        self, runs: dict[TopicPartitionKey, list[R]], now_s: float, wall_ms: float
+    ) -> bool:
+        """Whether every run may go at once, judged against the runs' first records."""
+        earliest: float | None = None
+        for tp, part in self._parts.items():
+            run = runs.get(tp)
+            if run is not None:
+                at = _time(run[0])
+            elif now_s - part.heard_s < self.idle_s:
+                at = _EARLIEST if part.newest_ms is None else part.newest_ms
+            else:
+                continue
+            earliest = at if earliest is None else min(earliest, at)
+        limit = float("inf") if earliest is None else earliest + self.margin_ms
+        live_ms = wall_ms - self.margin_ms
+        return all(_time(run[-1]) <= limit or _time(run[0]) >= live_ms for run in runs.values())
 
     def moves(self, now_s: float) -> Moves:
         """Pause the partitions with a batch waiting; resume those down to half of one.
@@ -269,4 +296,6 @@ class Aligner(Generic[R]):
             if limit < first.head() < live_ms:
                 break  # the frontier is a partition that is still fetching
             out.extend(first.take(limit, live_ms, self.max_release - len(out)))
+            if not first.waiting:  # its idle time runs from now: it was not fetching till now
+                first.heard_s = now_s
         return out

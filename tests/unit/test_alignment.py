@@ -44,10 +44,7 @@ def test_live_records_pass_straight_through_in_order() -> None:
     a.assign([("orders", 0), ("orders", 1), ("deliveries", 0)], now_s=0.0)
     now_ms = T0_MS
     batch = [record("orders", i % 2, now_ms - 1000 + i) for i in range(50)]
-    assert a.admit(batch, now_s=0.0, wall_ms=now_ms) == [
-        *[r for r in batch if r.partition() == 0],
-        *[r for r in batch if r.partition() == 1],
-    ]
+    assert a.admit(batch, now_s=0.0, wall_ms=now_ms) == batch
     moves = a.moves(now_s=0.0)
     assert moves.pause == moves.resume == [] and a.waiting == 0
 
@@ -126,7 +123,7 @@ def test_never_releases_more_than_a_batch() -> None:
     assert len(a.admit([], 0.0, WALL_MS)) == 7 and len(a.admit([], 0.0, WALL_MS)) == 6
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     spans=st.lists(st.integers(1, 400), min_size=2, max_size=6),
     seed=st.integers(0, 2**32 - 1),
