@@ -25,7 +25,7 @@ def times(records: list[RawRecord]) -> list[int | None]:
 
 
 def aligner(max_release: int = 100, idle_s: float = 1.0) -> Aligner[RawRecord]:
-    return Aligner(margin_ms=MARGIN_MS, idle_s=idle_s, max_release=max_release)
+    return Aligner(MARGIN_MS, idle_s, max_release, pause_at=max_release)
 
 
 def test_event_time_reads_each_kind_and_format() -> None:
