@@ -253,7 +253,7 @@ class Aligner(Generic[R]):
         One partition always stays unpaused, the one the frontier waits on: librdkafka's fetcher
         sleeps up to a second when every partition is paused, and a resume does not wake it
         (it wakes at the next fetch response; measured: resumed partitions delivered 0.4–0.9 s
-        later). Only one with many batches waiting is paused regardless, to bound memory.
+        later). It is paused all the same once ``4 * pause_at`` records wait, to bound memory.
         """
         moves = Moves()
         for tp, part in self._parts.items():
