@@ -8,10 +8,10 @@ read once the worker has consumed the first fifth of the stream (80 minutes of e
 60-minute windows, with their lateness margin, are full) and again at the end.
 
 The stream is produced as a live one, the producer never more than ``WINDOW`` events ahead of
-the worker: produced as one backlog, events hours apart in event time would be consumed side by
-side from different partitions, and the lateness bound (5 minutes) would drop many of them (see
-docs/reliability.md). 1,000,000 events take 60–110 s here, more than this suite's budget allows
-one scenario, so CI runs ``EVENTS``; ``RELIABILITY_LARGE_EVENTS=1000000`` runs the million.
+the worker: this scenario is about memory under a steady stream (a backlog drained with
+event-time alignment is tests/integration/test_worker_alignment.py's). 1,000,000 events take
+60–110 s here, more than this suite's budget allows one scenario, so CI runs ``EVENTS``;
+``RELIABILITY_LARGE_EVENTS=1000000`` runs the million.
 
 This scenario turns off the worker's prediction cache (``ETA_PREDICTION_TTL_S=0``): the cache
 keeps one Redis key per prediction for a day by design, which grows with the stream, not with
