@@ -16,7 +16,8 @@
 -- when the TTL of all three is refreshed. An entity's first event always takes the clean-up,
 -- and the dedup hash then holds that event's id, so it never empties; the order hash can
 -- (every order delivered), and gets its TTL again when an order lands in it empty (the
--- store's "outstanding" goes from 0 to 1). One PEXPIRE per key per call cost about 1.4 us an event.
+-- store's "outstanding" goes from 0 to 1). One PEXPIRE per key per call cost about 1.4 us an
+-- event.
 --
 -- ARGV: prefix, lateness_ms, max_outstanding_ms, entity_ttl_ms, n, read_only (1: only read
 -- rows, change nothing), then the n events as one JSON array of 9 values each (one argument
