@@ -8,9 +8,10 @@ A call has three stages, ``prepare`` (pack the events), ``execute`` (the round t
 ``finish`` (the reply to rows), so an engine can keep the round trip alone on its I/O thread:
 Redis then waits for no Python between one batch's script and the next.
 
-Keys (all under ``key_prefix``): ``s:<store>`` / ``m:<market>`` hashes of bucket counters and
-gauges, ``ds:``/``dm:`` sorted sets of recently seen event ids (the dedup horizon), ``o:<store>``
-sorted set of outstanding orders, ``batch:current`` and ``b:<version>:…`` for batch features.
+Keys (all under ``key_prefix``): ``s:<store>`` / ``m:<market>`` hashes of packed bucket totals
+and gauges, ``e:<entity key>`` hashes of recently seen event ids (the dedup horizon),
+``o:<store>`` hashes of outstanding orders, ``batch:current`` and ``b:<version>:…`` for batch
+features (the script's header has the layout).
 One script touches store and market keys together, so it needs a single Redis node (or a
 cluster where every key of a batch hashes to one slot); see docs/features.md.
 """
