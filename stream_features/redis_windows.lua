@@ -196,9 +196,9 @@ local function advance(key, kind, st, ts, mkey, market, okey)
     end
   end
   expire[key] = true
-  touched[prefix .. 'e:' .. key] = true
-  if okey ~= nil then touched[okey] = true end
   local ekey = prefix .. 'e:' .. key
+  touched[ekey] = true
+  if okey ~= nil then touched[okey] = true end
   local seen = redis.call('HGETALL', ekey)
   local old_ids = {}
   for i = 1, #seen, 2 do
