@@ -39,7 +39,8 @@ def build(args: argparse.Namespace) -> faust.App:
     app = faust.App(
         args.group,
         broker=f"kafka://{args.bootstrap}",
-        store="memory://",
+        store="memory://",  # the tables live in memory; datadir only keeps faust's own files
+        datadir=args.state_dir,
         autodiscover=False,
         web_enabled=False,
         topic_partitions=4,
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--state-dir", required=True)  # unused: the tables live in memory
+    parser.add_argument("--state-dir", required=True)
     app = build(parser.parse_args())
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 

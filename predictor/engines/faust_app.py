@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -76,14 +77,17 @@ class FaustWorker:
     def run(self, stop: threading.Event) -> WorkerStats:
         """Start the app on an event loop of its own, stop it when ``stop`` is set."""
         try:
-            asyncio.run(self._main(stop))
+            # Faust makes ``<app id>-data`` in the working directory unless told otherwise, even
+            # with the memory store; the worker keeps no state there, so it is thrown away.
+            with tempfile.TemporaryDirectory(prefix="eta-faust-") as datadir:
+                asyncio.run(self._main(stop, datadir))
         finally:
             self._executor.shutdown(wait=True)
             log.info("stream worker stopped", extra=vars(self.stats))
         return self.stats
 
-    async def _main(self, stop: threading.Event) -> None:
-        app = self._build_app(stop)
+    async def _main(self, stop: threading.Event, datadir: str) -> None:
+        app = self._build_app(stop, datadir)
         await app.start()
         try:
             while not stop.is_set() and not app.should_stop:
@@ -93,10 +97,11 @@ class FaustWorker:
         if app.crash_reason is not None:
             raise app.crash_reason
 
-    def _build_app(self, stop: threading.Event) -> faust.App:
+    def _build_app(self, stop: threading.Event, datadir: str) -> faust.App:
         o = self._o
         app = faust.App(
             self._group,  # the app id is the consumer group
+            datadir=datadir,
             broker=";".join(f"kafka://{h}" for h in self._bootstrap.split(",")),
             autodiscover=False,
             web_enabled=False,

@@ -96,8 +96,11 @@ def test_every_order_gets_exactly_one_prediction(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_poison_lands_in_the_dlq_with_reasons(
-    topics: Settings, key_prefix: str, engine: str
+    topics: Settings, key_prefix: str, engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also: the worker leaves nothing in its working directory (Faust makes ``<id>-data``
+    there unless given a datadir)."""
+    monkeypatch.chdir(tmp_path)
     settings = topics
     good = live_orders(3, "g")
     poison: list[tuple[str, bytes | None, bytes | None]] = [
@@ -132,6 +135,7 @@ def test_poison_lands_in_the_dlq_with_reasons(
     assert "over the" in by_value[b"x" * (settings.max_message_bytes + 1)].reason
     assert by_value[dasher_event()].field == "type"
     assert {m.key() for m in letters} == {k for _, k, _ in poison}
+    assert list(tmp_path.iterdir()) == []
 
 
 def _stream(
