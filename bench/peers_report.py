@@ -1,4 +1,7 @@
-"""The peer benchmark's verdicts and tables: a tool's row is its fastest correct variant."""
+"""The peer benchmark's verdicts and tables: a tool's row is its fastest correct variant.
+
+The ``ceiling`` row (``bench/peers_ceiling.py``) is a reference, never a peer: it sets what
+any Python worker can do through this broker on this machine, next to the target."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from rich.table import Table
 __all__ = [
     "README_END",
     "README_START",
+    "REFERENCE",
     "TARGET",
+    "ceiling",
     "choose_rows",
     "print_profile",
     "print_table",
@@ -21,6 +26,7 @@ __all__ = [
 
 TARGET = 4.0  # etastream's orders/s over the best correct peer's (issue #10)
 README_START, README_END = "<!-- peers-table:start -->", "<!-- peers-table:end -->"
+REFERENCE = "ceiling"  # the tool of the reference row: shown, never counted as a peer
 
 
 def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,18 +46,53 @@ def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def speedup(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """etastream's orders/s over the best correct peer's, when both exist.
+def _best_peer(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    peers = [
+        r
+        for r in rows
+        if r["tool"] not in ("etastream", REFERENCE) and r["correct"] and r["orders_per_s"]
+    ]
+    return max(peers, key=lambda r: r["orders_per_s"]) if peers else None
 
-    >>> speedup([{"tool": "etastream", "variant": "c", "orders_per_s": 800, "correct": True},
-    ...          {"tool": "quix", "variant": "a", "orders_per_s": 100, "correct": True}])["ratio"]
+
+def ceiling(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The reference row next to the target: the orders/s etastream needs (``TARGET`` times
+    the best correct peer's) and the orders/s of the ceiling, when both exist.
+
+    >>> ceiling([{"tool": "ceiling", "variant": "d", "orders_per_s": 90, "correct": True},
+    ...          {"tool": "quix", "variant": "a", "orders_per_s": 30, "correct": True}])
+    {'ceiling_orders_per_s': 90, 'ceiling_correct': True, 'best_correct_peer': 'quix:a', \
+'target_orders_per_s': 120}
+    """
+    ref = next((r for r in rows if r["tool"] == REFERENCE), None)
+    best = _best_peer(rows)
+    if ref is None or best is None or not ref["orders_per_s"]:
+        return None
+    return {
+        "ceiling_orders_per_s": ref["orders_per_s"],
+        "ceiling_correct": bool(ref["correct"]),
+        "best_correct_peer": f"{best['tool']}:{best['variant']}",
+        "target_orders_per_s": round(TARGET * best["orders_per_s"]),
+    }
+
+
+def speedup(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """etastream's orders/s over the best correct peer's, when both exist; the ceiling's row
+    is no peer, its figures ride along (``ceiling``).
+
+    >>> rows = [{"tool": "etastream", "variant": "c", "orders_per_s": 800, "correct": True},
+    ...         {"tool": "quix", "variant": "a", "orders_per_s": 100, "correct": True}]
+    >>> speedup(rows)["ratio"]
     8.0
+    >>> ref = {"tool": "ceiling", "variant": "d", "orders_per_s": 1000, "correct": True}
+    >>> got = speedup(rows + [ref])
+    >>> got["best_correct_peer"], got["ratio"], got["ceiling_orders_per_s"]
+    ('quix:a', 8.0, 1000)
     """
     eta = next((r for r in rows if r["tool"] == "etastream"), None)
-    peers = [r for r in rows if r["tool"] != "etastream" and r["correct"] and r["orders_per_s"]]
-    if eta is None or not peers or not eta["orders_per_s"]:
+    best = _best_peer(rows)
+    if eta is None or best is None or not eta["orders_per_s"]:
         return None
-    best = max(peers, key=lambda r: r["orders_per_s"])
     ratio = round(eta["orders_per_s"] / best["orders_per_s"], 1)
     return {
         "etastream_orders_per_s": eta["orders_per_s"],
@@ -61,7 +102,30 @@ def speedup(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "ratio": ratio,
         "target": TARGET,
         "met": bool(eta["correct"] and ratio >= TARGET),
-    }
+    } | (ceiling(rows) or {})
+
+
+def _tool(r: dict[str, Any], chosen: bool) -> str:
+    """The tool column: the reference row says so and is never starred as a tool's row."""
+    if r["tool"] == REFERENCE:
+        return f"{REFERENCE} (reference)"
+    return f"{r['tool']}{' *' if chosen else ''}"
+
+
+def _ceiling_sentence(c: dict[str, Any]) -> str:
+    """What the reference row says about the target, for the table's foot.
+
+    >>> print(_ceiling_sentence({"ceiling_orders_per_s": 90_000, "ceiling_correct": True,
+    ...     "best_correct_peer": "quix:a", "target_orders_per_s": 120_000}))  # doctest: +ELLIPSIS
+    The target needs 120,000 orders/s (4× quix:a); the ceiling (...) did 90,000 orders/s ..., right.
+    """
+    right = "right" if c["ceiling_correct"] else "WRONG (so it bounds nothing)"
+    return (
+        f"The target needs {c['target_orders_per_s']:,} orders/s ({TARGET:g}× "
+        f"{c['best_correct_peer']}); the ceiling (reference, not a peer: consume, count in a "
+        f"dict, produce, no durability) did {c['ceiling_orders_per_s']:,} orders/s on the same "
+        f"input, {right}."
+    )
 
 
 def verdict(r: dict[str, Any]) -> str:
@@ -97,9 +161,9 @@ def print_table(
     for r in runs:
         cpu = r["cpu_s"]
         table.add_row(
-            r["tool"],
+            _tool(r, False),
             r["variant"],
-            "*" if id(r) in chosen else "",
+            "*" if id(r) in chosen and r["tool"] != REFERENCE else "",
             f"{r['orders_per_s'] or 0:,}",
             verdict(r),
             str(r["peak_rss_mb"]),
@@ -118,6 +182,9 @@ def print_table(
             f"{ratio['best_correct_peer']} {ratio['peer_orders_per_s']:,}/s: "
             f"{ratio['ratio']}x (target {ratio['target']}x: {met})"
         )
+    ref = ceiling(rows)
+    if ref:
+        console.print(_ceiling_sentence(ref))
 
 
 def print_profile(console: Console, profile: dict[str, Any]) -> None:
@@ -165,10 +232,10 @@ def readme_block(result: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["runs"]:
-        star = " *" if (r["tool"], r["variant"]) in chosen else ""
+        tool = _tool(r, (r["tool"], r["variant"]) in chosen)
         label = r.get("label") or r["variant"]
         lines.append(
-            f"| {r['tool']}{star} | {label} | {r['orders_per_s'] or 0:,} | {verdict(r)} "
+            f"| {tool} | {label} | {r['orders_per_s'] or 0:,} | {verdict(r)} "
             f"| {r['peak_rss_mb']} | {_cpu(r)} |"
         )
     m, v = result["machine"], result["versions"]
@@ -199,5 +266,8 @@ def readme_block(result: dict[str, Any]) -> str:
             f"etastream / best correct peer ({ratio['best_correct_peer']}): "
             f"{ratio['ratio']}× (target ≥ {ratio['target']:g}×: {met})."
         )
+    ref = ceiling(result["rows"])
+    if ref:
+        lines.append(_ceiling_sentence(ref))
     lines.append(README_END)
     return "\n".join(lines)

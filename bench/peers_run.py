@@ -66,6 +66,12 @@ CONTENDERS = (
     Contender(
         "naive", "per-event", "peers_naive.py", "confluent-kafka, a Redis round trip per order"
     ),
+    Contender(  # never a peer (peers_report): what any Python worker pays to go through Kafka
+        "ceiling",
+        "dict",
+        "peers_ceiling.py",
+        "reference: confluent-kafka + a dict in the process, no durability",
+    ),
 )
 
 

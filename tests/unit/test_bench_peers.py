@@ -128,6 +128,51 @@ def test_checker_all_right_is_ok_and_examples_are_bounded() -> None:
     assert pc.check_outputs(expected, []).missing == 50
 
 
+def test_the_ceiling_row_is_a_reference_never_the_best_peer() -> None:
+    report = _load("peers_report")
+    rows = [
+        {"tool": "etastream", "variant": "c", "orders_per_s": 300, "correct": True},
+        {"tool": "quix", "variant": "apply", "orders_per_s": 100, "correct": True},
+        {"tool": "ceiling", "variant": "dict", "orders_per_s": 350, "correct": True},
+    ]
+    got = report.speedup(rows)
+    assert (got["best_correct_peer"], got["peer_orders_per_s"], got["ratio"]) == (
+        "quix:apply",
+        100,
+        3.0,
+    )
+    assert (got["ceiling_orders_per_s"], got["target_orders_per_s"]) == (350, 400)
+    assert report.speedup(rows[::2]) is None  # etastream and the ceiling alone: no peer
+    run = {"label": "x", "peak_rss_mb": 1, "cpu_s": {}, "wrong": 0, "missing": 0}
+    run |= {"duplicated": 0, "unexpected": 0, "loadavg_before": [0.0], "loadavg_after": [0.0]}
+    runs = [run | r for r in rows]
+    block = report.readme_block(
+        {
+            "runs": runs,
+            "rows": runs,
+            "speedup_vs_best_correct_peer": got,
+            "machine": {"cpus": 2, "cpu": "X", "memory_gib": 8, "python": "3.11"},
+            "versions": {},
+        }
+    )
+    assert "| ceiling (reference) | x | 350 |" in block and "| quix * |" in block
+    assert "needs 400 orders/s (4× quix:apply)" in block and "did 350 orders/s" in block
+
+
+def test_the_ceiling_counts_as_the_oracle_on_shuffled_input() -> None:
+    """Its dict and its cached window sum against the oracle, out-of-order records included."""
+    counts_cls = _load("peers_ceiling").StoreCounts
+    rng = random.Random(11)
+    for shuffled in (False, True):
+        ts = [rng.randrange(0, 40 * MIN) for _ in range(800)]
+        if not shuffled:
+            ts.sort()
+        orders = [(f"o{i}", f"s{rng.randrange(6)}", t) for i, t in enumerate(ts)]
+        counts = counts_cls()
+        got = {o: counts.count_then_add(s.encode(), t // MIN) for o, s, t in orders}
+        assert got == pc.expected_counts(orders)
+
+
 def test_readme_peer_table_is_the_last_saved_run() -> None:
     """README's table is rendered from bench/results/peers.json (bench/peers.py writes both)."""
     result = json.loads((ROOT / "bench" / "results" / "peers.json").read_text())
@@ -138,6 +183,6 @@ def test_readme_peer_table_is_the_last_saved_run() -> None:
 
 def test_doctests_of_the_pure_bench_modules() -> None:
     """bench/ is outside pytest's doctest paths: run its pure modules' examples here."""
-    for name in ("peers_check", "peers_report", "peers_profile"):
+    for name in ("peers_check", "peers_report", "peers_profile", "peers_ceiling"):
         failed, tried = doctest.testmod(_load(name))
         assert tried > 0 and failed == 0, name
