@@ -10,7 +10,9 @@ contender runs as its own worker process on that backlog and answers every order
   so each prediction carries ``store__orders_created__10m``, which is checked;
 * Quix Streams (``window``: hopping window 10 min / 1 min; ``apply``: stateful apply over
   minute buckets), faust (``table``, ``hopping``, ``hopping-expires``) and ``naive``
-  (confluent-kafka + one Redis round trip per order): the store's 10-minute order count.
+  (confluent-kafka + one Redis round trip per order): the store's 10-minute order count;
+* ``ceiling``, a reference and never a peer (``peers_report``): confluent-kafka in batches and
+  a dict in the process, no durability: the ceiling of a one-process Python worker here.
 
 Every answer is checked against the oracle (``peers_check``: the 10 one-minute buckets ending
 with the order's own, orders read before it). A tool's row is its fastest correct variant;
@@ -147,7 +149,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--span-h", type=float, default=2.5, help="event time the orders span")
     parser.add_argument(
-        "--contenders", default="etastream,quix,faust,naive", help="tools or tool:variant"
+        "--contenders",
+        default="etastream,quix,faust,naive,ceiling",
+        help="tools or tool:variant",
     )
     parser.add_argument("--no-profile", action="store_true", help="no py-spy on etastream")
     parser.add_argument(
