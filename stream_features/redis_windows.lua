@@ -37,7 +37,8 @@ local read_only = ARGV[6] == '1'
 local EV = cjson.decode(ARGV[7])
 local BUCKET = 60000
 local PRUNE_EVERY = 10
-local lat_buckets = math.floor(lateness / BUCKET)
+local floor = math.floor
+local lat_buckets = floor(lateness / BUCKET)
 
 local cache, dirty, deleted = {}, {}, {}
 local touched = {}  -- dedup and order hashes whose TTL is refreshed in this call
@@ -56,7 +57,7 @@ local function total_at(t, x)
   if x >= t[n - 1] then return t[n] end
   local lo, hi = 1, n / 2 - 1  -- entries: bucket t[2i - 1], total t[2i]
   while lo < hi do
-    local mid = math.floor((lo + hi + 1) / 2)
+    local mid = floor((lo + hi + 1) / 2)
     if t[2 * mid - 1] <= x then lo = mid else hi = mid - 1 end
   end
   return t[2 * lo]
@@ -172,9 +173,9 @@ local function advance(key, kind, st, ts, mkey, market, okey)
   local old = st.wm
   if old ~= nil and ts <= old then return end
   set(key, st, 'wm', ts)
-  local newest = math.floor(ts / BUCKET)
-  if old ~= nil and math.floor(newest / PRUNE_EVERY)
-      == math.floor(math.floor(old / BUCKET) / PRUNE_EVERY) then
+  local newest = floor(ts / BUCKET)
+  if old ~= nil and floor(newest / PRUNE_EVERY)
+      == floor(floor(old / BUCKET) / PRUNE_EVERY) then
     return
   end
   local keep = KEEP[kind]
@@ -219,24 +220,34 @@ local function advance(key, kind, st, ts, mkey, market, okey)
   end
 end
 
-local function read(skey, mkey, bucket, out)
+local out, nout = {}, 0  -- the reply, and its length (# on a long table is a search)
+
+local function read(skey, mkey, bucket)
+  local sst, mst, sbk, mbk = cache[skey], cache[mkey], buckets[skey], buckets[mkey]
   for _, r in ipairs(READS) do
-    local key = r[1] == 's' and skey or mkey
-    local s = cache[key]
-    if s.wm == nil then
-      out[#out + 1] = false
+    local st, bk = sst, sbk
+    if r[1] == 'm' then st, bk = mst, mbk end
+    nout = nout + 1
+    if st.wm == nil then
+      out[nout] = false
     elseif r[3] > 0 then
-      local t = buckets[key][r[2]]
-      out[#out + 1] = t and (total_at(t, bucket) - total_at(t, bucket - r[3])) or 0
+      local t = bk[r[2]]
+      out[nout] = t and (total_at(t, bucket) - total_at(t, bucket - r[3])) or 0
     else
-      out[#out + 1] = s[r[2]] or 0
+      out[nout] = st[r[2]] or 0
     end
   end
 end
 
-local out = {}
-local batch_memo, batch_row = {}, {}  -- HMGET replies by hash and fields
+local batch_memo, batch_row = {}, {}  -- HMGET replies by hash and the extras the fields use
+local extra, lookup = {}, {}  -- an order's batch keys, reused from one order to the next
 local version = redis.call('GET', prefix .. 'batch:current')
+local group_prefix = {}
+if version then
+  for gi, g in ipairs(BATCH_GROUPS) do
+    group_prefix[gi] = prefix .. 'b:' .. version .. ':' .. g[1] .. ':'
+  end
+end
 for i = 0, n - 1 do
   local base = 1 + i * 9
   local kind, eid, ts = EV[base], EV[base + 1], EV[base + 2]
@@ -247,32 +258,34 @@ for i = 0, n - 1 do
   if kind == 'C' or kind == 'D' then
     local skey = prefix .. 's:' .. store
     local sst = entity(skey)
-    local bucket = math.floor(ts / BUCKET)
+    local bucket = floor(ts / BUCKET)
     if kind == 'C' then
-      read(skey, mkey, bucket, out)
-      out[#out + 1] = sst.wm or false
-      out[#out + 1] = mst.wm or false
+      read(skey, mkey, bucket)
+      out[nout + 1], out[nout + 2] = sst.wm or false, mst.wm or false
+      nout = nout + 2
       if version then
-        local extra = {hour_of_week = b, hour_of_day = c}
-        local lookup = {store_id = store, market_id = market, store_category = a}
-        for _, g in ipairs(BATCH_GROUPS) do
-          local id = lookup[g[1]]
-          local fields = {}
-          for j, f in ipairs(g[2]) do
-            fields[j] = f[2] == '' and f[1] or (f[1] .. '|' .. extra[f[2]])
-          end
-          local hkey = prefix .. 'b:' .. version .. ':' .. g[1] .. ':' .. id
-          local memo = hkey .. '\0' .. table.concat(fields, '\0')
+        extra.hour_of_week, extra.hour_of_day = b, c
+        lookup.store_id, lookup.market_id, lookup.store_category = store, market, a
+        for gi, g in ipairs(BATCH_GROUPS) do
+          local hkey = group_prefix[gi] .. lookup[g[1]]
+          local memo = hkey  -- a group's values depend on its hash and the extras it uses
+          for _, x in ipairs(g[4]) do memo = memo .. '\0' .. extra[x] end
           local values = batch_memo[memo]
           if values == nil then
+            local fields = {}
+            for j, f in ipairs(g[2]) do
+              fields[j] = f[2] == '' and f[1] or (f[1] .. '|' .. extra[f[2]])
+            end
             values = redis.call('HMGET', hkey, unpack(fields))
             batch_memo[memo] = values
           end
           for j, pos in ipairs(g[3]) do batch_row[pos] = values[j] end
         end
-        for j = 1, N_BATCH do out[#out + 1] = batch_row[j] end
+        for j = 1, N_BATCH do out[nout + j] = batch_row[j] end
+        nout = nout + N_BATCH
       else
-        for _ = 1, N_BATCH do out[#out + 1] = false end
+        for j = 1, N_BATCH do out[nout + j] = false end
+        nout = nout + N_BATCH
       end
     end
     if not read_only and admit(skey, sst, eid, ts) then
@@ -339,8 +352,6 @@ end
 
 for key, _ in pairs(touched) do redis.call('PEXPIRE', key, ttl) end
 
-out[#out + 1] = stats.applied
-out[#out + 1] = stats.duplicates
-out[#out + 1] = stats.late
-out[#out + 1] = stats.unmatched
+out[nout + 1], out[nout + 2] = stats.applied, stats.duplicates
+out[nout + 3], out[nout + 4] = stats.late, stats.unmatched
 return out

@@ -64,7 +64,8 @@ def script_source() -> str:
     batch_groups = ", ".join(
         f"{{{_lua_str(key)}, "
         f"{{{', '.join(f'{{{_lua_str(n)}, {_lua_str(x)}}}' for _, n, x in members)}}}, "
-        f"{{{', '.join(str(p) for p, _, _ in members)}}}}}"
+        f"{{{', '.join(str(p) for p, _, _ in members)}}}, "
+        f"{{{', '.join(_lua_str(x) for x in sorted({x for _, _, x in members if x}))}}}}}"
         for key, members in groups.items()
     )
     body = resources.files("stream_features").joinpath("redis_windows.lua").read_text()
