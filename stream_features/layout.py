@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +37,7 @@ __all__ = [
     "batch_lookup_keys",
     "finish_rows",
     "hour_of_week",
-    "order_values",
+    "order_matrix",
 ]
 
 ENTITY_PREFIX = {"store_id": "s", "market_id": "m"}
@@ -133,19 +134,29 @@ def batch_lookup_keys(feature: BatchFeature, order: OrderCreated, created_ms: in
     return "|".join(parts)
 
 
-def order_values(order: OrderCreated, created_ms: int) -> list[float]:
-    """The order's own features in ``ORDER_FEATURES`` order."""
-    values: list[float] = []
-    for feature in ORDER_FEATURES:
-        if feature.name == "order__hour_of_day":
-            values.append(float((created_ms // 3_600_000) % 24))
-        elif feature.name == "order__day_of_week":
-            values.append(float(((created_ms // 86_400_000) + 3) % 7))
-        elif feature.name == "order__store_category":
-            values.append(float(category_code(order.store_category)))
-        else:
-            values.append(float(getattr(order, feature.field)))
-    return values
+_DERIVED_ORDER = ("order__hour_of_day", "order__day_of_week", "order__store_category")
+_PLAIN_ORDER = [j for j, f in enumerate(ORDER_FEATURES) if f.name not in _DERIVED_ORDER]
+_plain_fields = attrgetter(*(ORDER_FEATURES[j].field for j in _PLAIN_ORDER))
+
+
+def order_matrix(
+    orders: Sequence[OrderCreated], created_ms: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """The orders' own features, [n, len(ORDER_FEATURES)], a column at a time.
+
+    The plain fields come out of each order in one C call and the derived ones are
+    vectorised: a loop over the features per order cost the stream worker 2 us an order.
+    """
+    out = np.empty((len(orders), len(ORDER_FEATURES)), dtype=np.float64)
+    if not len(orders):
+        return out
+    out[:, _PLAIN_ORDER] = np.array([_plain_fields(o) for o in orders], dtype=np.float64)
+    codes = {c: category_code(c) for c in {o.store_category for o in orders}}
+    names = [f.name for f in ORDER_FEATURES]
+    out[:, names.index("order__store_category")] = [codes[o.store_category] for o in orders]
+    out[:, names.index("order__hour_of_day")] = (created_ms // 3_600_000) % 24
+    out[:, names.index("order__day_of_week")] = (created_ms // 86_400_000 + 3) % 7
+    return out
 
 
 def _stream_column(
@@ -190,8 +201,7 @@ def finish_rows(
     names = feature_names()
     out = np.empty((n, len(names)), dtype=np.float64)
     width = len(ORDER_FEATURES)
-    for i, (order, ms) in enumerate(zip(orders, created_ms, strict=True)):
-        out[i, :width] = order_values(order, ms)
+    out[:, :width] = order_matrix(orders, np.asarray(created_ms, dtype=np.int64))
     index = {read: j for j, read in enumerate(RAW_READS)}
     by_name = {f.name: f for f in STREAM_FEATURES}
     col = width
