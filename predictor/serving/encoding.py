@@ -7,10 +7,11 @@ second. A unit test holds the two byte-for-byte equal, so the contract stays the
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from stream_features.contract import SCHEMA_VERSION, OrderCreated
@@ -20,16 +21,23 @@ __all__ = ["encode_prediction", "finite_features"]
 _OPTIONS = orjson.OPT_UTC_Z
 
 
-def finite_features(names: list[str], row: list[float]) -> dict[str, float]:
-    """The model inputs that have a value; a missing (NaN) input is left out of the dict.
+def finite_features(names: list[str], values: npt.NDArray[np.float64]) -> list[dict[str, float]]:
+    """Per row of ``values``, the model inputs that have a value; a missing (NaN) input is left
+    out of the dict.
 
     JSON has no NaN, and the contract's ``features`` holds floats only, so absence means
-    "missing" (as NaN means to the model).
+    "missing" (as NaN means to the model). Rows without a NaN (most of them) are zipped whole.
 
-    >>> finite_features(["a", "b"], [1.0, float("nan")])
-    {'a': 1.0}
+    >>> finite_features(["a", "b"], np.array([[1.0, float("nan")], [2.0, 3.0]]))
+    [{'a': 1.0}, {'a': 2.0, 'b': 3.0}]
     """
-    return {n: v for n, v in zip(names, row, strict=True) if not math.isnan(v)}
+    complete = cast("list[bool]", (~np.isnan(values).any(axis=1)).tolist())
+    return [
+        dict(zip(names, row, strict=True))
+        if whole
+        else {n: v for n, v in zip(names, row, strict=True) if v == v}  # NaN != NaN
+        for row, whole in zip(values.tolist(), complete, strict=True)
+    ]
 
 
 def encode_prediction(

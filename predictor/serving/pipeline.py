@@ -192,7 +192,7 @@ def score_batch(
         raise RuntimeError(f"model {model.name} returned {durations.shape[0]} for {len(rows)}")
     served_at = datetime.fromtimestamp(now_ms / 1000, UTC)
     freshness = rows.freshness_s.tolist()
-    values = rows.values.tolist() if config.include_features else None
+    features = finite_features(rows.names, rows.values) if config.include_features else None
     for i, (order, duration) in enumerate(zip(rows.orders, durations.tolist(), strict=True)):
         if not (math.isfinite(duration) and duration <= _MAX_DURATION_S):
             result.dead_letters.append(
@@ -215,7 +215,7 @@ def score_batch(
             model_version=model.version,
             served_at=served_at,
             feature_freshness_s=None if math.isnan(fresh) else max(fresh, 0.0),
-            features=None if values is None else finite_features(rows.names, values[i]),
+            features=None if features is None else features[i],
         )
         result.predictions.append(OutRecord(order.order_id.encode(), value))
         result.created_ms.append(to_ms(order.created_at))
