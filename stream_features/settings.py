@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         3600, ge=0, description="events stamped further than this in the future are rejected"
     )
     metrics_port: int = Field(9108, ge=0, description="Prometheus port of the stream worker; 0 off")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="address the Prometheus endpoints (worker, monitor) bind; 0.0.0.0 inside a "
+        "container",
+    )
     prediction_ttl_s: int = Field(
         0,
         ge=0,

@@ -77,7 +77,7 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
             return 0
         metrics = StreamMetrics()
         try:
-            metrics.serve(settings.metrics_port)
+            metrics.serve(settings.metrics_port, settings.metrics_host)
         except OSError as exc:  # e.g. a second worker on this machine: it still joins the group
             log.warning(
                 "no metrics endpoint: port %s is not free (%s); set ETA_METRICS_PORT to another "

@@ -121,7 +121,7 @@ class MonitorMetrics:
                 gauge.remove(*stale)
             self._shown[gauge] = set(by_labels)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Expose the metrics over HTTP on ``port`` (0 means off)."""
         if port:
             start_http_server(port, addr=addr, registry=self.registry)

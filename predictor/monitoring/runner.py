@@ -174,6 +174,6 @@ def run_monitor(settings: Settings, stop: threading.Event, retrain: bool | None 
     ensure_topics(settings)
     metrics = MonitorMetrics()
     service = build_service(settings, retrain=retrain, metrics=metrics)
-    metrics.serve(settings.monitor_metrics_port)
+    metrics.serve(settings.monitor_metrics_port, settings.metrics_host)
     service.run(stop)
     return 0

@@ -142,7 +142,7 @@ class StreamMetrics:
         self.model.labels(name, version).set(1)
         self._model = (name, version)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Expose the metrics over HTTP on ``port`` (0 means off)."""
         if port:
             start_http_server(port, addr=addr, registry=self.registry)

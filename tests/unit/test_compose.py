@@ -189,6 +189,20 @@ def test_api_publishes_the_port_eta_serve_listens_on(
     assert f":{settings.http_port}/healthz" in " ".join(api["healthcheck"]["test"])
 
 
+@pytest.mark.parametrize(
+    ("name", "port"), [("worker", "metrics_port"), ("monitor", "monitor_metrics_port")]
+)
+def test_prometheus_endpoints_are_reachable_inside_the_network(
+    base: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, name: str, port: str
+) -> None:
+    """The metrics servers bind loopback unless told otherwise: in a container that would be
+    a port nobody can scrape."""
+    service = base[name]
+    settings = settings_from(environment(service), monkeypatch)
+    assert settings.metrics_host == "0.0.0.0"
+    assert [int(str(p)) for p in service["expose"]] == [getattr(settings, port)]
+
+
 def test_worker_can_be_scaled(base: dict[str, dict[str, Any]]) -> None:
     worker = base["worker"]
     assert "container_name" not in worker
