@@ -144,6 +144,14 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _aware(text: str) -> datetime:
+    """An ISO time with its offset (``Z`` or ``+00:00``), for ``--as-of``."""
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset; add Z or +00:00")
+    return at
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=200_000)
@@ -152,6 +160,12 @@ def main() -> None:
         "--contenders",
         default="etastream,quix,faust,naive,ceiling",
         help="tools or tool:variant",
+    )
+    parser.add_argument(
+        "--as-of",
+        type=_aware,
+        help="build the input as if it were this time (ISO, with offset): the same input every "
+        "run, for comparing two builds; default now (the input then changes with the hour)",
     )
     parser.add_argument("--no-profile", action="store_true", help="no py-spy on etastream")
     parser.add_argument(
@@ -180,7 +194,7 @@ def main() -> None:
         contenders = [replace(c, variant=variant) if c.script is None else c for c in contenders]
 
     started = time.perf_counter()
-    data = build_input(args.orders, span_s=args.span_h * 3600)
+    data = build_input(args.orders, span_s=args.span_h * 3600, now=args.as_of)
     described = data.describe()
     _console.print(f"input in {time.perf_counter() - started:.1f} s: {described}")
     runs: list[dict[str, Any]] = []
