@@ -143,5 +143,6 @@ class CompiledScoringError(EtaError):
         self.reason = reason
         super().__init__(
             f"compiled scoring is not available: {reason}; set ETA_SCORING=lightgbm (or auto "
-            "to fall back by itself), or `pip install etastream[compiled]`"
+            "to fall back by itself), or `pip install 'etastream[compiled]'` "
+            "(`pip install -e '.[compiled]'` in a checkout)"
         )

@@ -274,21 +274,34 @@ def _parse_speed(speed: str) -> float | None:
 
 
 def tail(
-    topic: Annotated[str, typer.Argument(help="a topic, or orders/deliveries/predictions/dlq…")],
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="a topic name, or orders, dasher-events, deliveries, predictions, dlq, monitoring"
+        ),
+    ],
     from_beginning: Annotated[bool, typer.Option(help="start at the oldest message")] = False,
     max_messages: Annotated[int | None, typer.Option("--max", help="stop after N")] = None,
     timeout: Annotated[
         float | None, typer.Option(help="stop after S seconds without a message")
     ] = None,
 ) -> None:
-    """Print the messages of a topic as JSON lines; undecodable ones with their reason."""
+    """Print the messages of a topic as JSON lines; undecodable ones with their reason.
+
+    Without --from-beginning it follows the topic from its end: only messages that arrive
+    from now on."""
     from producers.console import tail_printer
     from producers.tail import follow, resolve_topic, topic_aliases
 
     settings = _settings_with_broker()
     aliases = topic_aliases(settings)
     name = resolve_topic(topic, aliases)
-    consumer = _tail_consumer(settings, name, from_beginning)
+    consumer = _tail_consumer(settings, name, from_beginning, aliases)
+    if not from_beginning:  # else a quiet topic looks like a hung command
+        typer.echo(
+            f"following {name} from its end (--from-beginning for what is there); Ctrl-C stops",
+            err=True,
+        )
     event_topics = {settings.orders_topic, settings.dasher_events_topic, settings.deliveries_topic}
     try:
         follow(consumer, tail_printer(), max_messages, timeout, strict=name in event_topics)
@@ -298,7 +311,9 @@ def tail(
         consumer.close()
 
 
-def _tail_consumer(settings: Settings, topic: str, from_beginning: bool) -> Any:
+def _tail_consumer(
+    settings: Settings, topic: str, from_beginning: bool, aliases: dict[str, str]
+) -> Any:
     import uuid
 
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
@@ -309,8 +324,13 @@ def _tail_consumer(settings: Settings, topic: str, from_beginning: bool) -> Any:
     metadata = consumer.list_topics(topic, timeout=10)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
+        existing = sorted(
+            t for t in consumer.list_topics(timeout=10).topics if not t.startswith("_")
+        )
         consumer.close()
         typer.secho(f"no topic {topic!r} on {settings.kafka_bootstrap_servers}", err=True, fg="red")
+        there = ", ".join(existing) or "none"
+        typer.echo(f"aliases: {', '.join(aliases)}; topics there: {there}", err=True)
         raise typer.Exit(1)
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     consumer.assign([TopicPartition(topic, p, start) for p in sorted(found.partitions)])

@@ -1,7 +1,8 @@
 """One settings object for every etastream process (env prefix ``ETA_``).
 
 Read once in a command's entry point and passed down as plain values: the pure core never sees
-it. ``None`` for the Kafka or Redis address means "start the embedded one" (see ``stack.py``).
+it. ``None`` for the Kafka or Redis address means "not configured": ``eta up`` and ``eta demo``
+then start the embedded ones (see ``stack.py``), every other command asks for the address.
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ class Settings(BaseSettings):
 
     # --- services -------------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
-        None, description="host:port list of Kafka brokers; unset starts the embedded broker"
+        None,
+        description="host:port list of Kafka brokers; unset: `eta up` / `eta demo` start the "
+        "embedded broker, other commands ask for it",
     )
     redis_url: SecretStr | None = Field(
-        None, description="redis:// or rediss:// URL; unset starts an embedded redis-server"
+        None,
+        description="redis:// or rediss:// URL; unset: `eta up` / `eta demo` start an embedded "
+        "redis-server, other commands ask for it",
     )
     kafka: dict[str, str] = Field(
         default_factory=dict,

@@ -202,8 +202,25 @@ def test_tail_shows_decoded_messages_and_reasons_for_bad_ones(settings: Settings
 
 
 def test_tail_of_a_missing_topic_says_so(settings: Settings) -> None:
+    from stream_features.kafka_clients import ensure_topics
+
+    ensure_topics(settings)
     result = CliRunner().invoke(
         app, ["tail", "no-such-topic-here", "--max", "1"], env=_env(settings)
     )
     assert result.exit_code == 1
     assert "no topic 'no-such-topic-here'" in result.stderr
+    assert "aliases: orders, dasher-events" in result.stderr
+    assert settings.orders_topic in result.stderr.split("topics there:")[1]  # what does exist
+
+
+def test_tail_from_the_end_says_it_waits_for_new_messages(settings: Settings) -> None:
+    from stream_features.kafka_clients import ensure_topics
+
+    ensure_topics(settings)
+    result = CliRunner().invoke(
+        app, ["tail", "predictions", "--max", "1", "--timeout", "1"], env=_env(settings)
+    )
+    assert result.exit_code == 0, result.output
+    assert f"following {settings.predictions_topic} from its end" in result.stderr
+    assert result.stdout == ""
