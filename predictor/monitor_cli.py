@@ -47,7 +47,9 @@ def monitor(
 
 
 def report(
-    out: Path = typer.Option(..., "--out", help="directory to write report.html into"),
+    out: Path = typer.Option(
+        ..., "--out", help="directory to write report.html into (a path ending .html: that file)"
+    ),
     since_hours: float = typer.Option(None, help="only pairs delivered in the last N hours"),
 ) -> None:
     """Write a self-contained HTML report of what the monitor recorded (figures inline).
@@ -62,6 +64,7 @@ def report(
     from predictor.monitoring.runner import record_dir
     from stream_features.settings import Settings
 
+    target = _report_target(out)
     settings = Settings()
     directory = record_dir(settings)
     joined = read_joined(directory)
@@ -71,15 +74,38 @@ def report(
     summaries = read_summaries(directory)
     if joined.is_empty() and not summaries:
         typer.echo(f"note: nothing recorded under {directory} yet; the report will be empty")
-    path = write_report(
-        out,
-        joined,
-        summaries,
-        psi_threshold=settings.psi_alert,
-        drift_window=settings.monitor_drift_window,
-        psi_exempt=frozenset(settings.monitor_psi_exempt),
-    )
+    try:
+        path = write_report(
+            target.parent,
+            joined,
+            summaries,
+            psi_threshold=settings.psi_alert,
+            drift_window=settings.monitor_drift_window,
+            psi_exempt=frozenset(settings.monitor_psi_exempt),
+            name=target.name,
+        )
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write {target}: {exc.strerror}", param_hint="--out"
+        ) from None
     typer.echo(f"wrote {path} ({joined.height} joined pairs)")
+
+
+def _report_target(out: Path) -> Path:
+    """The report file ``--out`` names: ``<dir>/report.html``, or the .html path itself.
+
+    >>> _report_target(Path("rep")), _report_target(Path("a/week.html"))
+    (PosixPath('rep/report.html'), PosixPath('a/week.html'))
+    """
+    if out.suffix.lower() in (".html", ".htm"):
+        if out.is_dir():
+            return out / "report.html"
+        return out
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(
+            f"{out} is a file; give a directory or a .html path", param_hint="--out"
+        )
+    return out / "report.html"
 
 
 def retrain(

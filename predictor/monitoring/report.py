@@ -145,8 +145,9 @@ def write_report(
     psi_threshold: float,
     drift_window: str = "24h",
     psi_exempt: frozenset[str] = frozenset(),
+    name: str = "report.html",
 ) -> Path:
-    """Write ``report.html`` into ``out_dir`` (created) and return its path."""
+    """Write the report as ``name`` into ``out_dir`` (created) and return its path."""
     page, _ = render_report(
         joined,
         summaries,
@@ -155,6 +156,6 @@ def write_report(
         psi_exempt=psi_exempt,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "report.html"
+    path = out_dir / name
     path.write_text(page, encoding="utf-8")
     return path

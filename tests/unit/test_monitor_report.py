@@ -150,6 +150,37 @@ def test_eta_report_writes_the_page_from_the_monitors_files(
     assert f"({expected} joined pairs)" in since.output
 
 
+def _flat(text: str) -> str:
+    """Text in rich's error box, as one line: its borders and wrapping removed."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_report_out_a_file_name_an_existing_file_or_an_unwritable_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out as a .html path writes that file; an existing file or a place that cannot be
+    written is a usage error (exit 2, the option named), not a traceback."""
+    from predictor.cli import app
+
+    monkeypatch.setenv("ETA_DATA_DIR", str(tmp_path / "data"))
+    named = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "week.html")])
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "week.html").read_text().startswith("<!DOCTYPE html>")
+
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    refused = CliRunner().invoke(app, ["report", "--out", str(existing)])
+    assert refused.exit_code == 2 and "is a file" in _flat(refused.output)
+    assert "--out" in refused.output
+    assert existing.read_text() == "mine"
+
+    blocked = tmp_path / "ro"
+    blocked.write_text("a file where a directory would go")
+    unwritable = CliRunner().invoke(app, ["report", "--out", str(blocked / "sub")])
+    assert unwritable.exit_code == 2 and "cannot write" in _flat(unwritable.output)
+    assert unwritable.exception is None or isinstance(unwritable.exception, SystemExit)
+
+
 def test_the_page_is_valid_enough_to_open(tmp_path: Path) -> None:
     from predictor.monitoring.report import write_report
 
