@@ -183,6 +183,10 @@ def list_models() -> None:
         _console.print(table)
 
 
+STANDARD_STAGES = ("production", "staging", "archived")
+"""Stages ``eta models promote`` takes without ``--new-stage``."""
+
+
 def _split_ref(ref: str, default_name: str) -> tuple[str, str | None]:
     """``NAME[:VERSION]`` apart.
 
@@ -260,7 +264,9 @@ def show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION")) -> None:
 
 @models_app.command("register")
 def register_artifact(
-    artifact_dir: Path = typer.Argument(..., exists=True, file_okay=False),
+    artifact_dir: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="an exported model directory (eta train's output)"
+    ),
     name: str = typer.Option(None, help="model name (default: the artifact's)"),
 ) -> None:
     """Verify an artifact directory and add it as the next version."""
@@ -276,19 +282,31 @@ def register_artifact(
 
 @models_app.command()
 def promote(
-    version: str = typer.Argument(...),
-    stage: str = typer.Option(..., help="staging | production | archived | any alias"),
+    version: str = typer.Argument(..., help="the version to point the stage at, e.g. 2"),
+    stage: str = typer.Option(..., help="production, staging, archived, or an existing alias"),
+    new_stage: bool = typer.Option(
+        False, "--new-stage", help="create the stage if it is none of those (a custom alias)"
+    ),
     name: str = typer.Option(None, help=_NAME_HELP),
 ) -> None:
     """Point a stage at a version (services follow it without a restart)."""
     settings = Settings()
     with _errors():
-        _report_move(_registry(settings).promote(name or settings.model_name, version, stage))
+        registry = _registry(settings)
+        name = name or settings.model_name
+        known = sorted(set(STANDARD_STAGES) | set(registry.aliases(name)))
+        if stage not in known and not new_stage:  # a typo would make a stage nobody serves
+            raise typer.BadParameter(
+                f"{name} has no stage {stage!r} (there: {', '.join(known)}); "
+                "--new-stage creates it",
+                param_hint="--stage",
+            )
+        _report_move(registry.promote(name, version, stage))
 
 
 @models_app.command()
 def rollback(
-    stage: str = typer.Option("production"),
+    stage: str = typer.Option("production", help="the stage to move back"),
     name: str = typer.Option(None, help=_NAME_HELP),
 ) -> None:
     """Point a stage back at the version it pointed at before its latest move."""
@@ -314,7 +332,7 @@ def history(
 
 @models_app.command("compile")
 def compile_version(
-    ref: str = typer.Argument(..., help="NAME:VERSION (default: the latest)"),
+    ref: str = typer.Argument(..., help="NAME:VERSION, or NAME for its latest version"),
 ) -> None:
     """Compile a version with lleaves into its cache now, so a promotion swaps in at once."""
     from predictor.errors import ModelNotFoundError

@@ -202,3 +202,29 @@ def test_eta_models_show_marks_a_tampered_version_and_lists_the_rest(
     assert "unusable" in shown.output and "production" in shown.output
     assert refused.exit_code == 1 and "metadata.json has SHA-256" in refused.output
     assert rolled.exit_code == 1 and "no earlier version" in rolled.output
+
+
+def test_eta_models_promote_refuses_a_stage_nobody_made(
+    registry: Registry, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'--stage prod' for production would point an alias no service follows; a custom stage
+    takes --new-stage, and is then known."""
+    from typer.testing import CliRunner
+
+    from predictor.cli import app
+
+    monkeypatch.setenv("ETA_REGISTRY_DIR", str(registry.root))
+    monkeypatch.delenv("ETA_REDIS_URL", raising=False)
+    registry.register(artifact)
+    env = {"COLUMNS": "200"}
+
+    typo = CliRunner().invoke(app, ["models", "promote", "1", "--stage", "prod"], env=env)
+    assert typo.exit_code == 2 and "has no stage 'prod'" in typo.output
+    assert registry.aliases("eta") == {}
+
+    made = ["models", "promote", "1", "--stage", "canary", "--new-stage"]
+    assert CliRunner().invoke(app, made, env=env).exit_code == 0
+    again = CliRunner().invoke(app, ["models", "promote", "1", "--stage", "canary"], env=env)
+    standard = CliRunner().invoke(app, ["models", "promote", "1", "--stage", "staging"], env=env)
+    assert again.exit_code == 0 and standard.exit_code == 0, again.output + standard.output
+    assert registry.aliases("eta") == {"canary": "1", "staging": "1"}
