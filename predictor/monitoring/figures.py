@@ -10,17 +10,20 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 from matplotlib.figure import Figure
 
 from predictor.monitoring.messages import ModelDrift
 
 __all__ = [
+    "BACKLOG_AGE_S",
     "error_distribution",
     "latency_histogram",
     "mae_by_market_hour",
     "predicted_vs_actual",
     "psi_per_feature",
+    "split_latency",
 ]
 
 _SIZE = (9.0, 4.2)
@@ -155,14 +158,53 @@ def psi_per_feature(
     return _png(fig)
 
 
+BACKLOG_AGE_S = 60.0
+"""An order served later than this after its creation came from a backlog (a replay, a
+warm-up burst, a worker catching up): its age at serving is not the system's latency."""
+
+
+def split_latency(joined: pl.DataFrame) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Seconds from created to served: (live orders, orders served from a backlog).
+
+    >>> from datetime import datetime, timedelta
+    >>> t = datetime(2026, 1, 1)
+    >>> frame = pl.DataFrame({"created_at": [t, t], "served_at": [t + timedelta(seconds=0.02),
+    ...                                                            t + timedelta(minutes=40)]})
+    >>> split_latency(frame)
+    (array([0.02]), array([2400.]))
+    """
+    latency = (joined["served_at"] - joined["created_at"]).dt.total_milliseconds().to_numpy()
+    seconds = latency / 1000.0
+    live = seconds <= BACKLOG_AGE_S
+    return seconds[live].astype(np.float64), seconds[~live].astype(np.float64)
+
+
 def latency_histogram(joined: pl.DataFrame) -> bytes:
-    """Histogram of serving latency: order created to prediction served, seconds (log)."""
+    """Histogram of serving latency of live orders: created to served, seconds (log).
+
+    Orders served more than ``BACKLOG_AGE_S`` after creation are counted, not drawn: in a
+    replay or a demo's warm-up they are most of the joined pairs (those are the orders whose
+    deliveries happened while the monitor ran), and their ages would read as latency.
+    """
     fig = Figure(figsize=_SIZE)
-    title = "Serving latency (order created → prediction served)"
+    title = "Serving latency of live orders (order created → prediction served)"
     if joined.is_empty():
         return _empty(fig, title, "no joined predictions recorded")
-    latency = (joined["served_at"] - joined["created_at"]).dt.total_milliseconds().to_numpy()
-    seconds = np.maximum(latency / 1000.0, 1e-3)
+    live, backlog = split_latency(joined)
+    aside = (
+        f"{len(backlog):,} orders served from a backlog left out "
+        f"(median age {np.median(backlog) / 60:.0f} min at serving)"
+        if len(backlog)
+        else ""
+    )
+    if not len(live):
+        return _empty(
+            fig,
+            title,
+            f"no live order among the joined ones:\n{aside}\n"
+            "(the worker's eta_stream_end_to_end_latency_seconds has the live latency)",
+        )
+    seconds = np.maximum(live, 1e-3)
     ax = fig.add_subplot()
     bins = np.geomspace(1e-3, max(float(seconds.max()), 1.0) * 1.1, 50).tolist()
     ax.hist(seconds, bins=bins, color="#2ca02c")
@@ -171,6 +213,8 @@ def latency_histogram(joined: pl.DataFrame) -> bytes:
         ax.axvline(
             float(np.quantile(seconds, q)), color="black", linestyle=style, label=f"p{q * 100:g}"
         )
+    if aside:
+        ax.text(0.01, 0.97, aside, transform=ax.transAxes, va="top", fontsize=9)
     ax.set_xlabel("seconds")
     ax.set_ylabel("predictions")
     ax.set_title(title)

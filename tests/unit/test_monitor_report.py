@@ -188,3 +188,24 @@ def test_the_page_is_valid_enough_to_open(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert text.count("<figure") == text.count("</figure>") == len(FIGURES)
+
+
+def test_latency_figure_draws_live_orders_and_counts_the_backlog() -> None:
+    """A demo's joined pairs are mostly warm-up orders served 40 minutes after their creation
+    time; drawn as latency they read as a 40-minute service."""
+    from datetime import timedelta
+
+    from predictor.monitoring.figures import latency_histogram, split_latency
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    created = [t + timedelta(seconds=i) for i in range(100)]
+    served = [
+        c + timedelta(minutes=40) if i < 70 else c + timedelta(milliseconds=20 + i)
+        for i, c in enumerate(created)
+    ]
+    frame = pl.DataFrame({"created_at": created, "served_at": served})
+    live, backlog = split_latency(frame)
+    assert len(live) == 30 and len(backlog) == 70
+    assert live.max() < 1 and backlog.min() == 2400
+    for part in (frame, frame.head(70)):  # with live orders, and with none
+        assert latency_histogram(part).startswith(b"\x89PNG")
