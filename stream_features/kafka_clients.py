@@ -6,13 +6,24 @@ security settings (``ETA_KAFKA__*``) reach every producer and consumer the same 
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined,unused-ignore]
 
 from stream_features.settings import Settings
 
-__all__ = ["admin_config", "consumer_config", "ensure_topics", "producer_config", "topic_names"]
+__all__ = [
+    "KAFKA_LOG",
+    "KAFKA_REPEATS",
+    "admin_config",
+    "consumer_config",
+    "ensure_topics",
+    "producer_config",
+    "topic_names",
+]
 
 # Tansu describes only the configs given at creation, and some clients crash on a topic with
 # none; real Kafka takes these as plain overrides.
@@ -23,6 +34,52 @@ TOPIC_CONFIG = {
 }
 
 
+class _Repeats(logging.Filter):
+    """Lets one of each librdkafka message through per ``every_s``, numbers ignored.
+
+    With the broker gone every client logs a connection failure per broker per reconnect, 20
+    lines a second from one worker; one a minute says the same.
+
+    >>> def record(text: str) -> logging.LogRecord:
+    ...     return logging.LogRecord("librdkafka", 40, "", 0, text, (), None)
+    >>> f = _Repeats(60)
+    >>> f.filter(record("b1 refused (after 0ms)"))
+    True
+    >>> f.filter(record("b1 refused (after 3ms, 2 identical error(s) suppressed)"))
+    False
+    >>> f.filter(record("b1 timed out"))
+    True
+    """
+
+    def __init__(self, every_s: float) -> None:
+        super().__init__()
+        self._every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def reset(self) -> None:
+        """Forget what was let through (tests start from a clean slate)."""
+        self._last.clear()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # "... failed: Connection refused (after 0ms in state CONNECT, 3 identical error(s)
+        # suppressed)": the same failure whatever the counts in brackets say
+        key = re.sub(r"\d+", "#", re.sub(r"\s*\(after .*\)$", "", record.getMessage()))
+        now = time.monotonic()
+        if now - self._last.get(key, -self._every_s) < self._every_s:
+            return False
+        if len(self._last) > 10_000:  # bounded: old keys go
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+KAFKA_LOG = logging.getLogger("librdkafka")
+"""Where every client's librdkafka log lines go: the process's logging (JSON lines in the
+services), not librdkafka's own stderr lines."""
+KAFKA_REPEATS = _Repeats(60.0)
+KAFKA_LOG.addFilter(KAFKA_REPEATS)
+
+
 def _base(settings: Settings, bootstrap: str | None) -> dict[str, Any]:
     servers = bootstrap or settings.kafka_bootstrap_servers
     if not servers:
@@ -30,7 +87,7 @@ def _base(settings: Settings, bootstrap: str | None) -> dict[str, Any]:
             "no Kafka bootstrap servers: set ETA_KAFKA_BOOTSTRAP_SERVERS or run "
             "inside `eta up`/start_stack"
         )
-    return {"bootstrap.servers": servers, **settings.kafka_config()}
+    return {"bootstrap.servers": servers, "logger": KAFKA_LOG, **settings.kafka_config()}
 
 
 def admin_config(settings: Settings, bootstrap: str | None = None) -> dict[str, Any]:

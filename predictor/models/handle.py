@@ -36,6 +36,8 @@ __all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]  # shadow: re-exported
 log = logging.getLogger(__name__)
 _WAKE_S = 0.5
 """Longest the watcher blocks at a time, so ``close()`` returns promptly."""
+_LOG_EVERY_S = 60.0
+"""How often an unreachable Redis is logged again (the watcher retries every ``poll_s``)."""
 RETRY_FAILED_S = 60.0
 """A version that failed to load is tried again after this long (a file may have been late)."""
 
@@ -63,6 +65,8 @@ class ModelHandle:
         self._failed: tuple[str, float] | None = None
         self._last_poll = 0.0
         self.last_error: str | None = None
+        self._redis_down_since: float | None = None  # monotonic, while Redis is unreachable
+        self._redis_logged: float | None = None  # when that was last logged
         self.swaps = 0
         self._pubsub: Any = self._subscribe() if redis_client is not None else None
         try:
@@ -176,14 +180,27 @@ class ModelHandle:
                 else:
                     self._stop.wait(min(self.poll_s, _WAKE_S))
                 self._check(announced)
+                if self._redis_down_since is not None:
+                    log.info(
+                        "%s@%s reaches Redis again",
+                        self.name,
+                        self.stage,
+                        extra={"down_s": round(time.monotonic() - self._redis_down_since, 1)},
+                    )
+                    self._redis_down_since = self._redis_logged = None
             except redis.RedisError as exc:
                 self.last_error = f"Redis: {exc}"
-                log.warning(
-                    "%s@%s cannot reach Redis (%s); keeping the current model",
-                    self.name,
-                    self.stage,
-                    exc,
-                )
+                now = time.monotonic()
+                if self._redis_logged is None or now - self._redis_logged >= _LOG_EVERY_S:
+                    log.warning(  # once, then once a minute: it retries every poll_s
+                        "%s@%s cannot reach Redis (%s); keeping the current model",
+                        self.name,
+                        self.stage,
+                        exc,
+                    )
+                    self._redis_logged = now
+                if self._redis_down_since is None:
+                    self._redis_down_since = now
                 self._drop_subscription()
                 self._stop.wait(self.poll_s)
             except Exception as exc:  # the watcher must outlive any one bad read

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,3 +143,64 @@ def test_eta_models_promote_with_redis_updates_the_pointer(
         assert redis_client.get(f"eta:registry:{name}:staging") == b"1"
     finally:
         redis_client.delete(f"eta:registry:{name}:staging")
+
+
+def _private_redis(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    from stream_features.stack import redis_binary, wait_for_redis
+
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_redis(f"redis://127.0.0.1:{port}/0")
+    return proc
+
+
+def test_a_handle_logs_a_lost_redis_once_and_says_when_it_is_back(
+    tmp_path: Path, artifacts: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """It retries every poll; logging each retry flooded the logs (two lines a second per
+    process) while Redis was down."""
+    from stream_features.stack import free_port
+
+    port = free_port()
+    proc = _private_redis(port, tmp_path)
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    registry = Registry(tmp_path / "models", client)
+    registry.register(artifacts[0])
+    registry.promote("eta", "1", "production")
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="predictor.models.handle"),
+            ModelHandle(registry, "eta", "production", client, poll_s=0.05) as handle,
+        ):
+            proc.terminate()
+            proc.wait(5)
+            assert wait_for(lambda: handle.last_error is not None, 10)
+            down = time.monotonic()
+            assert wait_for(lambda: time.monotonic() - down > 1.0, 2)  # 20 retries
+            warned = [r for r in caplog.records if "cannot reach Redis" in r.getMessage()]
+            proc = _private_redis(port, tmp_path)
+            assert wait_for(
+                lambda: any("reaches Redis again" in r.getMessage() for r in caplog.records),
+                10,
+            )
+            assert handle.current().version == "1"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        client.close()
+    assert len(warned) == 1, [r.getMessage() for r in warned]
