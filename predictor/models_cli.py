@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["models_app", "register"]
 
 models_app = typer.Typer(
-    help="The model registry: versions and stage aliases.", no_args_is_help=True
+    help="The model registry: versions and stage aliases.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 _console = Console()
 _OBJECTIVES = ("huber", "l1", "l2", "log_l2")

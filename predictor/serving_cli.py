@@ -8,7 +8,9 @@ import typer
 
 __all__ = ["predict_app", "register"]
 
-predict_app = typer.Typer(help="Serve predictions: the stream worker and batch scoring.")
+predict_app = typer.Typer(
+    help="Serve predictions: the stream worker and batch scoring.", rich_markup_mode=None
+)
 
 
 @predict_app.command()

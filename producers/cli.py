@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["produce_app", "register"]
 
-produce_app = typer.Typer(help="Publish simulated or recorded events.", no_args_is_help=True)
+produce_app = typer.Typer(
+    help="Publish simulated or recorded events.", no_args_is_help=True, rich_markup_mode=None
+)
 
 MAX_RATE = 500.0
 MarketsOpt = Annotated[int, typer.Option(help="markets to simulate (m1..mN)")]
@@ -312,7 +314,7 @@ def tail(
 
 
 def _tail_consumer(
-    settings: Settings, topic: str, from_beginning: bool, aliases: dict[str, str]
+    settings: Settings, topic: str, from_beginning: bool, aliases: dict[str, str] | None = None
 ) -> Any:
     import uuid
 
@@ -330,7 +332,7 @@ def _tail_consumer(
         consumer.close()
         typer.secho(f"no topic {topic!r} on {settings.kafka_bootstrap_servers}", err=True, fg="red")
         there = ", ".join(existing) or "none"
-        typer.echo(f"aliases: {', '.join(aliases)}; topics there: {there}", err=True)
+        typer.echo(f"aliases: {', '.join(aliases or {})}; topics there: {there}", err=True)
         raise typer.Exit(1)
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     consumer.assign([TopicPartition(topic, p, start) for p in sorted(found.partitions)])

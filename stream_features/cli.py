@@ -17,7 +17,9 @@ from stream_features.settings import Settings
 __all__ = ["features_app", "register"]
 
 features_app = typer.Typer(
-    help="Batch features and point-in-time training sets.", no_args_is_help=True
+    help="Batch features and point-in-time training sets.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 _console = Console()
 
