@@ -12,7 +12,7 @@ from rich.table import Table
 
 from predictor.demo.scrape import Scrape, quantile_between
 
-__all__ = ["Figures", "Tick", "figures", "render"]
+__all__ = ["Figures", "Tick", "figures", "render", "status_line"]
 
 LATENCY = "eta_stream_end_to_end_latency_seconds"
 WINDOW = "15m"
@@ -124,6 +124,33 @@ def render(f: Figures, cur: Tick, phase: str, note: str) -> Table:
     if note:
         table.caption = note
     return table
+
+
+def status_line(f: Figures, cur: Tick, elapsed_s: float, phase: str) -> str:
+    """The dashboard in one line, for output that is not a terminal (a log, a pipe, CI).
+
+    >>> from predictor.demo.scrape import parse_metrics
+    >>> tick = Tick(0.0, parse_metrics(""), parse_metrics(""), 4.2, "1")
+    >>> line = status_line(Figures(orders=120, orders_per_s=6, predictions=118, p50_ms=17.5,
+    ...                    p99_ms=24.9, versions=["1"]), tick, 21.0, "live traffic 21/60 s")
+    >>> print(line.replace(", ", ",\\n"))
+    [21 s] live traffic 21/60 s: orders 120 (6/s),
+    predictions 118,
+    latency p50/p99 17.5 ms / 24.9 ms,
+    model 1,
+    online 4.2 ms,
+    MAE —,
+    PSI — / 0 alerts,
+    dead letters 0
+    """
+    online = "—" if cur.online_ms is None else f"{cur.online_ms:.1f} ms"
+    mae = "—" if f.mae_s is None else f"{f.mae_s:,.0f} s"
+    return (
+        f"[{elapsed_s:.0f} s] {phase}: orders {f.orders:,.0f} ({f.orders_per_s:,.0f}/s), "
+        f"predictions {f.predictions:,.0f}, latency p50/p99 {_ms(f.p50_ms)} / {_ms(f.p99_ms)}, "
+        f"model {', '.join(f.versions) or '—'}, online {online}, MAE {mae}, "
+        f"PSI {_psi(f.psi_max)} / {f.alerts:.0f} alerts, dead letters {f.dead_letters:,.0f}"
+    )
 
 
 def _psi(value: float | None) -> str:

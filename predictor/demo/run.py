@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from predictor.demo.dashboard import Figures, Tick, figures, render
+from predictor.demo.dashboard import Figures, Tick, figures, render, status_line
 from predictor.demo.plan import ETA, DemoConfig, history_end, live_traffic, prepare_steps
 from predictor.demo.processes import DemoError, Service, run_step
 from predictor.demo.scrape import scrape
@@ -40,6 +40,9 @@ from stream_features.settings import Settings
 from stream_features.stack import free_port, start_stack
 
 __all__ = ["DemoSummary", "run_demo"]
+
+_PLAIN_EVERY_S = 10.0
+"""How often the demo prints a status line when its output is not a terminal."""
 
 
 @dataclass
@@ -271,7 +274,11 @@ def _dashboard(
     current = Figures()
     swap: threading.Thread | None = None
     settled_at: float | None = None
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
+    # On a terminal a live dashboard; in a log or a pipe Live would print only its last frame
+    # (the drained one, 0 orders/s), so a status line every _PLAIN_EVERY_S and at each phase.
+    live = None if not console.is_terminal else Live(console=console, refresh_per_second=4)
+    printed: tuple[float, str] | None = None
+    with live or nullcontext():
         while True:
             time.sleep(1.0)  # the dashboard's refresh period, not a wait for a result
             for service in services.values():
@@ -303,7 +310,15 @@ def _dashboard(
                 if summary.swap_at_s is not None
                 else f"model {staged} (staging) is promoted at {config.live_s / 2:.0f} s"
             )
-            live.update(render(current, cur, phase, note))
+            if live is not None:
+                live.update(render(current, cur, phase, note))
+            elif (
+                printed is None
+                or printed[1] != phase.split()[0]
+                or (elapsed - printed[0] >= _PLAIN_EVERY_S)
+            ):
+                console.print(status_line(current, cur, elapsed, phase), soft_wrap=True)
+                printed = (elapsed, phase.split()[0])
             prev = cur
             if not traffic.alive():
                 if traffic.proc.returncode:

@@ -37,3 +37,7 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     assert report.stat().st_size > 10_000
     assert any(Path(summary["paths"]["batch predictions"]).rglob("*.parquet"))
     assert "etastream demo: done" in run.stdout
+    # not a terminal: a status line as it goes (Live would print only its drained last frame)
+    lines = [line for line in run.stdout.splitlines() if "s] live traffic" in line]
+    assert len(lines) >= 2 and all("predictions" in line for line in lines), run.stdout[-3000:]
+    assert any("s] draining:" in line for line in run.stdout.splitlines())
