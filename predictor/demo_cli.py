@@ -55,7 +55,7 @@ def demo(
         raise typer.Exit(1) from None
     table = Table(title=f"etastream demo: done in {summary.seconds:.0f} s", title_justify="left")
     table.add_column("what")
-    table.add_column("where / how many")
+    table.add_column("where / how many", overflow="fold")  # a path whole, over two lines
     for name, path in summary.paths.items():
         table.add_row(name, path)
     table.add_row("orders consumed by the worker", f"{summary.orders_consumed:,.0f}")
@@ -69,7 +69,9 @@ def demo(
     table.add_row("worker exit code after SIGTERM", str(summary.worker_exit))
     console.print(table)
     console.print(
-        f"open {summary.paths.get('report', '')} in a browser; summary: {out}/summary.json"
+        f"open {summary.paths.get('report', '')} in a browser; summary: "
+        f"{(out / 'summary.json').resolve()}",
+        soft_wrap=True,
     )
 
 

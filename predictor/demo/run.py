@@ -28,6 +28,7 @@ from confluent_kafka import Consumer
 from rich.console import Console
 from rich.live import Live
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from predictor.demo.dashboard import Figures, Tick, figures, render, status_line
 from predictor.demo.plan import ETA, DemoConfig, history_end, live_traffic, prepare_steps
@@ -202,6 +203,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
             "training set": str(out / "training_set.parquet"),
             "model registry": str(out / "models"),
             "logs": str(logs),
+            "stack (Redis AOF, the monitor's records)": str(out / "stack"),
         }
 
         services = {
@@ -343,6 +345,9 @@ def _promote(env: dict[str, str], version: str) -> None:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    return Progress(  # a long title folds: at 80 columns it cut the time column to "0…"
+        SpinnerColumn(),
+        TextColumn("{task.description}", table_column=Column(ratio=1, overflow="fold")),
+        TimeElapsedColumn(),
+        console=console,
     )
