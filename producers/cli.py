@@ -218,6 +218,7 @@ def replay(
     """Replay a recorded log in its order, gaps scaled by SPEED; bad lines are reported."""
     from producers.console import print_counts, print_rejections, replay_progress
     from producers.errors import PublishError
+    from producers.replay import ReplayReport
     from producers.replay import replay as run_replay
     from stream_features.event_log import count_records, iter_log, log_format
 
@@ -230,16 +231,21 @@ def replay(
     factor = _parse_speed(speed)
     settings = _settings_with_broker()
     publisher = _publisher(settings)
+    report, interrupted = ReplayReport(), False
     try:
         with publisher, replay_progress(file.name, count_records(file)) as on_line:
-            report = run_replay(
-                iter_log(file),
-                publisher.publish,
-                factor,
-                wait=publisher.poll,
-                keep_rejections=show_rejected,
-                on_line=on_line,
-            )
+            try:
+                run_replay(
+                    iter_log(file),
+                    publisher.publish,
+                    factor,
+                    wait=publisher.poll,
+                    keep_rejections=show_rejected,
+                    on_line=on_line,
+                    report=report,
+                )
+            except KeyboardInterrupt:  # what was sent is flushed and reported, then exit 130
+                interrupted = True
     except PublishError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(1) from None
@@ -249,7 +255,7 @@ def replay(
         else "none"
     )
     print_counts(
-        f"replayed {file}",
+        f"replayed {file}" + (" (interrupted: Ctrl-C)" if interrupted else ""),
         report.by_type,
         {
             "sent": report.sent,
@@ -260,6 +266,8 @@ def replay(
         },
     )
     print_rejections(report.rejections, report.rejected)
+    if interrupted:
+        raise typer.Exit(130)
 
 
 def _parse_speed(speed: str) -> float | None:

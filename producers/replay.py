@@ -54,12 +54,34 @@ def replay(
     clock: Callable[[], float] = time.monotonic,
     keep_rejections: int = 20,
     on_line: Callable[[LogLine], None] | None = None,
+    report: ReplayReport | None = None,
 ) -> ReplayReport:
-    """Publish every valid event of ``lines`` in order, paced by ``speed`` (None: no pacing)."""
+    """Publish every valid event of ``lines`` in order, paced by ``speed`` (None: no pacing).
+
+    ``report`` is filled as the replay goes, so a caller interrupted half-way (Ctrl-C) still
+    has what was sent."""
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be positive, got {speed}")
-    report = ReplayReport()
+    report = ReplayReport() if report is None else report
     wall0 = clock()
+    try:
+        _publish_all(lines, publish, speed, wait, clock, keep_rejections, on_line, report, wall0)
+    finally:
+        report.wall_s = clock() - wall0
+    return report
+
+
+def _publish_all(
+    lines: Iterable[LogLine],
+    publish: Callable[[Event], None],
+    speed: float | None,
+    wait: Callable[[float], None],
+    clock: Callable[[], float],
+    keep_rejections: int,
+    on_line: Callable[[LogLine], None] | None,
+    report: ReplayReport,
+    wall0: float,
+) -> None:
     first_s: float | None = None
     for line in lines:
         if on_line is not None:
@@ -82,5 +104,3 @@ def replay(
             report.first_event_at = at
         if report.last_event_at is None or at > report.last_event_at:
             report.last_event_at = at
-    report.wall_s = clock() - wall0
-    return report

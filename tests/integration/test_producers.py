@@ -157,6 +157,39 @@ def test_replay_cli_reports_a_malformed_line_and_sends_everything_else(
     _assert_routed(settings, events, got)
 
 
+def test_replay_interrupted_by_ctrl_c_reports_what_it_sent(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A real-time replay of a long log is stopped with Ctrl-C: what was sent is flushed and
+    summed up (it exited 130 with no summary before), the exit code says interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    ensure_topics(settings)
+    path = tmp_path / "long.parquet"
+    write_log(path, list(Marketplace(SMALL, seed=6).events(START, START + timedelta(hours=2))))
+    eta = [sys.executable, "-c", "from predictor.cli import main; main()"]
+    proc = subprocess.Popen(
+        [*eta, "produce", "replay", str(path), "--speed", "10"],
+        env={**os.environ, **_env(settings), "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _read(settings, Routes.from_settings(settings).topics(), 1)  # it has started sending
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: Ctrl-C" in out and "Traceback" not in err, out + err
+    sent = next(line for line in out.splitlines() if " sent " in f" {line} ")
+    assert int("".join(c for c in sent.split("sent")[1] if c.isdigit())) >= 1, out
+
+
 def test_simulate_cli_publishes_live_events_stamped_around_now(settings: Settings) -> None:
     before = datetime.now(UTC)
     result = CliRunner().invoke(
