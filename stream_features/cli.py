@@ -55,15 +55,17 @@ def up() -> None:
 
 
 def schema(name: str = typer.Argument(None, help="one message name; all when omitted")) -> None:
-    """Print the JSON Schema of every message on the wire."""
+    """Print the JSON Schema of every message on the wire (by name), or of one (bare, so it
+    can go straight to a validator)."""
     from stream_features.contract import json_schemas
 
     schemas = json_schemas()
-    if name is not None:
-        if name not in schemas:
-            raise typer.BadParameter(f"{name!r} is not one of {', '.join(schemas)}")
-        schemas = {name: schemas[name]}
-    print(json.dumps(schemas, indent=2))
+    if name is None:
+        print(json.dumps(schemas, indent=2))
+        return
+    if name not in schemas:
+        raise typer.BadParameter(f"{name!r} is not one of {', '.join(schemas)}")
+    print(json.dumps(schemas[name], indent=2))
 
 
 def _parse_time(value: str | None) -> datetime:
