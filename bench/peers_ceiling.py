@@ -14,7 +14,6 @@ SIGTERM stops it after a flush.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer
 from peers_check import WINDOW_BUCKETS, bucket_of
+from peers_loop import run_loop
 
 __all__ = ["StoreCounts", "main", "run"]
 
@@ -126,19 +126,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--redis-url", default="")  # unused: the state is in this process
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--state-dir", required=True)  # unused: nothing is kept on disk
-    parser.add_argument("--variant", choices=("dict",), default="dict")
-    args = parser.parse_args()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(args, stop)
+    run_loop(__doc__ or "", run, ("dict",), needs_redis=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ process; SIGTERM stops it after a flush.
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 import time
 
@@ -18,6 +17,7 @@ import orjson
 import redis
 from confluent_kafka import Consumer, Producer
 from peers_check import WINDOW_BUCKETS, bucket_of
+from peers_loop import run_loop
 
 __all__ = ["main", "run"]
 
@@ -67,19 +67,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--state-dir", required=True)  # unused: the state is in Redis
-    parser.add_argument("--variant", default="per-event")
-    args = parser.parse_args()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(args, stop)
+    run_loop(__doc__ or "", run, ("per-event",), needs_redis=True)
 
 
 if __name__ == "__main__":
