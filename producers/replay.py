@@ -64,43 +64,29 @@ def replay(
         raise ValueError(f"speed must be positive, got {speed}")
     report = ReplayReport() if report is None else report
     wall0 = clock()
+    first_s: float | None = None
     try:
-        _publish_all(lines, publish, speed, wait, clock, keep_rejections, on_line, report, wall0)
+        for line in lines:
+            if on_line is not None:
+                on_line(line)
+            if line.event is None:
+                report.rejected += 1
+                if len(report.rejections) < keep_rejections:
+                    report.rejections.append(Rejection(line.line_no, str(line.error)))
+                continue
+            at = event_time(line.event)
+            stamp = at.timestamp()
+            if speed is not None:
+                if first_s is None:
+                    first_s = stamp
+                wait_until(wall0 + (stamp - first_s) / speed, clock, wait)
+            publish(line.event)
+            report.sent += 1
+            report.by_type[line.event.type] += 1
+            if report.first_event_at is None or at < report.first_event_at:
+                report.first_event_at = at
+            if report.last_event_at is None or at > report.last_event_at:
+                report.last_event_at = at
     finally:
         report.wall_s = clock() - wall0
     return report
-
-
-def _publish_all(
-    lines: Iterable[LogLine],
-    publish: Callable[[Event], None],
-    speed: float | None,
-    wait: Callable[[float], None],
-    clock: Callable[[], float],
-    keep_rejections: int,
-    on_line: Callable[[LogLine], None] | None,
-    report: ReplayReport,
-    wall0: float,
-) -> None:
-    first_s: float | None = None
-    for line in lines:
-        if on_line is not None:
-            on_line(line)
-        if line.event is None:
-            report.rejected += 1
-            if len(report.rejections) < keep_rejections:
-                report.rejections.append(Rejection(line.line_no, str(line.error)))
-            continue
-        at = event_time(line.event)
-        stamp = at.timestamp()
-        if speed is not None:
-            if first_s is None:
-                first_s = stamp
-            wait_until(wall0 + (stamp - first_s) / speed, clock, wait)
-        publish(line.event)
-        report.sent += 1
-        report.by_type[line.event.type] += 1
-        if report.first_event_at is None or at < report.first_event_at:
-            report.first_event_at = at
-        if report.last_event_at is None or at > report.last_event_at:
-            report.last_event_at = at
