@@ -137,6 +137,9 @@ def batch_lookup_keys(feature: BatchFeature, order: OrderCreated, created_ms: in
 _DERIVED_ORDER = ("order__hour_of_day", "order__day_of_week", "order__store_category")
 _PLAIN_ORDER = [j for j, f in enumerate(ORDER_FEATURES) if f.name not in _DERIVED_ORDER]
 _plain_fields = attrgetter(*(ORDER_FEATURES[j].field for j in _PLAIN_ORDER))
+_HOUR, _WEEKDAY, _CATEGORY = (
+    [f.name for f in ORDER_FEATURES].index(name) for name in _DERIVED_ORDER
+)
 
 
 def order_matrix(
@@ -152,10 +155,9 @@ def order_matrix(
         return out
     out[:, _PLAIN_ORDER] = np.array([_plain_fields(o) for o in orders], dtype=np.float64)
     codes = {c: category_code(c) for c in {o.store_category for o in orders}}
-    names = [f.name for f in ORDER_FEATURES]
-    out[:, names.index("order__store_category")] = [codes[o.store_category] for o in orders]
-    out[:, names.index("order__hour_of_day")] = (created_ms // 3_600_000) % 24
-    out[:, names.index("order__day_of_week")] = (created_ms // 86_400_000 + 3) % 7
+    out[:, _CATEGORY] = [codes[o.store_category] for o in orders]
+    out[:, _HOUR] = (created_ms // 3_600_000) % 24
+    out[:, _WEEKDAY] = (created_ms // 86_400_000 + 3) % 7
     return out
 
 
