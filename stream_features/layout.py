@@ -23,7 +23,6 @@ from stream_features.definitions import (
     ORDER_FEATURES,
     STREAM_FEATURES,
     BatchFeature,
-    StreamFeature,
     category_code,
     feature_names,
 )
@@ -82,11 +81,11 @@ def _raw_reads() -> tuple[RawRead, ...]:
             for name in feature.of:
                 source = by_name[name]
                 add(RawRead(entity, source.signal, (source.window_s or 0) // BUCKET_S))
-    return tuple(reads)
+    return tuple(sorted(reads, key=lambda r: r.entity != "s"))  # the store's reads first
 
 
 RAW_READS = _raw_reads()
-"""Every raw integer a row needs, in the order the state backends return them."""
+"""Every raw integer a row needs: the store's, then the market's (``replay_state.read_row``)."""
 
 
 def _signal_keep() -> dict[tuple[str, str], int]:
@@ -161,30 +160,42 @@ def order_matrix(
     return out
 
 
-def _stream_column(
-    feature: StreamFeature,
-    raw: npt.NDArray[np.float64],
-    index: dict[RawRead, int],
-    by_name: dict[str, StreamFeature],
-) -> npt.NDArray[np.float64]:
-    entity = ENTITY_PREFIX[feature.entity]
+@dataclass(frozen=True)
+class _Column:
+    """How one streaming feature is derived from the raw reads (positions in ``RAW_READS``):
+    ``num`` alone (a count, sum, gauge), or ``num / den / scale`` where ``den > 0``."""
 
-    def col(signal: str, window_s: int | None) -> npt.NDArray[np.float64]:
-        return raw[:, index[RawRead(entity, signal, (window_s or 0) // BUCKET_S)]]
+    num: int
+    den: int | None
+    scale: float
+    default: float
 
-    if feature.agg in ("count", "sum", "running", "last"):
-        return col(feature.signal, feature.window_s)
-    assert feature.of is not None
-    if feature.agg == "mean":
-        num, den = col(feature.of[0], feature.window_s), col(feature.of[1], feature.window_s)
-        scale = 1000.0 if feature.of[0].endswith("_s") else 1.0  # durations are summed in ms
-    else:  # ratio of two other features
-        a, b = (by_name[name] for name in feature.of)
-        num, den, scale = col(a.signal, a.window_s), col(b.signal, b.window_s), 1.0
-    out = np.full(len(raw), feature.default, dtype=np.float64)
-    ok = den > 0
-    out[ok] = num[ok] / den[ok] / scale
-    return out
+
+def _stream_plan() -> tuple[_Column, ...]:
+    index = {read: j for j, read in enumerate(RAW_READS)}
+    by_name = {f.name: f for f in STREAM_FEATURES}
+    plan: list[_Column] = []
+    for feature in STREAM_FEATURES:
+        entity = ENTITY_PREFIX[feature.entity]
+
+        def at(signal: str, window_s: int | None, entity: str = entity) -> int:
+            return index[RawRead(entity, signal, (window_s or 0) // BUCKET_S)]
+
+        if feature.agg in ("count", "sum", "running", "last"):
+            plan.append(_Column(at(feature.signal, feature.window_s), None, 1.0, feature.default))
+            continue
+        assert feature.of is not None
+        if feature.agg == "mean":
+            num, den = at(feature.of[0], feature.window_s), at(feature.of[1], feature.window_s)
+            scale = 1000.0 if feature.of[0].endswith("_s") else 1.0  # durations summed in ms
+        else:  # ratio of two other features
+            a, b = (by_name[name] for name in feature.of)
+            num, den, scale = at(a.signal, a.window_s), at(b.signal, b.window_s), 1.0
+        plan.append(_Column(num, den, scale, feature.default))
+    return tuple(plan)
+
+
+_STREAM_PLAN = _stream_plan()
 
 
 def finish_rows(
@@ -204,27 +215,18 @@ def finish_rows(
     out = np.empty((n, len(names)), dtype=np.float64)
     width = len(ORDER_FEATURES)
     out[:, :width] = order_matrix(orders, np.asarray(created_ms, dtype=np.int64))
-    index = {read: j for j, read in enumerate(RAW_READS)}
-    by_name = {f.name: f for f in STREAM_FEATURES}
     col = width
     filled = np.nan_to_num(raw, nan=0.0)  # once, not per feature: it dominates a 1-row call
-    for feature in STREAM_FEATURES:
-        values = _stream_column(feature, filled, index, by_name)
-        if feature.agg != "ratio" and feature.agg != "mean":
-            missing = np.isnan(
-                raw[
-                    :,
-                    index[
-                        RawRead(
-                            ENTITY_PREFIX[feature.entity],
-                            feature.signal,
-                            (feature.window_s or 0) // BUCKET_S,
-                        )
-                    ],
-                ]
-            )
-            values = np.where(missing, feature.default, values)
-        out[:, col] = values
+    missing = np.isnan(raw)
+    for column in _STREAM_PLAN:
+        if column.den is None:  # a plain read: its default where the entity has no state
+            out[:, col] = np.where(missing[:, column.num], column.default, filled[:, column.num])
+        else:
+            num, den = filled[:, column.num], filled[:, column.den]
+            values = np.full(n, column.default, dtype=np.float64)
+            ok = den > 0
+            values[ok] = num[ok] / den[ok] / column.scale
+            out[:, col] = values
         col += 1
     resolved: dict[str, npt.NDArray[np.float64]] = {}
     for j, bfeature in enumerate(BATCH_FEATURES):  # fallbacks are declared before their users

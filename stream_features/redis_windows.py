@@ -1,135 +1,106 @@
-"""The streaming path: window updates and row reads in Redis, one script call per batch.
+"""The streaming path: partition-local window state in the worker, written behind to Redis.
 
-The Lua script (``redis_windows.lua``) holds the rules; this module generates its tables from
-the feature definitions, packs a batch of events into one ``EVALSHA`` and turns the flat reply
-into ``FeatureRows`` through the same ``finish_rows`` the in-memory replay uses.
+``RedisFeatureSource`` keeps one ``ReplayState`` (the rules) per partition the worker owns
+and applies each batch to it in memory. After the batch, one round trip (MULTI/EXEC, so a
+failure leaves Redis at a batch boundary) writes what changed: the views of the changed
+entities, which the API and the batch job read, and the partitions' dedup ids and outstanding
+orders, which a new owner loads (``state_codec`` has the layout). The engine commits offsets
+only after this returns, so Redis is the recovery point: a successor loads the partition's
+state and consumes from the committed offset, and dedup keeps a replayed event from counting
+twice. When the write fails, the partitions of the batch are dropped from memory and loaded
+again on the retry, so memory never runs ahead of Redis.
 
-A call has three stages, ``prepare`` (pack the events), ``execute`` (the round trip) and
-``finish`` (the reply to rows), so an engine can keep the round trip alone on its I/O thread:
-Redis then waits for no Python between one batch's script and the next.
+Market features draw on every store partition: a market has one partial per partition, each
+counted by the partition's owner. A read adds the partials of the other partitions this
+worker owns (live) and of partitions other workers own (read back with each batch's write,
+so at most one batch of theirs, plus one of ours, stale; docs/streaming.md).
 
-Keys (all under ``key_prefix``): ``s:<store>`` / ``m:<market>`` hashes of packed bucket totals
-and gauges, ``e:<entity key>`` hashes of recently seen event ids (the dedup horizon),
-``o:<store>`` hashes of outstanding orders, ``batch:current`` and ``b:<version>:…`` for batch
-features (the script's header has the layout).
-One script touches store and market keys together, so it needs a single Redis node (or a
-cluster where every key of a batch hashes to one slot); see docs/features.md.
+``read`` is the online read: the views of the orders' stores and markets from Redis, read by
+the same ``read_row``; it changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-import orjson
 import redis
 
-from stream_features.contract import (
-    DasherEvent,
-    Event,
-    MarketSupplySnapshot,
-    OrderCreated,
-    OrderDelivered,
-    event_id,
-    to_ms,
+from stream_features.contract import Event, OrderCreated, to_ms
+from stream_features.definitions import BATCH_FEATURES
+from stream_features.replay_state import (
+    BatchTable,
+    Changes,
+    EntityState,
+    ReplayState,
+    feature_rows,
+    read_row,
 )
-from stream_features.definitions import BATCH_FEATURES, feature_names
-from stream_features.layout import DASHER_DELTA, RAW_READS, SIGNAL_KEEP, finish_rows, hour_of_week
+from stream_features.state_codec import (
+    decode_view,
+    encode_view,
+    entity_key,
+    index_key,
+    orders_key,
+    seen_key,
+)
 from stream_features.vectors import FeatureRows
 
-__all__ = ["PreparedCall", "RedisFeatureSource", "script_source"]
+__all__ = ["BatchCache", "RedisFeatureSource"]
 
 _STATS = ("applied", "duplicates", "late", "unmatched")
+_FIRST_KEYS = tuple(dict.fromkeys(f.keys[0] for f in BATCH_FEATURES))
+_SWEEP_EVERY = 256  # batches between sweeps of idle entities from memory
 
 
-def _lua_str(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
-def script_source() -> str:
-    """The Lua script with its tables generated from the definitions."""
-    reads = ", ".join(
-        f"{{{_lua_str(r.entity)}, {_lua_str(r.signal)}, {r.buckets}}}" for r in RAW_READS
-    )
-    keep: dict[str, list[str]] = {"s": [], "m": []}
-    for (entity, signal), buckets in SIGNAL_KEEP.items():
-        keep[entity].append(f"[{_lua_str(signal)}] = {buckets}")
-    groups: dict[str, list[tuple[int, str, str]]] = {}
-    for position, f in enumerate(BATCH_FEATURES, 1):
-        extra = f.keys[1] if len(f.keys) > 1 else ""
-        groups.setdefault(f.keys[0], []).append((position, f.name, extra))
-    batch_groups = ", ".join(
-        f"{{{_lua_str(key)}, "
-        f"{{{', '.join(f'{{{_lua_str(n)}, {_lua_str(x)}}}' for _, n, x in members)}}}, "
-        f"{{{', '.join(str(p) for p, _, _ in members)}}}, "
-        f"{{{', '.join(_lua_str(x) for x in sorted({x for _, _, x in members if x}))}}}}}"
-        for key, members in groups.items()
-    )
-    body = resources.files("stream_features").joinpath("redis_windows.lua").read_text()
-    return (
-        f"local READS = {{{reads}}}\n"
-        f"local KEEP = {{s = {{{', '.join(keep['s'])}}}, m = {{{', '.join(keep['m'])}}}}}\n"
-        f"local N_BATCH = {len(BATCH_FEATURES)}\n"
-        f"local BATCH_GROUPS = {{{batch_groups}}}\n" + body
-    )
+class BatchCache:
+    """The batch features of the current version, loaded hash by hash as orders need them.
 
+    A hash ``b:<version>:<key name>:<key value>`` holds every feature addressed by that key
+    value; once loaded (found or not) it is not asked for again until the version changes.
+    """
 
-@dataclass(frozen=True)
-class PreparedCall:
-    """One batch packed for the script: its arguments, and the orders whose rows come back."""
+    def __init__(self, prefix: str, max_hashes: int = 50_000) -> None:
+        self._prefix = prefix
+        self._max = max_hashes
+        self.version: str | None = None
+        self.tables: BatchTable = {}
+        self._loaded: set[str] = set()
 
-    args: list[str | int | bytes]
-    orders: list[OrderCreated]
+    def set_version(self, version: bytes | str | None) -> None:
+        text = None if version is None else _text(version)
+        if text != self.version or len(self._loaded) > self._max:
+            self.version = text
+            self.tables = {}
+            self._loaded = set()
 
+    def missing(self, orders: Iterable[OrderCreated]) -> list[str]:
+        """The hashes the orders need that are not loaded yet."""
+        if self.version is None:
+            return []
+        base = f"{self._prefix}b:{self.version}:"
+        wanted: set[str] = set()
+        for order in orders:
+            for name in _FIRST_KEYS:
+                wanted.add(f"{base}{name}:{getattr(order, name)}")
+        return sorted(wanted - self._loaded)
 
-def _pack(event: Event) -> list[str | int]:
-    if isinstance(event, OrderCreated):
-        ts = to_ms(event.created_at)
-        return [
-            "C",
-            event_id(event),
-            ts,
-            event.store_id,
-            event.market_id,
-            event.order_id,
-            event.store_category,
-            hour_of_week(ts),
-            (ts // 3_600_000) % 24,
-        ]
-    if isinstance(event, OrderDelivered):
-        return [
-            "D",
-            event_id(event),
-            to_ms(event.delivered_at),
-            event.store_id,
-            event.market_id,
-            event.order_id,
-            "",
-            "",
-            "",
-        ]
-    if isinstance(event, MarketSupplySnapshot):
-        return [
-            "S",
-            event_id(event),
-            to_ms(event.at),
-            "",
-            event.market_id,
-            "",
-            event.onshift_dashers,
-            event.busy_dashers,
-            "",
-        ]
-    assert isinstance(event, DasherEvent)
-    signal, delta = DASHER_DELTA[event.kind]
-    return ["E", event_id(event), to_ms(event.at), "", event.market_id, signal, delta, "", ""]
+    def fill(self, keys: Sequence[str], replies: Sequence[dict[Any, Any]]) -> None:
+        for key, reply in zip(keys, replies, strict=True):
+            head = key.rsplit(":", 1)[1]
+            for raw_field, raw_value in reply.items():
+                name, _, rest = _text(raw_field).partition("|")
+                lookup = f"{head}|{rest}" if rest else head
+                self.tables.setdefault(name, {})[lookup] = float(raw_value)
+            self._loaded.add(key)
 
 
 class RedisFeatureSource:
-    """``FeatureSource`` backed by Redis: what every stream worker and API process shares."""
+    """``FeatureSource`` of the stream worker (and, through ``read``, of the API)."""
 
     def __init__(
         self,
@@ -143,55 +114,231 @@ class RedisFeatureSource:
     ) -> None:
         self._client = client
         self._prefix = key_prefix
-        self._lateness_ms = lateness_s * 1000
-        self._max_out_ms = max_outstanding_s * 1000
+        self._lateness_s = lateness_s
+        self._max_outstanding_s = max_outstanding_s
         self._ttl_ms = max(entity_ttl_s, dedup_ttl_s) * 1000
-        self._script = client.register_script(script_source())
-        self._names = feature_names()
+        self._parts: dict[int, ReplayState] = {}
+        self._remote: dict[str, dict[int, EntityState]] = {}  # market → partition → partial
+        self._batch = BatchCache(key_prefix)
+        self._batches = 0
 
-    def update_and_read(self, events: Sequence[Event]) -> FeatureRows:
-        prepared = self.prepare(events)
-        return self.finish(prepared, self.execute(prepared))
+    # --- ownership ------------------------------------------------------------------------------
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
 
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Own ``partitions``: load each new one's state from Redis (its recovery point)."""
+        new = [p for p in dict.fromkeys(partitions) if p not in self._parts]
+        if not new:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for p in new:
+            pipe.smembers(index_key(self._prefix, p))
+            pipe.hgetall(seen_key(self._prefix, p))
+            pipe.hgetall(orders_key(self._prefix, p))
+        replies = pipe.execute()
+        loaded: dict[int, tuple[list[str], dict[Any, Any], dict[Any, Any]]] = {}
+        views = self._client.pipeline(transaction=False)
+        for i, p in enumerate(new):
+            members = sorted(_text(m) for m in replies[3 * i])
+            loaded[p] = (members, replies[3 * i + 1], replies[3 * i + 2])
+            for key in members:
+                views.hget(entity_key(self._prefix, key), str(p))
+        view_replies = iter(views.execute())
+        for p in new:
+            members, seen, orders = loaded[p]
+            state = self._new_state()
+            for key in members:
+                raw = next(view_replies)
+                if raw is not None:
+                    state.entities[key] = decode_view(raw)
+            for table, target in ((seen, "seen"), (orders, "orders")):
+                for raw_field, raw_value in table.items():
+                    key, _, ref = _text(raw_field).partition("|")
+                    entity = state.entities.get(key)
+                    if entity is not None:
+                        getattr(entity, target)[ref] = int(raw_value)
+            self._parts[p] = state
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Stop owning ``partitions``: their state leaves memory (Redis has it)."""
+        for p in partitions:
+            self._parts.pop(p, None)
+
+    def _new_state(self) -> ReplayState:
+        state = ReplayState(lateness_s=self._lateness_s, max_outstanding_s=self._max_outstanding_s)
+        state.batch = self._batch.tables
+        return state
+
+    # --- the stream -----------------------------------------------------------------------------
+    def update_and_read(
+        self, events: Sequence[Event], partitions: Sequence[int] | None = None
+    ) -> FeatureRows:
+        """Apply ``events`` (``partitions[i]`` is the partition of ``events[i]``; all 0 when
+        not given) and return a row per order, then write the changes behind."""
+        parts_of = list(partitions) if partitions is not None else [0] * len(events)
+        self.assign(set(parts_of) - set(self._parts))
+        orders = [e for e in events if e.type == "OrderCreated"]
+        self._load_batch_features(orders)
+        for state in self._parts.values():
+            state.changes = Changes()
+            state.batch = self._batch.tables
+        self._link_markets({"m:" + e.market_id for e in events})
+        before = {p: dict(s.stats) for p, s in self._parts.items()}
+        raws: list[list[float]] = []
+        fresh: list[float] = []
+        batch: list[list[float]] = []
+        parts = self._parts
+        for event, p in zip(events, parts_of, strict=True):
+            state = parts[p]
+            if event.type == "OrderCreated":
+                ts = to_ms(event.created_at)
+                raw, age = state.raw(event, ts)
+                raws.append(raw)
+                fresh.append(age)
+                batch.append(state.batch_values(event, ts))
+            state.apply(event)
+        stats = {
+            key: sum(s.stats[key] - before[p][key] for p, s in parts.items()) for key in _STATS
+        }
+        self._write_behind()
+        return feature_rows(orders, raws, fresh, batch, stats)
+
+    def _load_batch_features(self, orders: Sequence[OrderCreated]) -> None:
+        if self._batches == 0:
+            self._batch.set_version(self._client.get(f"{self._prefix}batch:current"))
+        missing = self._batch.missing(orders)
+        if missing:
+            pipe = self._client.pipeline(transaction=False)
+            for key in missing:
+                pipe.hgetall(key)
+            self._batch.fill(missing, pipe.execute())
+            for state in self._parts.values():
+                state._batch_memo.clear()
+
+    def _link_markets(self, markets: set[str]) -> None:
+        """Give each partition the other partials of the batch's markets."""
+        if len(self._parts) == 1 and not self._remote:
+            return
+        for p, state in self._parts.items():
+            for mkey in markets:
+                others = [
+                    s.entities[mkey]
+                    for q, s in self._parts.items()
+                    if q != p and mkey in s.entities
+                ]
+                others.extend(
+                    partial
+                    for q, partial in self._remote.get(mkey, {}).items()
+                    if q not in self._parts
+                )
+                state.market_partials[mkey] = others
+
+    def _write_behind(self) -> None:
+        """One MULTI/EXEC with every change of the batch, and the other partitions' market
+        partials and the batch-feature version read back for the next batch."""
+        prefix = self._prefix
+        pipe = self._client.pipeline(transaction=True)
+        touched_markets: set[str] = set()
+        for p, state in self._parts.items():
+            changes = state.changes
+            state.changes = None
+            if changes is None:
+                continue
+            field = str(p)
+            for key in changes.views:
+                entity = state.entities[key]
+                pipe.hset(entity_key(prefix, key), field, encode_view(entity))
+                if key[0] == "m":
+                    touched_markets.add(key)
+            if changes.created:
+                pipe.sadd(index_key(prefix, p), *sorted(changes.created))
+            if changes.seen_added:
+                pipe.hset(seen_key(prefix, p), mapping=changes.seen_added)  # type: ignore[arg-type]  # str → int
+            if changes.seen_dropped:
+                pipe.hdel(seen_key(prefix, p), *changes.seen_dropped)
+            if changes.orders_added:
+                pipe.hset(orders_key(prefix, p), mapping=changes.orders_added)  # type: ignore[arg-type]  # str → int
+            if changes.orders_dropped:
+                pipe.hdel(orders_key(prefix, p), *changes.orders_dropped)
+            for key in changes.pruned:
+                pipe.pexpire(entity_key(prefix, key), self._ttl_ms)
+            # the partition's own keys: a few per batch, and a hash emptied (every order
+            # delivered) and filled again would otherwise lose its TTL
+            for key, written in (
+                (index_key(prefix, p), changes.created),
+                (seen_key(prefix, p), changes.seen_added),
+                (orders_key(prefix, p), changes.orders_added),
+            ):
+                if written or changes.pruned:
+                    pipe.pexpire(key, self._ttl_ms)
+        pipe.get(f"{prefix}batch:current")
+        markets = sorted(touched_markets | set(self._remote))
+        for mkey in markets:
+            pipe.hgetall(entity_key(prefix, mkey))
+        try:
+            replies = pipe.execute()
+        except BaseException:
+            self._parts.clear()  # memory may be ahead of Redis: load again on the retry
+            raise
+        self._batches += 1
+        tail = replies[len(replies) - len(markets) - 1 :]
+        self._batch.set_version(tail[0])
+        for mkey, partials in zip(markets, tail[1:], strict=True):
+            self._remote[mkey] = {
+                int(_text(f)): decode_view(v)
+                for f, v in partials.items()
+                if int(_text(f)) not in self._parts
+            }
+        if self._batches % _SWEEP_EVERY == 0:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop from memory the entities idle for longer than the TTL in event time (their
+        Redis keys expire with the same TTL)."""
+        for p, state in self._parts.items():
+            marks = [e.wm for e in state.entities.values() if e.wm is not None]
+            if not marks:
+                continue
+            horizon = max(marks) - self._ttl_ms
+            idle = [k for k, e in state.entities.items() if e.wm is None or e.wm < horizon]
+            for key in idle:
+                del state.entities[key]
+            if idle:
+                self._client.srem(index_key(self._prefix, p), *idle)
+
+    # --- the online read ------------------------------------------------------------------------
     def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
-        """Rows without updating: the same script, with every event id already seen."""
-        prepared = self.prepare(orders, read_only=True)
-        return self.finish(prepared, self.execute(prepared))
-
-    def prepare(self, events: Sequence[Event], read_only: bool = False) -> PreparedCall:
-        """The script's arguments for ``events`` (no I/O): the events go as one JSON array."""
-        packed: list[str | int] = []
-        for event in events:
-            packed.extend(_pack(event))
-        args: list[str | int | bytes] = [
-            self._prefix,
-            self._lateness_ms,
-            self._max_out_ms,
-            self._ttl_ms,
-            len(events),
-            int(read_only),
-            orjson.dumps(packed),
-        ]
-        return PreparedCall(args, [e for e in events if isinstance(e, OrderCreated)])
-
-    def execute(self, prepared: PreparedCall) -> Any:
-        """The one round trip: the script applied to the prepared batch, its raw reply."""
-        return self._script(args=prepared.args)
-
-    def finish(self, prepared: PreparedCall, reply: Any) -> FeatureRows:
-        """The script's reply to rows (no I/O)."""
-        orders = prepared.orders
-        n_raw, n_batch = len(RAW_READS), len(BATCH_FEATURES)
-        width = n_raw + 2 + n_batch
-        body = reply[: len(orders) * width]
-        table = np.array(
-            [np.nan if v is None else float(v) for v in body], dtype=np.float64
-        ).reshape(len(orders), width)
-        created = np.array([to_ms(o.created_at) for o in orders], dtype=np.float64)
-        ages = np.maximum(created[:, None] - table[:, n_raw : n_raw + 2], 0.0) / 1000.0
-        freshness = ages.max(axis=1) if len(orders) else np.empty(0)
-        values = finish_rows(
-            orders, created.astype(np.int64).tolist(), table[:, :n_raw], table[:, n_raw + 2 :]
+        """Rows for ``orders`` from the views in Redis, without changing any state."""
+        orders = list(orders)
+        entities = sorted(
+            {"s:" + o.store_id for o in orders} | {"m:" + o.market_id for o in orders}
         )
-        stats = dict(zip(_STATS, (int(v) for v in reply[len(orders) * width :]), strict=True))
-        return FeatureRows(self._names, values, freshness, orders, stats)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(f"{self._prefix}batch:current")
+        for key in entities:
+            pipe.hgetall(entity_key(self._prefix, key))
+        replies = pipe.execute()
+        self._batch.set_version(replies[0])
+        partials = {
+            key: [decode_view(v) for _, v in sorted(reply.items())]
+            for key, reply in zip(entities, replies[1:], strict=True)
+        }
+        missing = self._batch.missing(orders)
+        if missing:
+            fetch = self._client.pipeline(transaction=False)
+            for key in missing:
+                fetch.hgetall(key)
+            self._batch.fill(missing, fetch.execute())
+        state = ReplayState(lateness_s=self._lateness_s, batch=self._batch.tables)
+        raws, fresh, batch = [], [], []
+        for order in orders:
+            ts = to_ms(order.created_at)
+            raw, age = read_row(
+                partials["s:" + order.store_id], partials["m:" + order.market_id], ts
+            )
+            raws.append(raw)
+            fresh.append(age)
+            batch.append(state.batch_values(order, ts))
+        return feature_rows(orders, raws, fresh, batch, {key: 0 for key in _STATS})

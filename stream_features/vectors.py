@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_features.contract import Event, OrderCreated
 
-__all__ = ["FeatureRows", "FeatureSource", "StagedFeatureSource"]
+__all__ = ["FeatureRows", "FeatureSource", "PartitionedFeatureSource"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,16 @@ class FeatureSource(Protocol):
 
 
 @runtime_checkable
-class StagedFeatureSource(FeatureSource, Protocol):
-    """A source whose ``update_and_read`` splits into packing, the round trip and unpacking,
-    so an engine can run only the round trip on its I/O thread (see ``redis_windows``)."""
+class PartitionedFeatureSource(FeatureSource, Protocol):
+    """A source that keeps state per source partition (``redis_windows``): the engine says
+    which partition each event came from and which partitions it no longer owns."""
 
-    def prepare(self, events: Sequence[Event], read_only: bool = False) -> Any:
-        """The batch packed for the round trip (no I/O)."""
+    def update_and_read(
+        self, events: Sequence[Event], partitions: Sequence[int] | None = None
+    ) -> FeatureRows:
+        """As ``FeatureSource.update_and_read``; ``partitions[i]`` is ``events[i]``'s."""
         ...
 
-    def execute(self, prepared: Any) -> Any:
-        """The round trip; its raw reply."""
-        ...
-
-    def finish(self, prepared: Any, reply: Any) -> FeatureRows:
-        """The reply to rows (no I/O)."""
+    def revoke(self, partitions: Sequence[int]) -> None:
+        """Drop the state of ``partitions`` from memory (the next owner loads it)."""
         ...

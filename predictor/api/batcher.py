@@ -5,14 +5,14 @@ A request parks its orders and awaits a future; the first one to park schedules 
 ``loop.call_soon``, which runs after every handler already runnable in this turn of the event
 loop has parked too. With one request in flight that is the request alone, with no added wait;
 under load the requests that arrived while the previous flush ran form the next batch, so the
-fixed costs of a round trip (the script call, building the rows, the model call) are shared.
+fixed costs of a round trip (the Redis read, building the rows, the model call) are shared.
 
-Each order's row is read as of its own ``created_at`` with the read-only script, which applies
-nothing, so an order's answer does not depend on the others in its batch. One flush reads the
-model once: a batch is scored by exactly one version. A flush blocks the event loop while it
-scores (as a single request's scoring did before); it takes at most ``max_orders`` orders, so
-that time stays bounded and a waiting list of 1000-order requests is served over several turns.
-"""
+Each order's row is read as of its own ``created_at`` from the views the worker writes behind,
+and the read changes nothing, so an order's answer does not depend on the others in its batch.
+One flush reads the model once: a batch is scored by exactly one version. A flush blocks the
+event loop while it scores (as a single request's scoring did before); it takes at most
+``max_orders`` orders, so that time stays bounded and a waiting list of 1000-order requests is
+served over several turns."""
 
 from __future__ import annotations
 

@@ -43,7 +43,11 @@ from predictor.serving.pipeline import (
     score_batch,
 )
 from stream_features.contract import Event
-from stream_features.vectors import FeatureRows, FeatureSource, StagedFeatureSource
+from stream_features.vectors import (
+    FeatureRows,
+    FeatureSource,
+    PartitionedFeatureSource,
+)
 
 __all__ = ["ConfluentWorker", "WorkerStats"]
 
@@ -185,26 +189,23 @@ class ConfluentWorker:
     def _start(self, records: Sequence[Message]) -> _Batch:
         started = time.perf_counter()
         decoded = decode_batch(records, now_ms=time.time_ns() // 1_000_000, config=self._config)
-        call, rows_of = self._feature_call(decoded.events)
+        call, rows_of = self._feature_call(decoded.events, decoded.partitions)
         return _Batch(records, decoded, self._store.submit(call), rows_of, started)
 
     def _feature_call(
-        self, events: list[Event]
+        self, events: list[Event], partitions: list[int]
     ) -> tuple[Callable[[], Any], Callable[[Any], FeatureRows | None]]:
-        """The round trip for the feature thread, and what turns its result into rows here.
+        """The feature update for the feature thread, and what turns its result into rows.
 
-        With a staged source the packing and unpacking stay on this thread, so the feature
-        thread needs the GIL only to send and receive: the next batch's script is sent the
-        moment the last one answers, and Redis waits for no Python in between.
+        A partitioned source is told each event's partition: it applies the batch to the
+        state of the partitions this worker owns and writes the changes behind before it
+        returns, so nothing is produced (and so committed) ahead of Redis.
         """
         source = self._features
         if not events:
             return (lambda: None), (lambda _: None)
-        if isinstance(source, StagedFeatureSource):
-            prepared = source.prepare(events)
-            return (lambda: source.execute(prepared)), (
-                lambda reply: source.finish(prepared, reply)
-            )
+        if isinstance(source, PartitionedFeatureSource):
+            return (lambda: source.update_and_read(events, partitions)), (lambda rows: rows)
         return (lambda: source.update_and_read(events)), (lambda rows: rows)
 
     def _finish_oldest(self, revoked: frozenset[TopicPartitionKey] = frozenset()) -> bool:
@@ -383,6 +384,7 @@ class ConfluentWorker:
         self._seek({tp: off for tp, off in rewind.items() if tp not in revoked})
         if self._align is not None:  # what they hold was not committed: the next owner reads it
             self._align.forget(revoked)
+        self._release_state(partitions)
         log.info("partitions revoked", extra={"partitions": [_tp(p) for p in partitions]})
         self.assigned.clear()
 
@@ -393,6 +395,7 @@ class ConfluentWorker:
         self._to_commit.clear()
         if self._align is not None:
             self._align.forget((p.topic, p.partition) for p in partitions)
+        self._release_state(partitions)
         log.warning(
             "partitions lost; their uncommitted records will be read again by the next owner",
             extra={"partitions": [_tp(p) for p in partitions], "unacknowledged": dropped},
@@ -426,6 +429,23 @@ class ConfluentWorker:
             self._consumer.close()  # leaves the group now instead of after session.timeout.ms
             self._store.shutdown(wait=True)
             log.info("stream worker stopped", extra=vars(self.stats))
+
+    def _release_state(self, partitions: list[TopicPartition]) -> None:
+        """A partition's feature state leaves memory with its last source topic partition.
+
+        Orders, deliveries and dasher events of partition ``p`` share one state (the topics
+        are co-partitioned and the range assignor gives partition ``p`` of each to one
+        member); the next owner loads it from Redis, where every committed batch put it.
+        """
+        if not isinstance(self._features, PartitionedFeatureSource):
+            return
+        revoked = {(p.topic, p.partition) for p in partitions}
+        try:
+            assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
+        except KafkaException:  # closed or lost: nothing stays
+            assigned = set()
+        kept = {number for topic, number in assigned - revoked}
+        self._features.revoke(sorted({number for _, number in revoked} - kept))
 
     # --- helpers -------------------------------------------------------------------------------
 

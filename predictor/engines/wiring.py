@@ -23,10 +23,16 @@ from stream_features.vectors import FeatureSource
 if TYPE_CHECKING:
     from predictor.engines.faust_app import FaustWorker
 
-__all__ = ["RETRY_ON", "confluent_worker", "faust_worker", "redis_features"]
+__all__ = ["CO_PARTITIONED", "RETRY_ON", "confluent_worker", "faust_worker", "redis_features"]
 
 RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, TimeoutError)
 """Feature-store failures that make the engine read the batch again instead of crashing."""
+
+
+CO_PARTITIONED = {"partition.assignment.strategy": "range"}
+"""Partition p of orders, deliveries and dasher-events goes to one member, whose feature state
+(``redis_windows``) holds all three: the range assignor guarantees it for topics with the same
+partition count, as etastream creates them; round-robin and cooperative-sticky do not."""
 
 
 def redis_features(settings: Settings, redis_url: str, key_prefix: str = "") -> FeatureSource:
@@ -82,7 +88,7 @@ def confluent_worker(
     """A worker in ``settings.consumer_group`` reading the three source topics."""
     consumer_tuning, producer_tuning = _latency_tuning(settings)
     return ConfluentWorker(
-        {**consumer_config(settings), **consumer_tuning},
+        {**CO_PARTITIONED, **consumer_config(settings), **consumer_tuning},
         {**producer_config(settings), **producer_tuning},
         features,
         models,

@@ -135,6 +135,7 @@ class DecodedBatch:
     result: BatchResult
     events: list[Event]
     order_sources: list[SourceRecord]
+    partitions: list[int] = field(default_factory=list)  # the source partition of events[i]
 
 
 def decode_batch(
@@ -144,6 +145,7 @@ def decode_batch(
     result = BatchResult()
     events: list[Event] = []
     order_sources: list[SourceRecord] = []
+    partitions: list[int] = []
     for record in records:
         topic = record.topic() or ""
         result.events_by_topic[topic] += 1
@@ -156,9 +158,10 @@ def decode_batch(
             result.dead_letters_by_topic[topic] += 1
             continue
         events.append(event)
+        partitions.append(record.partition() or 0)
         if isinstance(event, OrderCreated):
             order_sources.append(record)
-    return DecodedBatch(result, events, order_sources)
+    return DecodedBatch(result, events, order_sources, partitions)
 
 
 def score_batch(

@@ -1,16 +1,23 @@
-"""SIGKILL the only worker mid-stream, start it again: every order is predicted.
+"""SIGKILL the only worker mid-stream, start it again: every order is predicted, and the
+feature state the successor recovered equals the reference replay.
 
 At-least-once: the killed worker committed only what the broker had acknowledged, so its
 successor starts at the last commit and reads again what came after (those are the duplicates);
-nothing between the last commit and the kill is skipped.
+nothing between the last commit and the kill is skipped. The successor loads its partitions'
+state from Redis, where the killed worker wrote it behind before each commit; what it reads
+again is deduplicated, so no window counts an order twice.
 """
 
 from __future__ import annotations
 
 import signal
 
+import numpy as np
 import pytest
+import redis
 
+from stream_features.redis_windows import RedisFeatureSource
+from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, live_orders
 from tests.reliability.readback import await_predicted, drain, expect_predicted
@@ -45,3 +52,14 @@ def test_sigkill_restart(served: Settings, spawn: Spawn, row: Row) -> None:
     row.notes["predictions_read_at_kill"] = read_at_kill
     assert counted.lost == 0, f"never predicted: {sorted(counted.missing)[:5]}"
     assert counted.unexpected == 0
+
+    reference = ReplayState(lateness_s=served.lateness_s)
+    for order in orders:
+        reference.apply(order)
+    probes = live_orders(200, "probe")
+    client = redis.Redis.from_url(served.redis_url_value() or "")
+    recovered = RedisFeatureSource(client, lateness_s=served.lateness_s).read(probes)
+    client.close()
+    expected = reference.read(probes)
+    np.testing.assert_array_equal(recovered.values, expected.values)
+    np.testing.assert_array_equal(recovered.freshness_s, expected.freshness_s)
