@@ -23,9 +23,11 @@ def monitor(
     Consumes the deliveries and predictions topics in its own group, keeps MAE, bias and p90
     error per model version and market over 15 min, 1 h and 24 h, compares live features and
     predictions with the model artifact's reference (PSI), and publishes summaries and alerts
-    to the monitoring topic and Prometheus. SIGTERM or Ctrl-C publishes, commits and exits 0.
-    See docs/monitoring.md.
+    to the monitoring topic and Prometheus. SIGTERM or Ctrl-C publishes, commits and exits 0;
+    with the broker down it waits at most 5 s for it, says what is left uncommitted and exits
+    3. See docs/monitoring.md.
     """
+    import logging
     import threading
 
     from predictor.engines.runner import stop_on_signals
@@ -37,7 +39,7 @@ def monitor(
     configure_logging(log_level, json_logs)
     settings = Settings()
     stop = threading.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop, logging.getLogger("etastream.monitor"))
     try:
         code = run_monitor(settings, stop, retrain)
     except EtaError as exc:

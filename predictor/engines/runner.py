@@ -35,14 +35,14 @@ def _missing(variable: str) -> EngineConfigError:
     )
 
 
-def stop_on_signals(stop: threading.Event) -> None:
+def stop_on_signals(stop: threading.Event, logger: logging.Logger = log) -> None:
     """SIGTERM/SIGINT ask for a clean stop (finish the batch, flush, commit); a second one
-    interrupts whatever is waiting."""
+    interrupts whatever is waiting. ``logger``: the service's, which says it is stopping."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        log.info("stopping on %s", signal.Signals(signum).name)
+        logger.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
