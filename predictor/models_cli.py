@@ -336,9 +336,14 @@ def history(
 def compile_version(
     ref: str = typer.Argument(..., help="NAME:VERSION, or NAME for its latest version"),
 ) -> None:
-    """Compile a version with lleaves into its cache now, so a promotion swaps in at once."""
+    """Compile a version with lleaves into its cache now, so a promotion swaps in at once.
+
+    When another process is compiling the same version, this waits for its library instead
+    of compiling it a second time.
+    """
     from predictor.errors import ModelNotFoundError
-    from predictor.models.compiled import compile_model
+    from predictor.models.compiled import PARITY_TOLERANCE_S, compile_model
+    from predictor.models.tables import compile_table
 
     settings = Settings()
     with _errors():
@@ -347,9 +352,14 @@ def compile_version(
         version = version or next(reversed(registry.versions(name)), None)
         if version is None:
             raise ModelNotFoundError(registry.root, name)
-        with _console.status(f"compiling {name}:{version}…"):
-            model = compile_model(registry.load(name, version))
-        _console.print(f"{model.name}:{model.version} compiled: {model.scoring_info}")
+        ref = f"{name}:{version}"
+        with _console.status(f"compiling {ref} with lleaves…") as status:
+
+            def waiting() -> None:
+                status.update(f"another process is compiling {ref}: waiting for its library…")
+
+            model = compile_model(registry.load(name, version), on_wait=waiting)
+        _console.print(compile_table(ref, model.scoring_info, PARITY_TOLERANCE_S))
 
 
 @models_app.command("sync-redis")

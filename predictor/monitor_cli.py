@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from predictor.monitoring.messages import RetrainReport
 
 __all__ = ["monitor", "register", "report", "retrain"]
 
@@ -23,9 +29,11 @@ def monitor(
     Consumes the deliveries and predictions topics in its own group, keeps MAE, bias and p90
     error per model version and market over 15 min, 1 h and 24 h, compares live features and
     predictions with the model artifact's reference (PSI), and publishes summaries and alerts
-    to the monitoring topic and Prometheus. SIGTERM or Ctrl-C publishes, commits and exits 0.
-    See docs/monitoring.md.
+    to the monitoring topic and Prometheus. SIGTERM or Ctrl-C publishes, commits and exits 0;
+    with the broker down it waits at most 5 s for it, says what is left uncommitted and exits
+    3. See docs/monitoring.md.
     """
+    import logging
     import threading
 
     from predictor.engines.runner import stop_on_signals
@@ -37,7 +45,7 @@ def monitor(
     configure_logging(log_level, json_logs)
     settings = Settings()
     stop = threading.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop, logging.getLogger("etastream.monitor"))
     try:
         code = run_monitor(settings, stop, retrain)
     except EtaError as exc:
@@ -110,22 +118,62 @@ def _report_target(out: Path) -> Path:
 
 def retrain(
     reason: str = typer.Option("manual", help="recorded as the run's trigger"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the RetrainReport as JSON (for scripts) instead of a table"
+    ),
 ) -> None:
     """Retrain on the monitor's recorded pairs now; staging, production only if it wins.
 
     The pairs of ETA_MODEL_NAME delivered in the last ETA_MONITOR_RETRAIN_WINDOW_S that carry
     their features are the training rows; the latest 20 % are held out. The new version is
     registered and pointed at by `staging`; it replaces production only when its holdout MAE is
-    lower than production's on the same rows.
+    lower than production's on the same rows. Exits 0 when a version was staged or promoted,
+    1 otherwise (skipped, refused, failed).
     """
+    from rich.console import Console
+
     from predictor.models_cli import _registry
     from predictor.monitoring.runner import retrain_once
     from stream_features.settings import Settings
 
     settings = Settings()
-    result = retrain_once(settings, _registry(settings), reason)
-    typer.echo(result.model_dump_json(indent=2))
+    console = Console()
+    with console.status(f"retraining {settings.model_name} on the recorded pairs…"):
+        result = retrain_once(settings, _registry(settings), reason)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        console.print(_retrain_table(result))
     raise typer.Exit(0 if result.outcome in ("promoted", "staged") else 1)
+
+
+def _retrain_table(report: RetrainReport) -> Table:
+    """One retraining run: what it trained on, the two holdout MAEs, where the stages are."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    colour = {"promoted": "green", "staged": "green", "skipped": "yellow"}.get(
+        report.outcome, "red"
+    )
+
+    def seconds(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.1f}"
+
+    table = Table(title=f"retraining {report.model_name}", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")
+    for key, value in (
+        ("outcome", f"[bold {colour}]{report.outcome}[/]: {escape(report.reason)}"),
+        ("trigger", escape(report.trigger)),
+        ("rows / held out", f"{report.rows:,} / {report.holdout_rows:,}"),
+        ("holdout MAE (s), new", seconds(report.new_mae_s)),
+        ("holdout MAE (s), production", seconds(report.production_mae_s)),
+        ("staging", report.staged_version or "—"),
+        ("production", report.production_version or "—"),
+        ("at", f"{report.at:%Y-%m-%d %H:%M:%S %Z}"),
+    ):
+        table.add_row(key, value)
+    return table
 
 
 def register(app: typer.Typer) -> None:

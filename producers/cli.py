@@ -214,8 +214,20 @@ def replay(
     file: Annotated[Path, typer.Argument(help="an event log: .jsonl(.gz), .csv(.gz), .parquet")],
     speed: Annotated[str, typer.Option(help="1 (real time), 60, any factor, or 'max'")] = "max",
     show_rejected: Annotated[int, typer.Option(help="rejected lines to list")] = 20,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="exit 1 if any line was rejected (for scripts); without it rejected lines "
+            "are reported and the exit code is 0",
+        ),
+    ] = False,
 ) -> None:
-    """Replay a recorded log in its order, gaps scaled by SPEED; bad lines are reported."""
+    """Replay a recorded log in its order, gaps scaled by SPEED; bad lines are reported.
+
+    Exit codes: 0 when it got to the end (rejected lines included, unless --strict), 1 with
+    --strict and a rejected line or when the broker refused records, 130 on Ctrl-C.
+    """
     from producers.console import print_counts, print_rejections, replay_progress
     from producers.errors import PublishError
     from producers.replay import ReplayReport
@@ -268,6 +280,13 @@ def replay(
     print_rejections(report.rejections, report.rejected)
     if interrupted:
         raise typer.Exit(130)
+    if strict and report.rejected:
+        typer.secho(
+            f"--strict: {report.rejected:,} line(s) of {file} rejected; the rest was sent",
+            err=True,
+            fg="red",
+        )
+        raise typer.Exit(1)
 
 
 def _parse_speed(speed: str) -> float | None:

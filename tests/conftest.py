@@ -28,6 +28,18 @@ def _testcontainers_stack() -> Iterator[StackUrls]:  # pragma: no cover - needs 
         yield StackUrls(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", False, False)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--save-results",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="save the fault suite's table (tests/reliability) as DIR/reliability.json; "
+        "bench/results updates the README's figures. Without it the table goes to pytest's "
+        "temporary directory, so a test run leaves the checkout as it was",
+    )
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackUrls]:
     """A real broker and Redis for the whole session."""
@@ -45,7 +57,7 @@ def settings(stack: StackUrls, tmp_path: Path) -> Settings:
     tag = uuid.uuid4().hex[:8]
     return Settings(
         kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
-        redis_url=stack.redis_url,  # type: ignore[arg-type]
+        redis_url=stack.redis_url,
         data_dir=tmp_path / "data",
         registry_dir=tmp_path / "models",
         orders_topic=f"orders-{tag}",

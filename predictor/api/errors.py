@@ -93,8 +93,10 @@ class PredictionNotFound(ApiError):
         self.order_id = order_id
         super().__init__(
             f"no streamed prediction for order {order_id!r}: the stream has not scored it, or "
-            "the cached prediction expired (ETA_PREDICTION_TTL_S); POST /v1/predictions scores "
-            "an order now"
+            "the worker keeps no cache of its predictions (off by default: start `eta predict "
+            "stream` with ETA_PREDICTION_TTL_S=3600 to keep each one an hour, at about a third "
+            "of its throughput), or the cached one expired; POST /v1/predictions scores an "
+            "order now"
         )
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import redis
 
@@ -22,9 +25,15 @@ from predictor.serving.metrics import StreamMetrics
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 
-__all__ = ["run_stream", "stop_on_signals"]
+__all__ = ["WAITING_LOG_EVERY_S", "run_stream", "stop_on_signals", "wait_for_model"]
 
 log = logging.getLogger("etastream.stream")
+WAITING_LOG_EVERY_S = 30.0
+"""How often the worker repeats that it is still waiting for a model (the first time at once)."""
+
+
+class _Peekable(Protocol):
+    def peek(self) -> object | None: ...
 
 
 def _missing(variable: str) -> EngineConfigError:
@@ -35,18 +44,60 @@ def _missing(variable: str) -> EngineConfigError:
     )
 
 
-def stop_on_signals(stop: threading.Event) -> None:
+def stop_on_signals(stop: threading.Event, logger: logging.Logger = log) -> None:
     """SIGTERM/SIGINT ask for a clean stop (finish the batch, flush, commit); a second one
-    interrupts whatever is waiting."""
+    interrupts whatever is waiting. ``logger``: the service's, which says it is stopping."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        log.info("stopping on %s", signal.Signals(signum).name)
+        logger.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
+
+
+def wait_for_model(
+    handle: _Peekable,
+    stop: threading.Event,
+    ref: str,
+    registry_dir: Path,
+    *,
+    poll_s: float = 1.0,
+    every_s: float = WAITING_LOG_EVERY_S,
+) -> bool:
+    """Wait until ``handle`` has a model (True) or ``stop`` is set (False), saying once at the
+    start what fixes it, then every ``every_s``.
+
+    ``ref`` is ``name@stage``: the stage is what the command it names promotes.
+    """
+    stage = ref.rpartition("@")[2]
+    last: float | None = None
+    while handle.peek() is None:
+        now = time.monotonic()
+        if last is None:
+            log.info(
+                "waiting for a model at %s (registry %s): train and promote one with `eta train "
+                "--training-set training_set.parquet --promote %s`, or point the stage at a "
+                "registered version with `eta models promote VERSION --stage %s`; the worker "
+                "joins the group once it is there",
+                ref,
+                registry_dir,
+                stage,
+                stage,
+            )
+            last = now
+        elif now - last >= every_s:
+            log.info(
+                "still waiting for a model at %s (registry %s; `eta models list` shows it)",
+                ref,
+                registry_dir,
+            )
+            last = now
+        if stop.wait(poll_s):
+            return False
+    return True
 
 
 def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
@@ -71,9 +122,8 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         wait_for_stage=True,
     )
     try:
-        while handle.peek() is None and not stop.wait(1.0):
-            log.info("waiting for a model at %s@%s", settings.model_name, settings.serve_stage)
-        if stop.is_set():
+        ref = f"{settings.model_name}@{settings.serve_stage}"
+        if not wait_for_model(handle, stop, ref, settings.registry_dir) or stop.is_set():
             return 0
         metrics = StreamMetrics()
         try:

@@ -5,15 +5,25 @@ the model's SHA-256, the lleaves and llvmlite versions and the host CPU, so a ca
 another model, compiler or machine is never picked up. Before use, the compiled scorer must
 agree with LightGBM's own predict on a sample (max abs diff <= 1e-6 s); otherwise it is
 refused and LightGBM's predict, always kept, scores instead.
+
+A version is compiled once however many processes want it: the first takes an exclusive
+``flock`` on ``<cache>.lock`` and compiles; the others wait on that lock, then load its
+library (or compile it themselves if it failed or died, which releases the lock). Services
+compile in the model handle's background thread, so LightGBM scores while they wait;
+``eta models compile`` waits in the foreground. Compiling logs a line when it starts and one
+with the seconds taken when it ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +66,11 @@ def _cache_key(model: EtaModel) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
+def _compile_cache(model: EtaModel) -> Path:
+    """Where the model's compiled library is cached (its lock is ``<that>.lock``)."""
+    return model.path / "compiled" / f"lleaves-{_cache_key(model)}.bin"
+
+
 def parity_sample(model: EtaModel, rows: int = 2000, seed: int = 0) -> Array:
     """Rows drawn from the model's own reference distributions, with missing values mixed in.
 
@@ -95,6 +110,35 @@ def _cache_intact(cache: Path) -> bool:
     return cache.is_file() and sidecar.is_file() and sidecar.read_text() == _digest(cache)
 
 
+@contextmanager
+def _compile_lock(
+    cache: Path, ref: str, on_wait: Callable[[], None] | None = None
+) -> Iterator[float]:
+    """Hold the exclusive lock of ``cache`` (``<cache>.lock``); yields the seconds spent
+    waiting for another process that held it.
+
+    The lock is an ``flock`` on an open file, so it goes with the process that holds it, even
+    when that process is killed: a waiter never waits on a dead compile.
+    """
+    with cache.with_name(f"{cache.name}.lock").open("ab") as handle:
+        started = time.monotonic()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(
+                "%s is being compiled by another process; waiting for its library (lock %s)",
+                ref,
+                handle.name,
+            )
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield time.monotonic() - started
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _compile(model: EtaModel, cache: Path | None, cache_hit: bool) -> Any:
     import lleaves
 
@@ -119,18 +163,33 @@ def compile_model(
     sample: Array | None = None,
     tolerance_s: float = PARITY_TOLERANCE_S,
     use_cache: bool = True,
+    on_wait: Callable[[], None] | None = None,
 ) -> EtaModel:
-    """The model scored by lleaves, after checking it agrees with LightGBM on ``sample``."""
+    """The model scored by lleaves, after checking it agrees with LightGBM on ``sample``.
+
+    With a cache, one process at a time compiles a version; another one asking for it
+    meanwhile waits for that library (see the module's docstring), calling ``on_wait`` first.
+    """
     if lleaves_version() is None:
         raise CompiledScoringError("lleaves is not installed")
     started = time.perf_counter()
-    cache: Path | None = None
-    if use_cache and os.access(model.path, os.W_OK):
-        cache = model.path / "compiled" / f"lleaves-{_cache_key(model)}.bin"
+    ref = f"{model.name}:{model.version}"
+    cache = _compile_cache(model) if use_cache and os.access(model.path, os.W_OK) else None
+    if cache is not None:
         cache.parent.mkdir(exist_ok=True)
-    cache_hit = cache is not None and _cache_intact(cache)
+    waited_s = 0.0
     try:
-        compiled = _compile(model, cache, cache_hit)
+        if cache is not None and _cache_intact(cache):
+            cache_hit, compiled = True, _compile(model, cache, True)
+        elif cache is None:
+            cache_hit, compiled = False, _compiled_logged(model, None, ref)
+        else:
+            with _compile_lock(cache, ref, on_wait) as waited_s:
+                cache_hit = _cache_intact(cache)  # built by the process we waited for
+                if cache_hit:
+                    compiled = _compile(model, cache, True)
+                else:
+                    compiled = _compiled_logged(model, cache, ref)
     except Exception as exc:  # lleaves/llvmlite raise many kinds; all mean "not compiled"
         raise CompiledScoringError(f"lleaves could not compile {model.path} ({exc})") from exc
 
@@ -152,11 +211,22 @@ def compile_model(
         "parity_max_abs_diff_s": diff,
         "parity_rows": int(rows.shape[0]),
         "compile_s": round(time.perf_counter() - started, 3),
+        "waited_s": round(waited_s, 3),
         "cache": str(cache) if cache else None,
         "cache_hit": cache_hit,
     }
-    log.info("%s:%s compiled: %s", model.name, model.version, info)
+    log.info("%s compiled: %s", ref, info)
     return model.with_backend(raw_predict, "compiled", info)
+
+
+def _compiled_logged(model: EtaModel, cache: Path | None, ref: str) -> Any:
+    """``_compile`` on a cold cache, with a line at the start and one with the seconds taken
+    (tens of seconds to minutes for a large model, during which nothing else is said)."""
+    log.info("compiling %s with lleaves (its trees to machine code)…", ref)
+    started = time.perf_counter()
+    compiled = _compile(model, cache, False)
+    log.info("%s compiled in %.1f s", ref, time.perf_counter() - started)
+    return compiled
 
 
 def with_scoring(model: EtaModel, scoring: Scoring, sample: Array | None = None) -> EtaModel:

@@ -141,7 +141,16 @@ class ModelHandle:
             ).start()
 
     def _upgrade(self, model: EtaModel) -> None:
-        """Swap in the compiled twin of ``model`` once built, unless another version came."""
+        """Swap in the compiled twin of ``model`` once built, unless another version came.
+
+        Runs in its own thread: while lleaves compiles (or another process does, and this one
+        waits for its library) LightGBM scores, so the service never stalls on a compile.
+        """
+        log.info(
+            "%s:%s scored by LightGBM until its compiled library is ready",
+            model.name,
+            model.version,
+        )
         try:
             compiled = with_scoring(model, "auto")  # logs, returns ``model`` if it cannot compile
         except Exception:  # anything else: LightGBM keeps scoring, nothing is lost

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from predictor.models.registry import AliasMove
 
-__all__ = ["history_table", "metrics_table", "objectives_table"]
+__all__ = ["compile_table", "history_table", "metrics_table", "objectives_table"]
 
 _ROWS = (
     ("MAE (s)", "mae_s", "{:.1f}"),
@@ -59,4 +59,38 @@ def history_table(moves: list[AliasMove], title: str) -> Table:
         table.add_column(column)
     for m in moves:
         table.add_row(m.at[:19], m.who, m.stage, m.action, m.from_version or "—", m.to_version)
+    return table
+
+
+def compile_table(ref: str, info: dict[str, Any], tolerance_s: float) -> Table:
+    """What ``eta models compile`` did: how long, from where, and how close to LightGBM.
+
+    >>> info = {"lleaves": "1.3.0", "parity_max_abs_diff_s": 3.6e-9, "parity_rows": 2000,
+    ...         "compile_s": 2.41, "waited_s": 0.0, "cache": "m/compiled/x.bin",
+    ...         "cache_hit": False}
+    >>> table = compile_table("eta:2", info, 1e-6)
+    >>> table.title, table.row_count
+    ('eta:2 compiled', 4)
+    """
+    waited_s = float(info.get("waited_s") or 0.0)
+    if info["cache_hit"] and waited_s >= 0.05:
+        how = f"waited {waited_s:.1f} s for another process's compile, then loaded its library"
+    elif info["cache_hit"]:
+        how = "loaded from the cache"
+    else:
+        how = "compiled now"
+    table = Table(title=f"{ref} compiled", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # the cache's whole path, not cut short
+    for key, value in (
+        ("scorer", f"lleaves {info['lleaves']}"),
+        ("took", f"{info['compile_s']:.1f} s, {how}"),
+        (
+            "parity with LightGBM",
+            f"max |difference| {info['parity_max_abs_diff_s']:.2g} s on "
+            f"{info['parity_rows']:,} rows (tolerance {tolerance_s:g} s)",
+        ),
+        ("cache", info["cache"] or "none: the registry directory is not writable"),
+    ):
+        table.add_row(key, value)
     return table

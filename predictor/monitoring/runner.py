@@ -170,10 +170,12 @@ def build_service(
 
 
 def run_monitor(settings: Settings, stop: threading.Event, retrain: bool | None = None) -> int:
-    """Run until ``stop``; the exit code."""
+    """Run until ``stop``; the exit code: 0 when everything was acknowledged and committed,
+    3 when the stop left something over (the last log line says what)."""
     ensure_topics(settings)
     metrics = MonitorMetrics()
     service = build_service(settings, retrain=retrain, metrics=metrics)
     metrics.serve(settings.monitor_metrics_port, settings.metrics_host)
-    service.run(stop)
-    return 0
+    stats = service.run(stop)
+    # 3, as the stream worker: stopped, but something read or produced was not acknowledged
+    return 0 if stats.uncommitted_records == 0 and stats.unacknowledged == 0 else 3

@@ -6,7 +6,9 @@ trip, and handed to the ``Monitor``; alerts are produced at once. Every ``publis
 summaries go to the monitoring topic and Prometheus, the joined pairs to Parquet, the producer
 is flushed and only then are offsets committed, so a crash re-reads at most that much (the
 join remembers what it matched, so nothing is counted twice). A Redis outage rewinds the batch
-and retries it with backoff; it never skips records.
+and retries it with backoff; it never skips records. A broker outage holds the commit back
+until the broker acknowledges what the monitor produced; a stop meanwhile waits at most
+``stop_timeout_s`` for it, then says what is left uncommitted (read again after a restart).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class ServiceOptions:
     poll_timeout_s: float = 0.2
     publish_s: float = 10.0
     shutdown_timeout_s: float = 30.0
+    """Longest wait for the broker to acknowledge a publish while running (a stop cuts it)."""
+    stop_timeout_s: float = 5.0
+    """Longest wait for the broker to acknowledge the last publish once asked to stop."""
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0
 
@@ -72,6 +77,10 @@ class MonitorStats:
     commits: int = 0
     retries: int = 0
     retrain_runs: int = 0
+    uncommitted_records: int = 0
+    """Records read but not committed at exit (the broker did not acknowledge the output)."""
+    unacknowledged: int = 0
+    """Monitoring records the broker had not acknowledged at exit."""
 
 
 class MonitorService:
@@ -103,6 +112,9 @@ class MonitorService:
         self._producer = Producer(producer_config)
         self._errors: list[str] = []
         self._to_commit: dict[tuple[str, int], int] = {}
+        self._pending_records = 0  # read since the last commit
+        self._stop: threading.Event | None = None
+        self._closing = False
         self._last_publish = time.monotonic()
         self._last_status: float | None = None
         self._attempt = 0
@@ -112,6 +124,7 @@ class MonitorService:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> MonitorStats:
+        self._stop = stop
         self.open()
         try:
             while not stop.is_set():
@@ -202,6 +215,7 @@ class MonitorService:
         for m in records:
             tp = (m.topic() or "", m.partition() or 0)
             self._to_commit[tp] = max((m.offset() or 0) + 1, self._to_commit.get(tp, 0))
+        self._pending_records += len(records)
         s = self.stats
         s.batches += 1
         s.records += len(records)
@@ -251,8 +265,9 @@ class MonitorService:
             extra={"value": alert.value, "threshold": alert.threshold, "window": alert.window},
         )  # fmt: skip
 
-    def publish(self) -> None:
-        """Summaries out, files written, producer flushed, then offsets committed."""
+    def publish(self) -> bool:
+        """Summaries out, files written, producer flushed, then offsets committed; whether
+        everything was acknowledged and committed."""
         self._last_publish = time.monotonic()
         summaries = self._monitor.summaries(datetime.now(UTC))
         for summary in summaries:
@@ -264,15 +279,35 @@ class MonitorService:
             write_summaries(self._record_dir, summaries)
         if self._log is not None:
             self._log.flush()
-        left = self._producer.flush(self._o.shutdown_timeout_s)
+        left = self._flush()
         if left or self._errors:
-            log.error(
-                "monitoring records not acknowledged; offsets not committed",
-                extra={"unacknowledged": left, "errors": self._errors[:5]},
-            )
+            if not self._closing and not (self._stop is not None and self._stop.is_set()):
+                # at a stop, close() says it once, with the totals
+                log.error(
+                    "monitoring records not acknowledged; offsets not committed",
+                    extra={"unacknowledged": left, "errors": self._errors[:5]},
+                )
+            self.stats.unacknowledged = left
             self._errors.clear()
-            return
-        self._commit()
+            return False
+        self.stats.unacknowledged = 0
+        return self._commit()
+
+    def _flush(self) -> int:
+        """Wait for the broker to acknowledge what was produced; the records still waiting.
+
+        While running the wait ends at ``shutdown_timeout_s`` or at a stop, whichever comes
+        first; once stopping, at ``stop_timeout_s``: a broker that is down never holds a stop.
+        """
+        if self._closing:
+            return int(self._producer.flush(self._o.stop_timeout_s))
+        deadline = time.monotonic() + self._o.shutdown_timeout_s
+        while True:
+            left = int(self._producer.flush(min(0.5, max(deadline - time.monotonic(), 0.0))))
+            if not left or time.monotonic() >= deadline:
+                return left
+            if self._stop is not None and self._stop.is_set():
+                return left
 
     def _log_status(self, summaries: list[MonitorSummary]) -> None:
         """A line a minute, so an operator watching the terminal sees the monitor at work."""
@@ -292,19 +327,24 @@ class MonitorService:
             extra={"alerts": self.stats.alerts, "rejected": self.stats.rejected},
         )
 
-    def _commit(self) -> None:
+    def _commit(self) -> bool:
         if not self._to_commit:
-            return
+            return True
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
-        self._to_commit = {}
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
-            self.stats.commits += 1
         except KafkaException as exc:  # a rebalance under way: the next owner reads again
             log.warning("commit failed: %s", exc)
+            if not self._closing:
+                self._to_commit, self._pending_records = {}, 0
+            return False
+        self._to_commit, self._pending_records = {}, 0
+        self.stats.commits += 1
+        return True
 
     def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
-        self.publish()
+        if not self._closing:  # close() has published already, and says what it could not
+            self.publish()
         self.assigned.clear()
 
     # --- retraining -------------------------------------------------------------------------
@@ -325,11 +365,45 @@ class MonitorService:
     # --- shutdown ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Publish, flush (at most ``stop_timeout_s``) and commit; say what is left over."""
         try:
             self._collect_retraining(wait=True)
-            self.publish()
+            self._closing = True
+            if not self.publish():
+                self._report_uncommitted()
         finally:
             self._consumer.close()
             if self._retrain is not None:
                 self._retrain.shutdown()
             log.info("monitor stopped", extra=vars(self.stats))
+
+    def _report_uncommitted(self) -> None:
+        """The stop's last word when it could not finish: what the broker did not take."""
+        self.stats.uncommitted_records = self._pending_records
+        left = self.stats.unacknowledged
+        why = (
+            f"the broker did not acknowledge {left} monitoring records within "
+            f"{self._o.stop_timeout_s:g} s"
+            if left
+            else "the commit failed"
+        )
+        extra = {
+            "records": self._pending_records,
+            "unacknowledged": left,
+            "partitions": sorted(f"{t}[{p}]" for t, p in self._to_commit),
+        }
+        if self._pending_records:
+            log.error(
+                "%d records left uncommitted: %s; the monitor's group reads them again after "
+                "a restart (the join remembers what it matched, so none is counted twice)",
+                self._pending_records,
+                why,
+                extra=extra,
+            )
+        else:
+            log.error(
+                "every record read is committed, but %s: the last summaries or alerts are "
+                "lost (the next run publishes fresh summaries)",
+                why,
+                extra=extra,
+            )

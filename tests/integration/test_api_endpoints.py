@@ -107,6 +107,8 @@ def test_the_streamed_prediction_is_returned_byte_for_byte(
 
     assert before.status_code == 404
     assert "no streamed prediction for order 'o-9'" in before.json()["detail"]
+    assert "off by default" in before.json()["detail"]  # what a new user hits first
+    assert "ETA_PREDICTION_TTL_S=3600" in before.json()["detail"]
     assert after.status_code == 200 and after.content == streamed
     assert after.headers["content-type"] == "application/json"
     assert other.status_code == 404

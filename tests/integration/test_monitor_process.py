@@ -20,6 +20,7 @@ from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from stream_features.stack import free_port
 from tests.integration.worker_helpers import TopicReader, produce, worker_env
+from tests.reliability.services import fault_stack
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +124,89 @@ def test_eta_monitor_rejects_bad_records_with_reasons_and_stops_cleanly(
     assert "eta_monitor_joined_total 1.0" in metrics
     assert 'eta_monitor_rejected_total{topic="' in metrics
     assert "record rejected" in output and "monitor stopped" in output
+
+
+@pytest.mark.parametrize(
+    "publish_s",
+    [
+        pytest.param(3600.0, id="nothing-committed-yet"),
+        pytest.param(0.2, id="publishing-when-it-dies"),
+    ],
+)
+def test_eta_monitor_stops_on_one_sigterm_with_the_broker_down_and_says_what_is_uncommitted(
+    tmp_path: Path, publish_s: float
+) -> None:
+    """The broker dies under a running monitor: one SIGTERM stops it within 10 s, exit 3, and
+    the last lines say what it could not commit (issue #22: it used to retry for 69 s).
+
+    With an hour between publishes nothing was committed before the broker went: both
+    records are left over. Publishing every 0.2 s, the monitor is waiting on the dead broker
+    for its summaries when the signal comes (the two records may be committed by then).
+    """
+    with fault_stack(tmp_path / "stack") as faults:
+        port = free_port()  # after the broker has taken its own
+        settings = faults.settings(monitor_publish_s=publish_s, monitor_metrics_port=port)
+        ensure_topics(settings)
+        now = datetime.now(UTC).replace(microsecond=0)
+        made = now - timedelta(minutes=40)
+        prediction = DeliveryPrediction(
+            order_id="o1",
+            store_id="s1",
+            market_id="m1",
+            created_at=made,
+            predicted_duration_s=1800.0,
+            predicted_delivery_at=made + timedelta(minutes=30),
+            model_name="eta-not-registered",
+            model_version="7",
+            mode="streaming",
+            served_at=made,
+        )
+        truth = OrderDelivered(order_id="o1", store_id="s1", market_id="m1", delivered_at=now)
+        produce(
+            settings,
+            [
+                (settings.predictions_topic, b"o1", encode(prediction)),
+                (settings.deliveries_topic, b"s1", encode(truth)),
+            ],
+        )
+        log_path = tmp_path / "monitor.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from predictor.cli import main; main()", "monitor"],
+                env=worker_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while "eta_monitor_joined_total 1.0" not in scrape(port):
+                assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+                time.sleep(0.1)
+            faults.kill_broker()
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            try:
+                code = proc.wait(30)
+            finally:
+                took_s = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    output = log_path.read_text(errors="replace")
+    print(f"SIGTERM to exit: {took_s:.1f} s")  # the measurement docs/monitoring.md quotes
+    lines = [orjson.loads(raw) for raw in output.splitlines() if raw.startswith("{")]
+    assert took_s <= 10.0, f"{took_s:.1f} s from SIGTERM to exit\n{output[-3000:]}"
+    assert code == 3, output[-3000:]
+    stopped = [line for line in lines if line["msg"] == "monitor stopped"]
+    assert len(stopped) == 1, output[-3000:]
+    stats = stopped[0]
+    assert stats["unacknowledged"] > 0  # the last summaries: the broker never took them
+    said = [line for line in lines if line["level"] == "error" and "within 5 s" in line["msg"]]
+    assert len(said) == 1, output[-3000:]
+    assert said[0]["records"] == stats["uncommitted_records"]
+    if publish_s > 60:
+        assert stats["commits"] == 0 and stats["uncommitted_records"] == 2
+        assert "2 records left uncommitted" in said[0]["msg"]
+        assert len(said[0]["partitions"]) == 2

@@ -156,6 +156,14 @@ def test_replay_cli_reports_a_malformed_line_and_sends_everything_else(
     got = _read(settings, Routes.from_settings(settings).topics(), len(events))
     _assert_routed(settings, events, got)
 
+    # for scripts: the same replay fails with --strict, after sending and reporting the rest
+    strict = CliRunner().invoke(
+        app, ["produce", "replay", str(path), "--speed", "max", "--strict"], env=_env(settings)
+    )
+    assert strict.exit_code == 1, strict.output
+    assert f"line {bad_at + 1}: " in strict.output
+    assert "--strict: 1 line(s)" in strict.output
+
 
 def test_replay_interrupted_by_ctrl_c_reports_what_it_sent(
     settings: Settings, tmp_path: Path

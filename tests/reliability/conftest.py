@@ -3,7 +3,9 @@
 Every scenario runs ``eta predict stream`` as real worker processes on a broker and a Redis of
 its own, with one small real model registered once per session. Each test fills in its ``row``
 (events sent, predictions read back, lost, duplicated); the rows are printed after the session
-and saved to ``bench/results/reliability.json`` when every scenario of the suite ran.
+and, when every scenario of the suite ran, saved as ``reliability.json`` in pytest's temporary
+directory, or in the directory ``--save-results`` names (``--save-results bench/results``
+updates the figures the README's table is generated from).
 """
 
 from __future__ import annotations
@@ -24,11 +26,22 @@ from tests.reliability.services import FaultStack, Spawn, fault_stack
 from tests.reliability.tally import Row, format_table, save_results
 
 HERE = Path(__file__).parent
-RESULTS = HERE.parent.parent / "bench" / "results" / "reliability.json"
+RESULTS_NAME = "reliability.json"
 SCENARIOS = {p.stem.removeprefix("test_") for p in HERE.glob("test_*.py")}
 """One scenario per module, its test named after it: the table is saved when all of them ran."""
 _ROWS = pytest.StashKey[list[Row]]()
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_TEMP = pytest.StashKey[Path]()
+
+
+def results_path(save_results: Path | None, temp: Path) -> Path:
+    """Where the table goes: ``--save-results DIR`` if given, else pytest's temporary directory
+    (never the checkout by default).
+
+    >>> results_path(None, Path("/tmp/pytest-1")), results_path(Path("bench/results"), Path("/t"))
+    (PosixPath('/tmp/pytest-1/reliability.json'), PosixPath('bench/results/reliability.json'))
+    """
+    return (save_results or temp) / RESULTS_NAME
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +89,11 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 @pytest.fixture()
-def row(request: pytest.FixtureRequest) -> Generator[Row, None, None]:
+def row(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Generator[Row, None, None]:
     """This scenario's summary row; its time and outcome are filled in at teardown."""
+    request.config.stash[_TEMP] = tmp_path_factory.getbasetemp()
     name = request.node.name.removeprefix("test_")
     assert name in SCENARIOS, f"test_{name} is not in a module of its own name"
     line = Row(name)
@@ -110,7 +126,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"{r.scenario}: {orjson.dumps(r.notes).decode()}")
     if {r.scenario for r in rows} >= SCENARIOS:
         total_s = sum(r.seconds for r in rows)
-        save_results(rows, RESULTS, total_s)
-        terminalreporter.write_line(f"saved to {RESULTS} ({total_s:.0f} s in all)")
+        path = results_path(config.getoption("save_results"), config.stash[_TEMP])
+        save_results(rows, path, total_s)
+        terminalreporter.write_line(f"saved to {path} ({total_s:.0f} s in all)")
     else:
         terminalreporter.write_line("some scenarios did not run: results not saved")

@@ -3,7 +3,8 @@
 Each scenario gets a fresh stack from ``start_stack`` (the starter behind ``eta up``; about a
 tenth of a second), so no scenario sees another's topics, groups or Redis keys, and Redis memory
 is the scenario's alone. Redis can be killed with SIGKILL and started again on the same port
-and data directory, where its append-only file brings the state back.
+and data directory, where its append-only file brings the state back; the broker can be killed
+for good (its topics are in memory only).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ Spawn = Callable[[Settings, str], WorkerProcess]
 
 
 class FaultStack:
-    """The scenario's broker and Redis; ``kill_redis`` / ``start_redis`` restart Redis."""
+    """The scenario's broker and Redis; ``kill_redis`` / ``start_redis`` restart Redis,
+    ``kill_broker`` takes the broker away."""
 
     def __init__(self, urls: StackUrls, data_dir: Path, services: contextlib.ExitStack) -> None:
         self.urls = urls
@@ -50,13 +52,22 @@ class FaultStack:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.urls.redis_url, socket_timeout=10.0)
 
-    def _redis_process(self) -> psutil.Process:
+    def _child(self, name: str, port: str) -> psutil.Process:
         for child in psutil.Process().children():
             with contextlib.suppress(psutil.Error):
                 title = " ".join(child.cmdline())  # redis-server sets it to "… host:port"
-                if "redis-server" in title and f":{self.redis_port}" in title:
+                if name in title and port in title:
                     return child
-        raise AssertionError(f"no redis-server of ours on port {self.redis_port}")
+        raise AssertionError(f"no {name} of ours on {port}")
+
+    def _redis_process(self) -> psutil.Process:
+        return self._child("redis-server", f":{self.redis_port}")
+
+    def kill_broker(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL the broker (it is not started again); waits until it is gone."""
+        proc = self._child("broker", f"--listener-url tcp://{self.urls.kafka_bootstrap_servers} ")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout_s)
 
     def kill_redis(self, timeout_s: float = 10.0) -> None:
         """SIGKILL the redis-server: no shutdown, no final AOF rewrite; waits until it is gone."""

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +18,7 @@ import pytest
 
 from predictor.errors import CompiledScoringError
 from predictor.models import compiled
-from predictor.models.artifact import load_artifact
+from predictor.models.artifact import EtaModel, load_artifact
 from predictor.models.compiled import compile_model, parity_sample, with_scoring
 from tests.unit._training_data import rows, write_small_artifact
 
@@ -112,3 +120,127 @@ def test_scoring_setting_picks_the_engine(shared: Path, monkeypatch: pytest.Monk
     assert with_scoring(model, "auto").backend == "lightgbm"
     with pytest.raises(CompiledScoringError, match="lleaves is not installed"):
         with_scoring(model, "compiled")
+
+
+_COMPILE_WHEN_TOLD = """
+import json, sys, time
+from pathlib import Path
+from predictor.models.artifact import EtaModel, load_artifact
+from predictor.models.compiled import compile_model
+model = load_artifact(Path(sys.argv[1]))
+Path(sys.argv[2]).touch()
+deadline = time.monotonic() + 60
+while not Path(sys.argv[3]).exists():
+    assert time.monotonic() < deadline, "never told to start"
+    time.sleep(0.005)
+print(json.dumps(compile_model(model).scoring_info))
+"""
+
+
+def _wait_for(done: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
+        time.sleep(0.01)
+
+
+def test_two_processes_compiling_one_version_compile_it_once(fresh: Path, tmp_path: Path) -> None:
+    """Both start at the same moment on a cold cache: one compiles, the other waits on the
+    lock and loads the library it cached (issue #22: each compiled its own)."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _COMPILE_WHEN_TOLD,
+                str(fresh),
+                str(tmp_path / f"ready{i}"),
+                str(tmp_path / "go"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        _wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(2)), "start")
+        (tmp_path / "go").touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), outs
+    infos = sorted((json.loads(out) for out, _err in outs), key=lambda i: i["cache_hit"])
+
+    compiler, waiter = infos
+    assert not compiler["cache_hit"] and waiter["cache_hit"], infos  # one compile
+    assert waiter["waited_s"] > 0.1, infos  # it waited for the other's library
+    assert compiler["cache"] == waiter["cache"]
+    assert [p.name for p in (fresh / "compiled").glob("*.bin")] == [Path(waiter["cache"]).name]
+    assert not list((fresh / "compiled").glob("*.tmp"))
+
+
+def test_a_compile_waiting_on_a_killed_holder_compiles_itself(
+    fresh: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lock goes with its process: a holder killed mid-compile never leaves a waiter
+    stuck; the waiter finds no library and builds it."""
+    caplog.set_level(logging.INFO, "predictor.models.compiled")
+    model = load_artifact(fresh)
+    cache = compiled._compile_cache(model)
+    cache.parent.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(cache.with_name(f"{cache.name}.lock"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        result: list[EtaModel] = []
+        worker = threading.Thread(target=lambda: result.append(compile_model(model)))
+        worker.start()
+        _wait_for(lambda: "being compiled by another process" in caplog.text, "wait")
+        assert worker.is_alive() and not result
+        holder.kill()
+        worker.join(120)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=10)  # reaps it and closes its pipe
+    [done] = result
+    assert not done.scoring_info["cache_hit"] and done.scoring_info["waited_s"] > 0
+    assert "compiling eta" in caplog.text and re.search(r"compiled in \d+\.\d s", caplog.text)
+
+
+_HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "ab")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_eta_models_compile_prints_a_table(
+    artifacts: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from predictor.cli import app
+    from predictor.models.registry import Registry
+
+    registry = Registry(tmp_path / "models")
+    version = registry.register(artifacts[0])
+    for key in ("ETA_REDIS_URL", "ETA_KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ETA_REGISTRY_DIR", str(registry.root))
+    monkeypatch.setenv("COLUMNS", "160")
+
+    first = CliRunner().invoke(app, ["models", "compile", f"eta:{version}"])
+    again = CliRunner().invoke(app, ["models", "compile", "eta"])
+
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    assert f"eta:{version} compiled" in first.output
+    assert "compiled now" in first.output and "loaded from the cache" in again.output
+    assert "parity with LightGBM" in first.output and "rows (tolerance 1e-06 s)" in first.output
+    assert "{" not in first.output  # no raw dict any more

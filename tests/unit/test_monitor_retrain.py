@@ -159,9 +159,15 @@ def test_eta_retrain_runs_on_the_recorded_pairs_and_prints_its_report(
     monkeypatch.setenv("ETA_MONITOR_RETRAIN_MIN_ROWS", "1000")
     monkeypatch.setenv("ETA_MONITOR_RETRAIN_WINDOW_S", str(40 * 86400))  # the set spans 28 days
 
+    monkeypatch.setenv("COLUMNS", "160")
     result = CliRunner().invoke(app, ["retrain", "--reason", "by hand"])
 
     assert result.exit_code == 0, result.output
-    report = RetrainReport.model_validate_json(result.output[result.output.index("{") :])
-    assert report.trigger == "by hand" and report.outcome == "promoted", report.reason
     assert registry.aliases("eta") == {"production": "2", "staging": "2"}
+    assert "retraining eta" in result.output and "{" not in result.output  # a table, not JSON
+    assert "promoted" in result.output and "by hand" in result.output
+    assert "holdout MAE (s), new" in result.output
+
+    scripted = CliRunner().invoke(app, ["retrain", "--reason", "script", "--json"])
+    report = RetrainReport.model_validate_json(scripted.output[scripted.output.index("{") :])
+    assert report.trigger == "script" and report.outcome in ("promoted", "staged", "refused")
