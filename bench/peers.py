@@ -60,13 +60,19 @@ _console = Console(width=160)
 
 
 def _selected(spec: str) -> list[Contender]:
+    """The contenders in the order given (a tool: its variants in ``CONTENDERS`` order), each
+    once, so that repeats can alternate the order."""
     wanted = [s.strip() for s in spec.split(",") if s.strip()]
-    chosen = [c for c in CONTENDERS if c.tool in wanted or c.name in wanted]
-    unknown = set(wanted) - {c.tool for c in chosen} - {c.name for c in chosen}
+    chosen: dict[str, Contender] = {}
+    unknown = []
+    for want in wanted:
+        matched = [c for c in CONTENDERS if want in (c.tool, c.name)]
+        unknown += [] if matched else [want]
+        chosen |= {c.name: c for c in matched if c.name not in chosen}
     if unknown:
         names = ", ".join(c.name for c in CONTENDERS)
         raise SystemExit(f"unknown contenders {sorted(unknown)}; known: {names}")
-    return chosen
+    return list(chosen.values())
 
 
 def prepare_etastream(workdir: Path, as_of: datetime) -> EtaSetup:
@@ -159,7 +165,7 @@ def main() -> None:
     parser.add_argument(
         "--contenders",
         default="etastream,quix,faust,naive,ceiling",
-        help="tools or tool:variant",
+        help="tools or tool:variant, run in this order",
     )
     parser.add_argument(
         "--as-of",

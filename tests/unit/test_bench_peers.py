@@ -16,6 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from stream_features.contract import to_ms
 from stream_features.replay_state import ReplayState
 from tests.feature_events import T0, order
@@ -172,6 +174,21 @@ def test_the_ceiling_counts_as_the_oracle_on_shuffled_input() -> None:
         counts = counts_cls()
         got = {o: counts.count_then_add(s.encode(), t // MIN) for o, s, t in orders}
         assert got == pc.expected_counts(orders)
+
+
+def _peers() -> ModuleType:
+    for name in ("peers_input", "peers_profile", "stream", "peers_run", "peers_report"):
+        _load(name)
+    return _load("peers")
+
+
+def test_contenders_run_in_the_order_given() -> None:
+    peers = _peers()
+    names = [c.name for c in peers._selected("quix:apply, faust,quix")]
+    faust = ["faust:table", "faust:hopping", "faust:hopping-expires"]
+    assert names == ["quix:apply", *faust, "quix:window"]  # each once
+    with pytest.raises(SystemExit, match="nope"):
+        peers._selected("quix,nope")
 
 
 def test_readme_peer_table_is_the_last_saved_run() -> None:
