@@ -12,9 +12,11 @@ import importlib.util
 import json
 import random
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -189,6 +191,45 @@ def test_contenders_run_in_the_order_given() -> None:
     assert names == ["quix:apply", *faust, "quix:window"]  # each once
     with pytest.raises(SystemExit, match="nope"):
         peers._selected("quix,nope")
+
+
+class _Msg:
+    def __init__(self, order_id: str) -> None:
+        self._value = json.dumps({"order_id": order_id, "count": 0, "at_ms": 1}).encode()
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+
+class _Reader:
+    """Answers that arrive a few per poll, as from a worker that exited before they were read."""
+
+    def __init__(self, order_ids: list[str]) -> None:
+        self._left = [_Msg(o) for o in order_ids]
+
+    def consume(self, n: int, timeout: float) -> list[_Msg]:
+        time.sleep(0.005)
+        batch, self._left = self._left[:3], self._left[3:]
+        return batch
+
+
+def _read(run: ModuleType, order_ids: list[str], expected: int) -> Any:
+    """``read_outputs`` of a worker that has already exited (``alive`` is always False)."""
+    reader = _Reader(order_ids)
+    return run.read_outputs(reader, expected, run._parse_peer, lambda: False, lambda: None, 30)
+
+
+def test_a_worker_that_exited_is_read_to_its_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    _peers()
+    run = _load("peers_run")
+    monkeypatch.setattr(run, "EXITED_QUIET_S", 0.2)
+    done = _read(run, [f"o{i}" for i in range(30)], expected=30)
+    assert len(done.outputs) == 30 and done.stalled is None
+    short = _read(run, [f"o{i}" for i in range(20)], expected=30)
+    assert len(short.outputs) == 20 and short.stalled == "the worker exited"
 
 
 def test_readme_peer_table_is_the_last_saved_run() -> None:
