@@ -67,6 +67,20 @@ CONTENDERS = (
     Contender("faust", "hopping", "peers_faust.py", "hopping table, `expires=None`"),
     Contender("faust", "hopping-expires", "peers_faust.py", "hopping table, `expires=15 min`"),
     Contender(
+        "bytewax",
+        "stateful_map",
+        "peers_bytewax.py",
+        "`stateful_map` over minute buckets, no recovery",
+        stops_at_end=True,
+    ),
+    Contender(
+        "bytewax",
+        "recovery",
+        "peers_bytewax.py",
+        "`stateful_map`, SQLite recovery snapshots every 1 s",
+        stops_at_end=True,
+    ),
+    Contender(
         "naive", "per-event", "peers_naive.py", "confluent-kafka, a Redis round trip per order"
     ),
     Contender(  # never a peer (peers_report): what any Python worker pays to go through Kafka

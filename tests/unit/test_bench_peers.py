@@ -178,6 +178,34 @@ def test_the_ceiling_counts_as_the_oracle_on_shuffled_input() -> None:
         assert got == pc.expected_counts(orders)
 
 
+def test_bytewax_answers_as_the_oracle() -> None:
+    """Its dataflow (Kafka in and out replaced by Bytewax's testing source and sink)."""
+    pytest.importorskip("bytewax", reason="pip install -e '.[bench]'")
+    from bytewax import operators as op
+    from bytewax.connectors.kafka import KafkaSourceMessage
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    bw = _load("peers_bytewax")
+    failed, tried = doctest.testmod(bw)
+    assert tried > 0 and failed == 0
+    rng = random.Random(5)
+    ts = sorted(rng.randrange(0, 40 * MIN) for _ in range(800))
+    orders = [(f"o{i}", f"s{rng.randrange(6)}", t) for i, t in enumerate(ts)]
+    flow = Dataflow("bytewax-oracle")
+    records = [
+        KafkaSourceMessage(s.encode(), json.dumps({"order_id": o}).encode(), timestamp=(1, t))
+        for o, s, t in orders
+    ]
+    got: list[Any] = []
+    answers = bw.answers(op.input("orders", flow, TestingSource(records, batch_size=50)))
+    op.output("answers", answers, TestingSink(got))
+    run_main(flow)
+    counts = {a["order_id"]: a["count"] for a in (json.loads(m.value) for m in got)}
+    assert len(got) == len(orders) and counts == pc.expected_counts(orders)
+    assert {m.key for m in got} == {s.encode() for _, s, _ in orders}  # keyed by store
+
+
 def _peers() -> ModuleType:
     for name in ("peers_input", "peers_profile", "stream", "peers_run", "peers_report"):
         _load(name)
