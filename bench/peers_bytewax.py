@@ -12,8 +12,9 @@ bench sets to ``created_at``.
 The input is built with ``tail=False``: each partition stops at its end
 (``enable.partition.eof``), so once the backlog the bench loaded is read the dataflow
 completes, the sink flushes and the process exits by itself with code 0. SIGTERM stops it
-sooner, as Ctrl-C does. Bytewax assigns the partitions itself, with no consumer group
-(``--group`` is unused), and keeps its offsets only in its recovery store.
+sooner, as Ctrl-C does (a KeyboardInterrupt aborts the dataflow: code 1). Bytewax assigns
+the partitions itself, with no consumer group (``--group`` is unused), and keeps its offsets
+only in its recovery store.
 
 * ``stateful_map``: no recovery. The state lives in the process only.
 * ``recovery``: the same flow with Bytewax's recovery. ``--state-dir`` holds one SQLite
