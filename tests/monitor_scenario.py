@@ -19,11 +19,14 @@ import atexit
 import functools
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import polars as pl
+from pydantic import BaseModel
 
 from predictor.models.artifact import EtaModel, load_artifact
 from predictor.models.dataset import split_by_time
@@ -35,9 +38,19 @@ from predictor.serving.records import RawRecord
 from producers.config import Shock, SimConfig
 from producers.simulator import Marketplace
 from stream_features.batch import deliveries_frame
-from stream_features.contract import Event, OrderCreated, OrderDelivered, encode, event_time, to_ms
+from stream_features.contract import (
+    Event,
+    OrderCreated,
+    OrderDelivered,
+    decode,
+    encode,
+    event_time,
+    to_ms,
+)
 from stream_features.definitions import feature_names
 from stream_features.point_in_time import DailyBatchReplay, build_training_set
+from stream_features.vectors import FeatureRows
+from stream_features.wire_decode import AnyEvent
 
 __all__ = [
     "LIVE_START_MS",
@@ -107,6 +120,22 @@ def train_reference_model(out_dir: Path, name: str) -> EtaModel:
     return load_artifact(out_dir)
 
 
+class _AsModels:
+    """The replay behind the serving core, handed the pydantic events it still dispatches on
+    with ``isinstance``: the core now decodes into ``wire_decode`` Structs. Remove once
+    ``ReplayState`` dispatches on ``event.type`` (being rewritten)."""
+
+    def __init__(self, replay: DailyBatchReplay) -> None:
+        self._replay = replay
+
+    def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
+        models = [e if isinstance(e, BaseModel) else decode(msgspec.json.encode(e)) for e in events]
+        return self._replay.update_and_read(models)
+
+    def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
+        return self._replay.read(orders)
+
+
 def wire_records(model: EtaModel, shocked: bool) -> list[WireRecord]:
     """The watched hours of a run as the worker would publish them, in event-time order."""
     events = [e for e in simulated_events(shocked) if to_ms(event_time(e)) < END_MS]
@@ -122,7 +151,7 @@ def wire_records(model: EtaModel, shocked: bool) -> list[WireRecord]:
         chunk = live[i : i + 500]
         now_ms = to_ms(event_time(chunk[-1]))
         raw = [RawRecord(encode(e), topic=e.type) for e in chunk]
-        result = process_batch(raw, replay, model, now_ms=now_ms, config=config)
+        result = process_batch(raw, _AsModels(replay), model, now_ms=now_ms, config=config)
         assert not result.dead_letters, result.dead_letters[:1]
         for out, created in zip(result.predictions, result.created_ms, strict=True):
             records.append(WireRecord(created, "predictions", out.key, out.value))
