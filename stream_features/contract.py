@@ -9,8 +9,9 @@ reason; nothing else escapes it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import (
@@ -26,6 +27,9 @@ from pydantic import (
 
 from stream_features.errors import RejectedMessage
 
+if TYPE_CHECKING:  # the fast decoder's types; wire_decode imports this module at run time
+    from stream_features.wire_decode import AnyEvent
+
 __all__ = [
     "BOOLEAN_REASON",
     "SCHEMA_VERSION",
@@ -36,9 +40,12 @@ __all__ = [
     "MarketSupplySnapshot",
     "OrderCreated",
     "OrderDelivered",
+    "as_utc",
     "boolean_fields",
     "check_object",
+    "check_order_rules",
     "check_size",
+    "check_supply_rules",
     "decode",
     "encode",
     "event_id",
@@ -48,6 +55,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+_E = TypeVar("_E", bound="_Event")
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -59,15 +67,76 @@ Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
-def _utc(value: datetime) -> datetime:
-    """Normalise an aware timestamp to UTC and keep it within a sane range."""
+def as_utc(value: datetime) -> datetime:
+    """An aware timestamp normalised to UTC, refused outside 2000..2100 (both decoders' rule).
+
+    >>> as_utc(datetime.fromisoformat("2026-03-01T14:00:00+02:00")).isoformat()
+    '2026-03-01T12:00:00+00:00'
+    >>> as_utc(datetime(1999, 12, 31, 23, tzinfo=UTC))
+    Traceback (most recent call last):
+    ...
+    ValueError: timestamp 1999-12-31T23:00:00+00:00 is outside 2000..2100
+    """
     try:
-        value = value.astimezone(UTC)
+        if value.tzinfo is not UTC:  # the fast decoder's "Z" already is: skip a copy
+            value = value.astimezone(UTC)
     except OverflowError:  # year 1 at +14:00 or 9999 at -14:00: UTC is outside datetime's range
         raise ValueError(f"timestamp {value.isoformat()} is outside 2000..2100") from None
     if not _EARLIEST <= value < _LATEST:
         raise ValueError(f"timestamp {value.isoformat()} is outside 2000..2100")
     return value
+
+
+def _as_utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+class _ItemCounts(Protocol):
+    @property
+    def total_items(self) -> int: ...
+    @property
+    def num_distinct_items(self) -> int: ...
+    @property
+    def min_item_price(self) -> int: ...
+    @property
+    def max_item_price(self) -> int: ...
+
+
+class _DasherCounts(Protocol):
+    @property
+    def onshift_dashers(self) -> int: ...
+    @property
+    def busy_dashers(self) -> int: ...
+
+
+def check_order_rules(order: _ItemCounts) -> None:
+    """An order's rules across fields; the pydantic model and ``wire_decode`` both call it.
+
+    >>> from types import SimpleNamespace
+    >>> items = dict(total_items=3, num_distinct_items=2)
+    >>> check_order_rules(SimpleNamespace(**items, min_item_price=5, max_item_price=9))
+    >>> check_order_rules(SimpleNamespace(**items, min_item_price=9, max_item_price=5))
+    Traceback (most recent call last):
+    ...
+    ValueError: min_item_price must be <= max_item_price
+    """
+    if order.min_item_price > order.max_item_price:
+        raise ValueError("min_item_price must be <= max_item_price")
+    if order.num_distinct_items > order.total_items:
+        raise ValueError("num_distinct_items must be <= total_items")
+
+
+def check_supply_rules(snapshot: _DasherCounts) -> None:
+    """A supply snapshot's rule across fields; the pydantic model and ``wire_decode`` call it.
+
+    >>> from types import SimpleNamespace as S
+    >>> check_supply_rules(S(onshift_dashers=3, busy_dashers=4))
+    Traceback (most recent call last):
+    ...
+    ValueError: busy_dashers must be <= onshift_dashers
+    """
+    if snapshot.busy_dashers > snapshot.onshift_dashers:
+        raise ValueError("busy_dashers must be <= onshift_dashers")
 
 
 class _Message(BaseModel):
@@ -76,7 +145,20 @@ class _Message(BaseModel):
     schema_version: Literal[1] = 1
 
 
-class OrderCreated(_Message):
+class _Event(_Message):
+    """A stream event. ``cross_field_rules`` run once its fields are valid, here (through
+    ``_run_cross_field_rules``) and in the fast decoder (``wire_decode``): one list for both."""
+
+    cross_field_rules: ClassVar[tuple[Callable[[Any], None], ...]] = ()
+
+
+def _run_cross_field_rules(event: _E) -> _E:
+    for rule in event.cross_field_rules:
+        rule(event)
+    return event
+
+
+class OrderCreated(_Event):
     """A consumer placed an order (topic ``orders``, key ``store_id``)."""
 
     type: Literal["OrderCreated"] = "OrderCreated"
@@ -98,21 +180,15 @@ class OrderCreated(_Message):
     consumer_lat: Lat | None = None
     consumer_lon: Lon | None = None
 
-    _utc_created = field_validator("created_at")(_utc)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OrderCreated:
-        if self.min_item_price > self.max_item_price:
-            raise ValueError("min_item_price must be <= max_item_price")
-        if self.num_distinct_items > self.total_items:
-            raise ValueError("num_distinct_items must be <= total_items")
-        return self
+    cross_field_rules = (check_order_rules,)
+    _cross_field = model_validator(mode="after")(_run_cross_field_rules)
+    _utc_created = field_validator("created_at")(as_utc)
 
 
 DasherEventKind = Literal["shift_start", "shift_end", "assigned", "freed"]
 
 
-class DasherEvent(_Message):
+class DasherEvent(_Event):
     """One dasher changed state (topic ``dasher-events``, key ``market_id``)."""
 
     type: Literal["DasherEvent"] = "DasherEvent"
@@ -121,10 +197,10 @@ class DasherEvent(_Message):
     kind: DasherEventKind
     at: AwareDatetime
 
-    _utc_at = field_validator("at")(_utc)
+    _utc_at = field_validator("at")(as_utc)
 
 
-class MarketSupplySnapshot(_Message):
+class MarketSupplySnapshot(_Event):
     """Counts a dispatch system publishes per market (topic ``dasher-events``)."""
 
     type: Literal["MarketSupplySnapshot"] = "MarketSupplySnapshot"
@@ -134,16 +210,12 @@ class MarketSupplySnapshot(_Message):
     busy_dashers: Count
     outstanding_orders: Count
 
-    _utc_at = field_validator("at")(_utc)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MarketSupplySnapshot:
-        if self.busy_dashers > self.onshift_dashers:
-            raise ValueError("busy_dashers must be <= onshift_dashers")
-        return self
+    cross_field_rules = (check_supply_rules,)
+    _cross_field = model_validator(mode="after")(_run_cross_field_rules)
+    _utc_at = field_validator("at")(as_utc)
 
 
-class OrderDelivered(_Message):
+class OrderDelivered(_Event):
     """Ground truth: the order reached the consumer (topic ``deliveries``, key ``store_id``)."""
 
     type: Literal["OrderDelivered"] = "OrderDelivered"
@@ -153,9 +225,7 @@ class OrderDelivered(_Message):
     delivered_at: AwareDatetime
     picked_up_at: AwareDatetime | None = None
 
-    _utc_times = field_validator("delivered_at", "picked_up_at")(
-        lambda v: None if v is None else _utc(v)
-    )
+    _utc_times = field_validator("delivered_at", "picked_up_at")(_as_utc_or_none)
 
 
 Event = Annotated[
@@ -339,27 +409,29 @@ def to_ms(value: datetime) -> int:
     return math.floor(value.timestamp() * 1000 + 0.5)
 
 
-def event_time(event: Event) -> datetime:
-    """The event-time stamp that drives windows for any event kind."""
-    if isinstance(event, OrderCreated):
+def event_time(event: AnyEvent) -> datetime:
+    """The event-time stamp that drives windows for any event kind, from either decoder
+    (dispatch on ``event.type``: ``wire_decode``'s Structs are not the pydantic classes)."""
+    if event.type == "OrderCreated":
         return event.created_at
-    if isinstance(event, OrderDelivered):
+    if event.type == "OrderDelivered":
         return event.delivered_at
     return event.at
 
 
-def event_id(event: Event) -> str:
-    """A stable id for deduplication: the same event replayed has the same id.
+def event_id(event: AnyEvent) -> str:
+    """A stable id for deduplication: the same event replayed has the same id, whichever
+    decoder read it.
 
     >>> event_id(decode(b'{"type":"DasherEvent","dasher_id":"d1","market_id":"m1",'
     ...                 b'"kind":"assigned","at":"2026-01-01T12:00:00Z"}'))
     'DasherEvent:d1:assigned:1767268800000'
     """
-    if isinstance(event, OrderCreated):
+    if event.type == "OrderCreated":
         return f"OrderCreated:{event.order_id}"
-    if isinstance(event, OrderDelivered):
+    if event.type == "OrderDelivered":
         return f"OrderDelivered:{event.order_id}"
-    if isinstance(event, DasherEvent):
+    if event.type == "DasherEvent":
         return f"DasherEvent:{event.dasher_id}:{event.kind}:{to_ms(event.at)}"
     return f"MarketSupplySnapshot:{event.market_id}:{to_ms(event.at)}"
 

@@ -16,7 +16,6 @@ from operator import attrgetter
 import numpy as np
 import numpy.typing as npt
 
-from stream_features.contract import OrderCreated
 from stream_features.definitions import (
     BATCH_FEATURES,
     BUCKET_S,
@@ -26,6 +25,7 @@ from stream_features.definitions import (
     category_code,
     feature_names,
 )
+from stream_features.wire_decode import AnyOrder
 
 __all__ = [
     "BATCH_FIELDS",
@@ -114,7 +114,7 @@ def hour_of_week(created_ms: int) -> int:
     return int(weekday * 24 + (created_ms // 3_600_000) % 24)
 
 
-def batch_lookup_keys(feature: BatchFeature, order: OrderCreated, created_ms: int) -> str:
+def batch_lookup_keys(feature: BatchFeature, order: AnyOrder, created_ms: int) -> str:
     """The key a batch feature is stored under for this order.
 
     >>> from stream_features.definitions import BATCH_FEATURES
@@ -142,7 +142,7 @@ _HOUR, _WEEKDAY, _CATEGORY = (
 
 
 def order_matrix(
-    orders: Sequence[OrderCreated], created_ms: npt.NDArray[np.int64]
+    orders: Sequence[AnyOrder], created_ms: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
     """The orders' own features, [n, len(ORDER_FEATURES)], a column at a time.
 
@@ -199,7 +199,7 @@ _STREAM_PLAN = _stream_plan()
 
 
 def finish_rows(
-    orders: Sequence[OrderCreated],
+    orders: Sequence[AnyOrder],
     created_ms: Sequence[int],
     raw: npt.NDArray[np.float64],
     batch: npt.NDArray[np.float64],

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from stream_features.batch import compute_batch_tables, deliveries_frame, tables_as_dict
-from stream_features.contract import Event, OrderCreated, OrderDelivered, to_ms
+from stream_features.contract import Event, to_ms
 from stream_features.definitions import feature_names
 from stream_features.event_log import iter_log
 from stream_features.replay_state import BatchTable, ReplayState
@@ -69,8 +69,8 @@ class DailyBatchReplay(ReplayState):
 
 def build_training_set(events: list[Event], *, lateness_s: int = 300) -> pl.DataFrame:
     """One row per delivered order: ids, ``created_at``, every feature, ``actual_duration_s``."""
-    orders = [e for e in events if isinstance(e, OrderCreated)]
-    deliveries = [e for e in events if isinstance(e, OrderDelivered)]
+    orders = [e for e in events if e.type == "OrderCreated"]
+    deliveries = [e for e in events if e.type == "OrderDelivered"]
     delivered = deliveries_frame(orders, deliveries)
     replay = DailyBatchReplay(delivered, lateness_s=lateness_s)
     rows = replay.update_and_read(events)

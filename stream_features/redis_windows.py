@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from stream_features.contract import Event, OrderCreated, to_ms
+from stream_features.contract import to_ms
 from stream_features.definitions import BATCH_FEATURES
 from stream_features.replay_state import (
     BatchTable,
@@ -45,6 +45,7 @@ from stream_features.state_codec import (
     views_key,
 )
 from stream_features.vectors import FeatureRows
+from stream_features.wire_decode import AnyEvent, AnyOrder
 
 __all__ = ["BatchCache", "RedisFeatureSource"]
 
@@ -78,7 +79,7 @@ class BatchCache:
             self.tables = {}
             self._loaded = set()
 
-    def missing(self, orders: Iterable[OrderCreated]) -> list[str]:
+    def missing(self, orders: Iterable[AnyOrder]) -> list[str]:
         """The hashes the orders need that are not loaded yet."""
         if self.version is None:
             return []
@@ -166,7 +167,7 @@ class RedisFeatureSource:
 
     # --- the stream -----------------------------------------------------------------------------
     def update_and_read(
-        self, events: Sequence[Event], partitions: Sequence[int] | None = None
+        self, events: Sequence[AnyEvent], partitions: Sequence[int] | None = None
     ) -> FeatureRows:
         """Apply ``events`` (``partitions[i]`` is the partition of ``events[i]``; all 0 when
         not given) and return a row per order, then write the changes behind."""
@@ -198,7 +199,7 @@ class RedisFeatureSource:
         self._write_behind()
         return feature_rows(orders, raws, fresh, batch, stats)
 
-    def _load_batch_features(self, orders: Sequence[OrderCreated]) -> None:
+    def _load_batch_features(self, orders: Sequence[AnyOrder]) -> None:
         if self._batches == 0:
             self._batch.set_version(self._client.get(f"{self._prefix}batch:current"))
         missing = self._batch.missing(orders)
@@ -316,7 +317,7 @@ class RedisFeatureSource:
                 self._client.hdel(views_key(self._prefix, p), *idle)
 
     # --- the online read ------------------------------------------------------------------------
-    def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
+    def read(self, orders: Sequence[AnyOrder]) -> FeatureRows:
         """Rows for ``orders`` from the views in Redis, without changing any state.
 
         One round trip: the batch version, the partitions with state, and the orders' stores

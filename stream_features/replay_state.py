@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream_features.contract import Event, OrderCreated, event_id, to_ms
+from stream_features.contract import event_id, to_ms
 from stream_features.definitions import BATCH_FEATURES, BUCKET_S, feature_names
 from stream_features.layout import (
     DASHER_DELTA,
@@ -42,6 +42,7 @@ from stream_features.layout import (
     finish_rows,
 )
 from stream_features.vectors import FeatureRows
+from stream_features.wire_decode import AnyEvent, AnyOrder
 
 __all__ = [
     "BatchTable",
@@ -197,7 +198,7 @@ def _entity_reads(
 
 
 def feature_rows(
-    orders: list[OrderCreated],
+    orders: list[AnyOrder],
     raws: list[list[float]],
     fresh: list[float],
     batch: list[list[float]],
@@ -305,14 +306,14 @@ class ReplayState:
             if stale:
                 changes.views.add(mkey)
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: AnyEvent) -> None:
         kind = event.type
         if kind == "OrderCreated" or kind == "OrderDelivered":
             self._apply_store_event(event)
         else:
             self._apply_market_event(event)
 
-    def _apply_store_event(self, event: Event) -> None:
+    def _apply_store_event(self, event: AnyEvent) -> None:
         skey, mkey = "s:" + event.store_id, "m:" + event.market_id  # type: ignore[union-attr]  # store events carry both
         store, market = self._entity(skey), self._entity(mkey)
         created_event = event.type == "OrderCreated"
@@ -346,7 +347,7 @@ class ReplayState:
         self._advance(skey, store, "s", ts, mkey, market)
         self._advance(mkey, market, "m", ts)
 
-    def _apply_market_event(self, event: Event) -> None:
+    def _apply_market_event(self, event: AnyEvent) -> None:
         mkey = "m:" + event.market_id
         market = self._entity(mkey)
         ts = to_ms(event.at)  # type: ignore[union-attr]  # market events carry ``at``
@@ -363,7 +364,7 @@ class ReplayState:
         self._advance(mkey, market, "m", ts)
 
     # --- reads --------------------------------------------------------------------------------
-    def raw(self, order: OrderCreated, ts: int) -> tuple[list[float], float]:
+    def raw(self, order: AnyOrder, ts: int) -> tuple[list[float], float]:
         """Raw reads (``RAW_READS`` order) for an order at time ``ts`` and its freshness."""
         store = self.entities.get("s:" + order.store_id)
         mkey = "m:" + order.market_id
@@ -379,7 +380,7 @@ class ReplayState:
         """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""
         return self.batch
 
-    def batch_values(self, order: OrderCreated, ts: int) -> list[float]:
+    def batch_values(self, order: AnyOrder, ts: int) -> list[float]:
         """The order's raw batch lookups (NaN where missing), memoised per table, store and
         hour: a store's orders within an hour share them, and the lookups cost 2 us an order."""
         tables = self.batch_at(ts)
@@ -395,9 +396,9 @@ class ReplayState:
             ]
         return values
 
-    def update_and_read(self, events: Sequence[Event]) -> FeatureRows:
+    def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
         before = dict(self.stats)
-        orders: list[OrderCreated] = []
+        orders: list[AnyOrder] = []
         raws: list[list[float]] = []
         fresh: list[float] = []
         batch: list[list[float]] = []
@@ -413,7 +414,7 @@ class ReplayState:
         stats = {key: self.stats[key] - before[key] for key in self.stats}
         return feature_rows(orders, raws, fresh, batch, stats)
 
-    def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
+    def read(self, orders: Sequence[AnyOrder]) -> FeatureRows:
         raws, fresh, batch = [], [], []
         for order in orders:
             ts = to_ms(order.created_at)

@@ -15,7 +15,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from stream_features.contract import Event, OrderCreated
+from stream_features.contract import OrderCreated
+from stream_features.wire_decode import AnyEvent, AnyOrder
 
 __all__ = ["FeatureRows", "FeatureSource", "PartitionedFeatureSource"]
 
@@ -27,13 +28,13 @@ class FeatureRows:
     ``values[i]`` is the input row of ``orders[i]`` in ``names`` order (float64; NaN means
     missing, which LightGBM handles). ``freshness_s[i]`` is the event-time age of the oldest
     entity state behind the row (NaN when an entity had no state yet). ``stats`` counts what
-    the update did: ``applied``, ``duplicates``, ``late``.
+    the update did: ``applied``, ``duplicates``, ``late``. ``orders`` are either decoder's.
     """
 
     names: list[str]
     values: npt.NDArray[np.float64]
     freshness_s: npt.NDArray[np.float64]
-    orders: list[OrderCreated]
+    orders: Sequence[AnyOrder]
     stats: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -44,9 +45,14 @@ class FeatureRows:
 
 
 class FeatureSource(Protocol):
-    """Where serving gets features; one call is one round trip to the state behind it."""
+    """Where serving gets features; one call is one round trip to the state behind it.
 
-    def update_and_read(self, events: Sequence[Event]) -> FeatureRows:
+    Events and orders come from either decoder: pydantic models (``contract.decode``: the API,
+    replays) or Structs (``wire_decode.decode_fast``: the stream worker). Dispatch on
+    ``event.type``.
+    """
+
+    def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
         """Apply ``events`` in order and return a row per OrderCreated among them.
 
         Each order's row is read before its own update: the events before it in the batch
@@ -65,7 +71,7 @@ class PartitionedFeatureSource(FeatureSource, Protocol):
     which partition each event came from and which partitions it no longer owns."""
 
     def update_and_read(
-        self, events: Sequence[Event], partitions: Sequence[int] | None = None
+        self, events: Sequence[AnyEvent], partitions: Sequence[int] | None = None
     ) -> FeatureRows:
         """As ``FeatureSource.update_and_read``; ``partitions[i]`` is ``events[i]``'s."""
         ...

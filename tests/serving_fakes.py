@@ -16,9 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from stream_features.contract import Event, OrderCreated, encode, event_id, to_ms
+from stream_features.contract import OrderCreated, encode, event_id, to_ms
 from stream_features.definitions import feature_names
 from stream_features.vectors import FeatureRows
+from stream_features.wire_decode import AnyEvent, AnyOrder
 
 __all__ = ["T0", "LinearModel", "MemoryFeatures", "dasher_event", "ms", "order", "order_bytes"]
 
@@ -67,21 +68,21 @@ class MemoryFeatures:
         self.calls: list[int] = []
         self.failures_left = 0
 
-    def update_and_read(self, events: Sequence[Event]) -> FeatureRows:
+    def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
         self.calls.append(len(events))
         if self.failures_left:
             self.failures_left -= 1
             raise ConnectionError("redis is down (fake)")
         col = self.names.index(STORE_10M)
         rows: list[npt.NDArray[np.float64]] = []
-        orders: list[OrderCreated] = []
+        orders: list[AnyOrder] = []
         fresh: list[float] = []
         duplicates = 0
         for event in events:
             new = event_id(event) not in self.seen
             self.seen.add(event_id(event))
             duplicates += not new
-            if isinstance(event, OrderCreated):
+            if event.type == "OrderCreated":
                 row = np.full(len(self.names), np.nan)
                 row[col] = self.store_orders[event.store_id]
                 rows.append(row)

@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from stream_features.contract import SCHEMA_VERSION, OrderCreated
+from stream_features.contract import SCHEMA_VERSION
+from stream_features.wire_decode import AnyOrder
 
 __all__ = ["encode_prediction", "finite_features"]
 
@@ -41,7 +42,7 @@ def finite_features(names: list[str], values: npt.NDArray[np.float64]) -> list[d
 
 
 def encode_prediction(
-    order: OrderCreated,
+    order: AnyOrder,
     predicted_duration_s: float,
     *,
     model_name: str,
@@ -51,7 +52,8 @@ def encode_prediction(
     features: dict[str, float] | None = None,
     mode: str = "streaming",
 ) -> bytes:
-    """One ``DeliveryPrediction`` as wire JSON; the duration must be finite and >= 0."""
+    """One ``DeliveryPrediction`` as wire JSON; the duration must be finite and >= 0. The
+    order is either decoder's (a pydantic model or a ``wire_decode`` Struct)."""
     message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "type": "DeliveryPrediction",

@@ -22,9 +22,10 @@ import numpy.typing as npt
 from predictor.serving.dlq import dead_letter
 from predictor.serving.encoding import encode_prediction, finite_features
 from predictor.serving.records import OutRecord, SourceRecord
-from stream_features.contract import Event, OrderCreated, decode, event_time, to_ms
+from stream_features.contract import event_time, to_ms
 from stream_features.errors import RejectedMessage
 from stream_features.vectors import FeatureRows, FeatureSource
+from stream_features.wire_decode import AnyEvent, WireEvent, decode_fast
 
 __all__ = [
     "BatchResult",
@@ -87,11 +88,11 @@ class BatchResult:
     model_version: str = ""
 
 
-def _validated(record: SourceRecord, config: PipelineConfig, now_ms: int) -> Event:
+def _validated(record: SourceRecord, config: PipelineConfig, now_ms: int) -> WireEvent:
     value = record.value()
     if value is None:
         raise RejectedMessage("empty message: no value (a tombstone?)")
-    event = decode(value, config.max_message_bytes)
+    event = decode_fast(value, config.max_message_bytes)  # contract.decode's answers, ~4x faster
     allowed = config.topic_types.get(record.topic() or "")
     if allowed is not None and event.type not in allowed:
         raise RejectedMessage(
@@ -103,7 +104,7 @@ def _validated(record: SourceRecord, config: PipelineConfig, now_ms: int) -> Eve
     return event
 
 
-def check_event_time(event: Event, *, now_ms: int, max_future_skew_s: int) -> None:
+def check_event_time(event: AnyEvent, *, now_ms: int, max_future_skew_s: int) -> None:
     """Reject an event stamped more than ``max_future_skew_s`` after ``now_ms`` (a clock far
     off, or a typo in the year); the HTTP API checks each order with it too.
 
@@ -129,11 +130,11 @@ class DecodedBatch:
     """A batch after decoding: the valid events for the feature source, and the rejects.
 
     ``order_sources[i]`` is the record of the i-th OrderCreated among ``events`` (a prediction
-    the model cannot make is dead-lettered with it).
+    the model cannot make is dead-lettered with it). The events are ``wire_decode`` Structs.
     """
 
     result: BatchResult
-    events: list[Event]
+    events: list[WireEvent]
     order_sources: list[SourceRecord]
     partitions: list[int] = field(default_factory=list)  # the source partition of events[i]
 
@@ -143,7 +144,7 @@ def decode_batch(
 ) -> DecodedBatch:
     """Decode and check every record on its own; a bad one becomes a dead letter."""
     result = BatchResult()
-    events: list[Event] = []
+    events: list[WireEvent] = []
     order_sources: list[SourceRecord] = []
     partitions: list[int] = []
     for record in records:
@@ -159,7 +160,7 @@ def decode_batch(
             continue
         events.append(event)
         partitions.append(record.partition() or 0)
-        if isinstance(event, OrderCreated):
+        if event.type == "OrderCreated":
             order_sources.append(record)
     return DecodedBatch(result, events, order_sources, partitions)
 

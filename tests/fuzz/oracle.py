@@ -1,13 +1,16 @@
 """What every decoder must do with any bytes: give a valid message or a printable reason.
 
 One set of invariants, checked by the hypothesis properties and by the atheris target alike.
-An ``AssertionError`` (or any other exception) escaping ``check`` is a finding.
+An ``AssertionError`` (or any other exception) escaping ``check`` is a finding. ``check_same``
+holds the worker's fast decoder (``wire_decode.decode_fast``) to ``contract.decode``.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from predictor.serving.dlq import decode_dead_letter
 from predictor.serving.pipeline import PipelineConfig, decode_batch
@@ -15,8 +18,9 @@ from predictor.serving.records import RawRecord
 from producers.tail import describe
 from stream_features.contract import Event, decode, encode, event_id, event_time, to_ms
 from stream_features.errors import RejectedMessage
+from stream_features.wire_decode import WIRE_TYPES, AnyEvent, decode_fast
 
-__all__ = ["MAX_BYTES", "NOW_MS", "check", "check_decode", "check_reason"]
+__all__ = ["MAX_BYTES", "NOW_MS", "check", "check_decode", "check_reason", "check_same"]
 
 MAX_BYTES = 64 * 1024
 """A small limit, so the fuzzer also explores both sides of it."""
@@ -63,6 +67,37 @@ def check_decode(data: bytes, max_bytes: int = MAX_BYTES) -> Event | None:
     return event
 
 
+def _answer(
+    decoder: Callable[[Any, int], AnyEvent], data: Any, max_bytes: int
+) -> AnyEvent | RejectedMessage:
+    try:
+        return decoder(data, max_bytes)
+    except RejectedMessage as exc:
+        return exc
+
+
+def check_same(data: bytes | bytearray | memoryview | str, max_bytes: int = MAX_BYTES) -> str:
+    """``decode_fast`` accepts exactly what ``decode`` accepts, as a Struct with the same field
+    values of the same Python types, and rejects the rest with the same reason and field.
+
+    Returns the event's type, or ``"rejected"`` (for tests that count what they covered).
+    """
+    slow, fast = _answer(decode, data, max_bytes), _answer(decode_fast, data, max_bytes)
+    if isinstance(slow, RejectedMessage):
+        assert isinstance(fast, RejectedMessage), (slow, fast)
+        assert (fast.reason, fast.field) == (slow.reason, slow.field), (slow, fast)
+        return "rejected"
+    assert not isinstance(fast, RejectedMessage), (slow, fast)
+    assert type(fast) is WIRE_TYPES[slow.type] and fast.type == slow.type
+    for name in type(slow).model_fields:
+        mine, theirs = getattr(fast, name), getattr(slow, name)
+        assert mine == theirs and type(mine) is type(theirs), (name, mine, theirs)
+        if isinstance(mine, datetime):
+            assert mine.tzinfo is UTC and theirs.utcoffset() == timedelta(0), (mine, theirs)
+    assert (event_id(fast), event_time(fast)) == (event_id(slow), event_time(slow))
+    return slow.type
+
+
 def _check_pipeline(data: bytes, topic: str) -> None:
     """The worker's path: one record becomes an event or a dead letter that keeps its bytes."""
     record = RawRecord(data, topic, 0, 7, b"key")
@@ -87,6 +122,7 @@ def _check_describe(data: bytes) -> None:
 def check(data: bytes) -> None:
     """Every decoder that reads a topic, on the same bytes."""
     check_decode(data)
+    check_same(data)
     for topic in ("orders", "dasher-events", "deliveries"):
         _check_pipeline(data, topic)
     _check_describe(data)

@@ -9,6 +9,7 @@ import numpy as np
 from stream_features.contract import OrderCreated, to_ms
 from stream_features.definitions import ORDER_FEATURES, category_code
 from stream_features.layout import order_matrix
+from stream_features.wire_decode import to_wire
 from tests.feature_events import messy_stream, order
 
 
@@ -43,3 +44,10 @@ def test_every_column_is_its_feature() -> None:
 
 def test_no_orders_no_rows() -> None:
     assert order_matrix([], np.empty(0, dtype=np.int64)).shape == (0, len(ORDER_FEATURES))
+
+
+def test_the_fast_decoders_structs_give_the_same_rows() -> None:
+    orders = [e for e in messy_stream(n=500) if e.type == "OrderCreated"]
+    structs = [to_wire(o) for o in orders]
+    created = np.array([to_ms(o.created_at) for o in orders], dtype=np.int64)
+    np.testing.assert_array_equal(order_matrix(structs, created), order_matrix(orders, created))

@@ -160,3 +160,18 @@ def test_a_batch_of_rejects_only_still_names_the_model() -> None:
     decoded = decode_batch(records([b"junk"]), now_ms=NOW, config=CONFIG)
     result = score_batch(decoded, None, LinearModel("9"), now_ms=NOW, config=CONFIG)
     assert (result.model_version, len(result.dead_letters), result.predictions) == ("9", 1, [])
+
+
+def test_the_worker_decodes_into_structs_and_finds_the_orders_by_type() -> None:
+    from predictor.serving.pipeline import decode_batch
+    from stream_features.wire_decode import DasherEventWire, OrderCreatedWire
+
+    decoded = decode_batch(
+        records([order_bytes(1), dasher_event(), order_bytes(2)]), now_ms=NOW, config=CONFIG
+    )
+    assert [type(e).__mro__[1] for e in decoded.events] == [
+        OrderCreatedWire,
+        DasherEventWire,
+        OrderCreatedWire,
+    ]
+    assert [r.offset() for r in decoded.order_sources] == [0, 2]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from predictor.serving.encoding import encode_prediction
 from stream_features.contract import DeliveryPrediction, encode
+from stream_features.wire_decode import AnyOrder, to_wire
 from tests.serving_fakes import T0, order
 
 durations = st.floats(min_value=0, max_value=365 * 86400, allow_nan=False)
@@ -62,3 +63,21 @@ def test_fast_encoding_equals_the_contract_encoding(
     )
     assert fast == slow
     assert DeliveryPrediction.model_validate_json(fast).predicted_duration_s == duration
+
+
+@given(duration=durations, created_us=st.integers(0, 10**12))
+def test_a_struct_order_encodes_as_its_pydantic_twin(duration: float, created_us: int) -> None:
+    o = order(1, at=T0 + timedelta(microseconds=created_us), store_lat=37.5)
+    served_at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def encoded(event: AnyOrder) -> bytes:
+        return encode_prediction(
+            event,
+            duration,
+            model_name="eta",
+            model_version="12",
+            served_at=served_at,
+            feature_freshness_s=None,
+        )
+
+    assert encoded(to_wire(o)) == encoded(o)  # type: ignore[arg-type]  # to_wire of an order
