@@ -42,39 +42,13 @@ from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from peers_check import WINDOW_BUCKETS, bucket_of
+from peers_check import bucket_of, count_then_add
 
 __all__ = ["answers", "build", "count_then_add", "main"]
 
 Buckets = list[list[int]]  # [[bucket, orders], ...], oldest first
 Order = KafkaSourceMessage[bytes, bytes]
 Answer = KafkaSinkMessage[bytes, bytes]
-
-
-def count_then_add(kept: Buckets, bucket: int) -> tuple[Buckets, int]:
-    """The store's orders in the 10 buckets ending with ``bucket``, then this one counted.
-
-    Buckets before that window are dropped: the input is in event-time order per store
-    (``peers_input``), so no later order needs them.
-
-    >>> state, counts = [], []
-    >>> for b in (0, 0, 9, 10, 10, 19, 20):
-    ...     state, n = count_then_add(state, b)
-    ...     counts.append(n)
-    >>> counts, state
-    ([0, 1, 2, 1, 2, 2, 1], [[19, 1], [20, 1]])
-    """
-    first = bucket - WINDOW_BUCKETS + 1
-    kept = [pair for pair in kept if pair[0] >= first]
-    count = sum(n for b, n in kept if b <= bucket)
-    for pair in kept:
-        if pair[0] == bucket:
-            pair[1] += 1
-            break
-    else:
-        kept.append([bucket, 1])
-        kept.sort()
-    return kept, count
 
 
 def _answer(state: Buckets | None, msg: Order) -> tuple[Buckets, Answer]:

@@ -23,6 +23,7 @@ __all__ = [
     "Check",
     "bucket_of",
     "check_outputs",
+    "count_then_add",
     "expected_counts",
     "own_window_start_ms",
 ]
@@ -50,6 +51,32 @@ def own_window_start_ms(ts_ms: int) -> int:
     (60000, 0)
     """
     return (bucket_of(ts_ms) - WINDOW_BUCKETS + 1) * BUCKET_MS
+
+
+def count_then_add(kept: list[list[int]], bucket: int) -> tuple[list[list[int]], int]:
+    """The store's orders in the 10 buckets ending with ``bucket``, then this one counted.
+
+    Buckets before that window are dropped: the input is in event-time order per store
+    (``peers_input``), so no later order needs them.
+
+    >>> state, counts = [], []
+    >>> for b in (0, 0, 9, 10, 10, 19, 20):
+    ...     state, n = count_then_add(state, b)
+    ...     counts.append(n)
+    >>> counts, state
+    ([0, 1, 2, 1, 2, 2, 1], [[19, 1], [20, 1]])
+    """
+    first = bucket - WINDOW_BUCKETS + 1
+    kept = [pair for pair in kept if pair[0] >= first]
+    count = sum(n for b, n in kept if b <= bucket)
+    for pair in kept:
+        if pair[0] == bucket:
+            pair[1] += 1
+            break
+    else:
+        kept.append([bucket, 1])
+        kept.sort()
+    return kept, count
 
 
 def expected_counts(orders: Iterable[tuple[str, str, int]]) -> dict[str, int]:

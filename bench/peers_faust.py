@@ -23,7 +23,7 @@ from typing import Any
 
 import faust
 import orjson
-from peers_check import WINDOW_BUCKETS, bucket_of
+from peers_check import WINDOW_BUCKETS, bucket_of, count_then_add
 
 __all__ = ["build", "main"]
 
@@ -59,18 +59,8 @@ def build(args: argparse.Namespace) -> faust.App:
             async for event in stream.events():
                 msg = event.message
                 bucket = bucket_of(round(msg.timestamp * 1000))
-                first = bucket - WINDOW_BUCKETS + 1
                 store = msg.key.decode()
-                kept = [pair for pair in buckets[store] if pair[0] >= first]
-                count = sum(n for b, n in kept if b <= bucket)
-                for pair in kept:
-                    if pair[0] == bucket:
-                        pair[1] += 1
-                        break
-                else:
-                    kept.append([bucket, 1])
-                    kept.sort()
-                buckets[store] = kept
+                buckets[store], count = count_then_add(buckets[store], bucket)
                 order_id = orjson.loads(msg.value)["order_id"]
                 await out.send(key=msg.key, value=_out(order_id, count))
 

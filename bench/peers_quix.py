@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from peers_check import WINDOW_BUCKETS, bucket_of, own_window_start_ms
+from peers_check import bucket_of, count_then_add, own_window_start_ms
 from quixstreams import Application
 from quixstreams.dataframe.windows.aggregations import Count, Last
 from quixstreams.state import State
@@ -48,16 +48,7 @@ def _count_before(
 ) -> dict[str, Any]:
     """Counts of the store's last buckets as ``[[bucket, n], ...]``, oldest first."""
     bucket = bucket_of(timestamp)
-    first = bucket - WINDOW_BUCKETS + 1
-    kept = [pair for pair in state.get("w", []) if pair[0] >= first]
-    count = sum(n for b, n in kept if b <= bucket)
-    for pair in kept:
-        if pair[0] == bucket:
-            pair[1] += 1
-            break
-    else:
-        kept.append([bucket, 1])
-        kept.sort()
+    kept, count = count_then_add(state.get("w", []), bucket)
     state.set("w", kept)
     return {"order_id": value["order_id"], "count": count, "at_ms": _now_ms()}
 

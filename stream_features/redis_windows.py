@@ -202,14 +202,20 @@ class RedisFeatureSource:
     def _load_batch_features(self, orders: Sequence[AnyOrder]) -> None:
         if self._batches == 0:
             self._batch.set_version(self._client.get(f"{self._prefix}batch:current"))
+        if self._fill_batch(orders):
+            for state in self._parts.values():
+                state._batch_memo.clear()
+
+    def _fill_batch(self, orders: Sequence[AnyOrder]) -> bool:
+        """Load the batch hashes ``orders`` need and the cache lacks (one round trip, only
+        when some are missing); True when any were loaded."""
         missing = self._batch.missing(orders)
         if missing:
             pipe = self._client.pipeline(transaction=False)
             for key in missing:
                 pipe.hgetall(key)
             self._batch.fill(missing, pipe.execute())
-            for state in self._parts.values():
-                state._batch_memo.clear()
+        return bool(missing)
 
     def _link_markets(self, markets: set[str]) -> None:
         """Give each partition the other partials of the batch's markets."""
@@ -349,12 +355,7 @@ class RedisFeatureSource:
             for key, raw in zip(entities, views[p], strict=True):
                 if raw is not None:
                     partials[key].append(decode_view(raw))
-        missing = self._batch.missing(orders)
-        if missing:
-            fetch = self._client.pipeline(transaction=False)
-            for key in missing:
-                fetch.hgetall(key)
-            self._batch.fill(missing, fetch.execute())
+        self._fill_batch(orders)
         state = ReplayState(lateness_s=self._lateness_s, batch=self._batch.tables)
         raws, fresh, batch = [], [], []
         for order in orders:
