@@ -36,6 +36,7 @@ def _load(name: str) -> ModuleType:
 
 
 loop = _load("stream_loop")
+bench = _load("stream")
 
 
 class _Recorded:
@@ -80,7 +81,17 @@ def test_an_answer_reads_as_a_prediction_does_in_the_latency_reader() -> None:
     assert served - created == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("module", [loop])
+def test_without_a_reference_p99_no_engine_meets_the_target() -> None:
+    results = [{"engine": "confluent", "latency": {"p99_ms": 100.0}}]
+    assert bench.versus_reference(results, {"latency": {"received": 0}}) == {
+        "confluent": {"p99_ratio": None, "within_1.5x": False}
+    }
+    assert bench.versus_reference(results, {"latency": {"p99_ms": 50.0}}) == {
+        "confluent": {"p99_ratio": 2.0, "within_1.5x": False}
+    }
+
+
+@pytest.mark.parametrize("module", [loop, bench])
 def test_doctests(module: ModuleType) -> None:
     failed, tried = doctest.testmod(module)
     assert tried and not failed
