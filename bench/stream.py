@@ -13,6 +13,11 @@ generated data and served from a registry, for each engine:
   ``created_at`` (wall clock, same host), first two seconds left out. Then again at
   ``--low-rate``, which every engine can sustain (at ``--rate`` the slow ones queue up).
 * RSS: the worker process's resident memory, sampled every 0.5 s, the maximum.
+* reference: a trivial consume→produce loop with the worker's exact client settings
+  (``bench/stream_loop.py``), measured the same way at the same rates and length right after
+  the ``confluent`` engine, on fresh topics, after a short warm-up backlog. Its row is marked
+  reference; each engine's row gives its p99 at ``--rate`` over the loop's and whether it is
+  within ``REFERENCE_RATIO`` (1.5×, issue #16). ``--no-reference`` leaves it out.
 
 Engines: ``confluent`` and ``faust`` (``eta predict stream --engine ...``) and ``naive``, a
 per-event loop for comparison (poll one record, one Redis round trip, one predict, produce,
@@ -20,8 +25,10 @@ flush, commit).
 
     python bench/stream.py                          # all three engines
     python bench/stream.py --engines confluent --profile   # cProfile of the worker, top costs
+    python bench/stream.py --engines confluent --orders 20000 --seconds 20 --low-rate 0 \
+        --out /tmp/stream.json                  # a short check of confluent against the loop
 
-Prints a table and writes ``bench/results/stream.json``.
+Prints a table and writes ``bench/results/stream.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ from stream_features.settings import Settings
 RESULTS = Path(__file__).parent / "results" / "stream.json"
 ROOT = Path(__file__).resolve().parents[1]
 BACKLOG = {"confluent": 200_000, "faust": 40_000, "naive": 5_000}
+REFERENCE = "trivial loop"
+REFERENCE_RATIO = 1.5  # issue #16: p99 at --rate within 1.5x of the trivial loop's
+REFERENCE_WARMUP = 2_000  # orders the loop answers before the live phase: group joined
 _console = Console(width=150)
 
 
@@ -431,6 +441,60 @@ def run_engine(
     return result
 
 
+def run_reference(
+    base: Settings, urls: Any, args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    """The trivial loop (``bench/stream_loop.py``) through the same latency phases."""
+    from stream_features.kafka_clients import ensure_topics
+
+    settings = _fresh(base, "loop")
+    ensure_topics(settings)
+    events = _backlog(settings, REFERENCE_WARMUP)
+    reader = _reader(settings, args.reader_fetch_wait_ms)
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "stream_loop.py")]
+    loop = Worker(settings, "loop", workdir / "loop.log", cmd=cmd)
+    result: dict[str, Any] = {
+        "engine": REFERENCE,
+        "reference": True,
+        "backlog_orders": REFERENCE_WARMUP,
+        "backlog_events": events,
+    }
+    cpu = CpuShare(CpuShare.stack_pids(urls, loop.proc.pid))
+    warmup = _throughput(reader, REFERENCE_WARMUP, timeout_s=120)
+    result["warmup"] = {"predictions": warmup["predictions"]}  # not a throughput: orders only
+    if args.low_rate:
+        result["latency_low_rate"] = _latency(reader, settings, args.low_rate, args.seconds, cpu)
+    result["latency"] = _latency(reader, settings, args.rate, args.seconds, cpu)
+    result["exit_code"] = loop.stop()
+    cpu.close()
+    result["rss_mb"] = round(loop.rss_max / 2**20)
+    reader.close()
+    return result
+
+
+def versus_reference(
+    results: list[dict[str, Any]], reference: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Per engine: its p99 at ``--rate`` over the trivial loop's, and whether that is within
+    ``REFERENCE_RATIO``.
+
+    >>> ref = {"latency": {"p99_ms": 200.0}}
+    >>> versus_reference([{"engine": "a", "latency": {"p99_ms": 290.0}},
+    ...                   {"engine": "b", "latency": {"received": 0}}], ref)
+    {'a': {'p99_ratio': 1.45, 'within_1.5x': True}, 'b': {'p99_ratio': None, 'within_1.5x': False}}
+    """
+    ref_p99 = (reference or {}).get("latency", {}).get("p99_ms")
+    out = {}
+    for r in results:
+        p99 = r["latency"].get("p99_ms")
+        ratio = round(p99 / ref_p99, 2) if p99 is not None and ref_p99 else None
+        out[r["engine"]] = {
+            "p99_ratio": ratio,
+            f"within_{REFERENCE_RATIO:g}x": ratio is not None and ratio <= REFERENCE_RATIO,
+        }
+    return out
+
+
 _STAGES = [
     ("core: the whole batch", "pipeline.py", "process_batch"),
     ("core: decode + checks", "pipeline.py", "_validated"),
@@ -514,6 +578,13 @@ def main() -> None:
     )
     parser.add_argument("--low-rate", type=float, default=500.0, help="second rate; 0 skips it")
     parser.add_argument("--profile", action="store_true", help="cProfile the confluent worker")
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the trivial loop (bench/stream_loop.py) after confluent",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     parser.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_worker:
@@ -523,6 +594,10 @@ def main() -> None:
     from stream_features.stack import start_stack
 
     results: list[dict[str, Any]] = []
+    reference: dict[str, Any] | None = None
+    engines = args.engines.split(",")
+    # right after confluent (etastream's default engine), so the two share the conditions
+    reference_after = "confluent" if "confluent" in engines else engines[-1]
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_stack(Settings(data_dir=Path(tmp) / "stack")) as urls,
@@ -537,20 +612,34 @@ def main() -> None:
         )
         model = _register_model(base, workdir)
         _console.print(f"model {model}; stack {urls.kafka_bootstrap_servers}, {urls.redis_url}")
-        for engine in args.engines.split(","):
+        for engine in engines:
             _console.print(f"[bold]{engine}[/] …")
             results.append(run_engine(base, urls, engine, args, workdir))
             _console.print(results[-1])
+            if args.reference and engine == reference_after:
+                _console.print(f"[bold]{REFERENCE}[/] (reference) …")
+                reference = run_reference(base, urls, args, workdir)
+                _console.print(reference)
         profile = _profile_confluent(base, args.orders or 100_000) if args.profile else None
-    _report(results, profile, model, args)
+    _report(results, reference, profile, model, args)
+
+
+def _vs_cell(vs: dict[str, Any]) -> str:
+    ratio = vs["p99_ratio"]
+    if ratio is None:
+        return "-"
+    ok = vs[f"within_{REFERENCE_RATIO:g}x"]
+    return f"{ratio:g}× {'ok' if ok else 'MISSED'}"
 
 
 def _report(
     results: list[dict[str, Any]],
+    reference: dict[str, Any] | None,
     profile: dict[str, Any] | None,
     model: str,
     args: argparse.Namespace,
 ) -> None:
+    vs = versus_reference(results, reference) if reference is not None else {}
     table = Table(title=f"stream worker, 1 process, {os.cpu_count()} cores; model {model}")
     for col in (
         "engine",
@@ -562,26 +651,30 @@ def _report(
         "received",
         "RSS MB",
         "exit",
+        f"p99 / loop's (≤{REFERENCE_RATIO:g}×)",
     ):
-        table.add_column(col, justify="right")
-    for r in results:
-        t, lat, low = r["throughput"], r["latency"], r.get("latency_low_rate", {})
+        table.add_column(col, justify="right", no_wrap=col == "engine")
+    for r in results + ([reference] if reference is not None else []):
+        lat, low = r["latency"], r.get("latency_low_rate", {})
+        is_ref = r.get("reference", False)
+        rate = "-" if is_ref else f"{r['throughput'].get('orders_per_s') or 0:,}"
         table.add_row(
-            r["engine"],
-            f"{r['backlog_orders']:,}",
-            f"{t.get('orders_per_s') or 0:,}",
+            f"{r['engine']} (reference)" if is_ref else r["engine"],
+            f"{r['backlog_orders']:,}" + (" warm-up" if is_ref else ""),
+            rate,
             str(lat.get("p50_ms", "-")),
             str(lat.get("p99_ms", "-")),
             f"{low.get('p50_ms', '-')} / {low.get('p99_ms', '-')}",
             f"{lat['received']:,}",
             str(r["rss_mb"]),
             str(r["exit_code"]),
+            "reference" if is_ref else (_vs_cell(vs[r["engine"]]) if vs else "-"),
         )
     _console.print(table)
     if profile is not None:
         _print_profile(profile)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_bytes(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(
         orjson.dumps(
             {
                 "machine": {
@@ -594,12 +687,15 @@ def _report(
                 "low_rate": args.low_rate,
                 "seconds": args.seconds,
                 "results": results,
+                "reference": reference,
+                "reference_ratio": REFERENCE_RATIO,
+                "vs_reference": vs,
                 "profile": profile,
             },
             option=orjson.OPT_INDENT_2,
         )
     )
-    _console.print(f"written {RESULTS}")
+    _console.print(f"written {args.out}")
 
 
 def _print_profile(profile: dict[str, Any]) -> None:
