@@ -50,8 +50,9 @@ def _stream(d: dict[str, Any]) -> Iterator[Row]:
 
 def _features(d: dict[str, Any]) -> Iterator[Row]:
     for r in d["throughput"]:
-        what = "Lua script, one call per batch" if r["impl"] == "lua" else "naive, per event"
-        target = "≥ 100,000" if r["impl"] == "lua" and r["batch"] == 1000 else ""
+        state = r["impl"] == "worker state"
+        what = "worker partition state, written behind" if state else "naive, per event"
+        target = "≥ 100,000" if state and r["batch"] == 1000 else ""
         yield (
             "`bench/features.py`",
             f"streaming features, {what}, batch {r['batch']}: orders/s",
@@ -134,10 +135,9 @@ def _pipeline(d: dict[str, Any]) -> Iterator[Row]:
     s = d["summary"]
     yield (
         "`bench/pipeline.py`",
-        "worker core without Kafka: feature round trip alone on its thread (staged) / "
-        "pack + round trip + unpack there: orders/s",
-        f"{_n(s['staged']['orders_per_s'])} / {_n(s['one step']['orders_per_s'])} "
-        f"({d['staged_over_one_step']:.2f}×)",
+        "worker core without Kafka: feature update on its thread / inline: orders/s",
+        f"{_n(s['on its thread']['orders_per_s'])} / {_n(s['inline']['orders_per_s'])} "
+        f"({d['thread_over_inline']:.2f}×)",
         "",
     )
 

@@ -1,22 +1,22 @@
 """The streaming path: partition-local window state in the worker, written behind to Redis.
 
-``RedisFeatureSource`` keeps one ``ReplayState`` (the rules) per partition the worker owns
-and applies each batch to it in memory. After the batch, one round trip (MULTI/EXEC, so a
-failure leaves Redis at a batch boundary) writes what changed: the views of the changed
-entities, which the API and the batch job read, and the partitions' dedup ids and outstanding
-orders, which a new owner loads (``state_codec`` has the layout). The engine commits offsets
-only after this returns, so Redis is the recovery point: a successor loads the partition's
-state and consumes from the committed offset, and dedup keeps a replayed event from counting
-twice. When the write fails, the partitions of the batch are dropped from memory and loaded
-again on the retry, so memory never runs ahead of Redis.
+``RedisFeatureSource`` keeps one ``ReplayState`` (the rules) per partition the worker owns and
+applies each batch to it in memory. After the batch, one round trip (MULTI/EXEC, so a failure
+leaves Redis at a batch boundary) writes what changed, a few commands per partition: the views
+of the changed entities, which the API and the batch job read, and the partition's dedup ids and
+outstanding orders, which a new owner loads (``state_codec`` has the layout). The engine commits
+offsets only after this returns, so Redis is the recovery point: a successor loads the
+partition's state and consumes from the committed offset, and dedup keeps a replayed event from
+counting twice. When the write fails, the partitions of the batch are dropped from memory and
+loaded again on the retry, so memory never runs ahead of Redis.
 
 Market features draw on every store partition: a market has one partial per partition, each
 counted by the partition's owner. A read adds the partials of the other partitions this
 worker owns (live) and of partitions other workers own (read back with each batch's write,
 so at most one batch of theirs, plus one of ours, stale; docs/streaming.md).
 
-``read`` is the online read: the views of the orders' stores and markets from Redis, read by
-the same ``read_row``; it changes nothing.
+``read`` is the online read: the views of the orders' stores and markets from every partition
+in Redis, summed by the same ``read_row``; it changes nothing.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from stream_features.replay_state import (
 from stream_features.state_codec import (
     decode_view,
     encode_view,
-    entity_key,
-    index_key,
     orders_key,
+    partitions_key,
     seen_key,
+    views_key,
 )
 from stream_features.vectors import FeatureRows
 
@@ -121,6 +121,7 @@ class RedisFeatureSource:
         self._remote: dict[str, dict[int, EntityState]] = {}  # market → partition → partial
         self._batch = BatchCache(key_prefix)
         self._batches = 0
+        self._known: set[int] = set()  # partitions with state in Redis, as last read
 
     # --- ownership ------------------------------------------------------------------------------
     @property
@@ -133,26 +134,17 @@ class RedisFeatureSource:
         if not new:
             return
         pipe = self._client.pipeline(transaction=False)
+        pipe.sadd(partitions_key(self._prefix), *new)
         for p in new:
-            pipe.smembers(index_key(self._prefix, p))
+            pipe.hgetall(views_key(self._prefix, p))
             pipe.hgetall(seen_key(self._prefix, p))
             pipe.hgetall(orders_key(self._prefix, p))
-        replies = pipe.execute()
-        loaded: dict[int, tuple[list[str], dict[Any, Any], dict[Any, Any]]] = {}
-        views = self._client.pipeline(transaction=False)
+        replies = pipe.execute()[1:]
         for i, p in enumerate(new):
-            members = sorted(_text(m) for m in replies[3 * i])
-            loaded[p] = (members, replies[3 * i + 1], replies[3 * i + 2])
-            for key in members:
-                views.hget(entity_key(self._prefix, key), str(p))
-        view_replies = iter(views.execute())
-        for p in new:
-            members, seen, orders = loaded[p]
+            views, seen, orders = replies[3 * i : 3 * i + 3]
             state = self._new_state()
-            for key in members:
-                raw = next(view_replies)
-                if raw is not None:
-                    state.entities[key] = decode_view(raw)
+            for key, raw in views.items():
+                state.entities[_text(key)] = decode_view(raw)
             for table, target in ((seen, "seen"), (orders, "orders")):
                 for raw_field, raw_value in table.items():
                     key, _, ref = _text(raw_field).partition("|")
@@ -160,6 +152,7 @@ class RedisFeatureSource:
                     if entity is not None:
                         getattr(entity, target)[ref] = int(raw_value)
             self._parts[p] = state
+        self._known.update(new)
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Stop owning ``partitions``: their state leaves memory (Redis has it)."""
@@ -236,24 +229,24 @@ class RedisFeatureSource:
                 state.market_partials[mkey] = others
 
     def _write_behind(self) -> None:
-        """One MULTI/EXEC with every change of the batch, and the other partitions' market
-        partials and the batch-feature version read back for the next batch."""
+        """One MULTI/EXEC with every change of the batch (a few commands per partition), and
+        the other partitions' market partials and the batch-feature version read back for the
+        next batch."""
         prefix = self._prefix
         pipe = self._client.pipeline(transaction=True)
-        touched_markets: set[str] = set()
+        markets: set[str] = set()
         for p, state in self._parts.items():
             changes = state.changes
             state.changes = None
             if changes is None:
                 continue
-            field = str(p)
-            for key in changes.views:
-                entity = state.entities[key]
-                pipe.hset(entity_key(prefix, key), field, encode_view(entity))
-                if key[0] == "m":
-                    touched_markets.add(key)
-            if changes.created:
-                pipe.sadd(index_key(prefix, p), *sorted(changes.created))
+            entities = state.entities
+            if changes.views:
+                pipe.hset(
+                    views_key(prefix, p),
+                    mapping={key: encode_view(entities[key]) for key in changes.views},
+                )
+                markets.update(key for key in changes.views if key[0] == "m")
             if changes.seen_added:
                 pipe.hset(seen_key(prefix, p), mapping=changes.seen_added)  # type: ignore[arg-type]  # str → int
             if changes.seen_dropped:
@@ -262,35 +255,49 @@ class RedisFeatureSource:
                 pipe.hset(orders_key(prefix, p), mapping=changes.orders_added)  # type: ignore[arg-type]  # str → int
             if changes.orders_dropped:
                 pipe.hdel(orders_key(prefix, p), *changes.orders_dropped)
-            for key in changes.pruned:
-                pipe.pexpire(entity_key(prefix, key), self._ttl_ms)
-            # the partition's own keys: a few per batch, and a hash emptied (every order
-            # delivered) and filled again would otherwise lose its TTL
             for key, written in (
-                (index_key(prefix, p), changes.created),
+                (views_key(prefix, p), changes.views),
                 (seen_key(prefix, p), changes.seen_added),
                 (orders_key(prefix, p), changes.orders_added),
             ):
-                if written or changes.pruned:
+                if written:  # a hash emptied and filled again would otherwise lose its TTL
                     pipe.pexpire(key, self._ttl_ms)
+        if self._parts:  # the set readers ask every partition of; it expires like the rest
+            pipe.sadd(partitions_key(prefix), *self._parts)
+            pipe.pexpire(partitions_key(prefix), self._ttl_ms)
         pipe.get(f"{prefix}batch:current")
-        markets = sorted(touched_markets | set(self._remote))
-        for mkey in markets:
-            pipe.hgetall(entity_key(prefix, mkey))
+        pipe.smembers(partitions_key(prefix))
+        markets.update(self._remote)
+        wanted = sorted(markets)
+        others = sorted(self._known - set(self._parts))
+        if wanted:
+            for q in others:
+                pipe.hmget(views_key(prefix, q), wanted)
         try:
             replies = pipe.execute()
         except BaseException:
             self._parts.clear()  # memory may be ahead of Redis: load again on the retry
             raise
         self._batches += 1
-        tail = replies[len(replies) - len(markets) - 1 :]
+        tail = replies[len(replies) - (len(others) if wanted else 0) - 2 :]
         self._batch.set_version(tail[0])
-        for mkey, partials in zip(markets, tail[1:], strict=True):
-            self._remote[mkey] = {
-                int(_text(f)): decode_view(v)
-                for f, v in partials.items()
-                if int(_text(f)) not in self._parts
-            }
+        self._known = {int(_text(v)) for v in tail[1]}
+        read_back = dict(zip(others if wanted else [], tail[2:], strict=True))
+        new = sorted(self._known - set(self._parts) - set(others)) if wanted else []
+        if new:  # partitions that got state since the last batch: read them now, once
+            more = self._client.pipeline(transaction=False)
+            for q in new:
+                more.hmget(views_key(prefix, q), wanted)
+            try:
+                read_back.update(zip(new, more.execute(), strict=True))
+            except redis.RedisError:  # the batch is written: read them with the next one
+                self._known -= set(new)
+        remote: dict[str, dict[int, EntityState]] = {key: {} for key in wanted}
+        for q, views in read_back.items():
+            for key, raw in zip(wanted, views, strict=True):
+                if raw is not None:
+                    remote[key][q] = decode_view(raw)
+        self._remote = remote
         if self._batches % _SWEEP_EVERY == 0:
             self._sweep()
 
@@ -306,25 +313,41 @@ class RedisFeatureSource:
             for key in idle:
                 del state.entities[key]
             if idle:
-                self._client.srem(index_key(self._prefix, p), *idle)
+                self._client.hdel(views_key(self._prefix, p), *idle)
 
     # --- the online read ------------------------------------------------------------------------
     def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
-        """Rows for ``orders`` from the views in Redis, without changing any state."""
+        """Rows for ``orders`` from the views in Redis, without changing any state.
+
+        One round trip: the batch version, the partitions with state, and the orders' stores
+        and markets from each partition known from the last read (a second round trip only for
+        partitions new since then, and for batch hashes not cached yet).
+        """
         orders = list(orders)
         entities = sorted(
             {"s:" + o.store_id for o in orders} | {"m:" + o.market_id for o in orders}
         )
+        asked = sorted(self._known)
         pipe = self._client.pipeline(transaction=False)
         pipe.get(f"{self._prefix}batch:current")
-        for key in entities:
-            pipe.hgetall(entity_key(self._prefix, key))
+        pipe.smembers(partitions_key(self._prefix))
+        for p in asked:
+            pipe.hmget(views_key(self._prefix, p), entities)
         replies = pipe.execute()
         self._batch.set_version(replies[0])
-        partials = {
-            key: [decode_view(v) for _, v in sorted(reply.items())]
-            for key, reply in zip(entities, replies[1:], strict=True)
-        }
+        self._known = {int(_text(v)) for v in replies[1]}
+        views = dict(zip(asked, replies[2:], strict=True))
+        new = sorted(self._known - set(asked))
+        if new:
+            more = self._client.pipeline(transaction=False)
+            for p in new:
+                more.hmget(views_key(self._prefix, p), entities)
+            views.update(zip(new, more.execute(), strict=True))
+        partials: dict[str, list[EntityState]] = {key: [] for key in entities}
+        for p in sorted(self._known):
+            for key, raw in zip(entities, views[p], strict=True):
+                if raw is not None:
+                    partials[key].append(decode_view(raw))
         missing = self._batch.missing(orders)
         if missing:
             fetch = self._client.pipeline(transaction=False)

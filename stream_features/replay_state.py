@@ -1,7 +1,7 @@
 """The streaming rules: one partition's per-entity window state, applied event by event.
 
 This is the one implementation of the window rules. The stream worker keeps one
-``ReplayState`` per partition it owns (``partitioned``), the point-in-time replay builds
+``ReplayState`` per partition it owns (``redis_windows``), the point-in-time replay builds
 training sets with one over the whole log, and the online read rebuilds entities from the
 views the worker writes behind to Redis and reads them with the same ``read_row``.
 
@@ -136,17 +136,14 @@ class EntityState:
 
 @dataclass
 class Changes:
-    """What a batch changed, for the write-behind (``partitioned``): entity keys whose view
-    changed, dedup ids and outstanding orders added and dropped (``entity|id`` → time), and
-    the entities whose clean-up ran (their keys' TTL is refreshed)."""
+    """What a batch changed, for the write-behind (``redis_windows``): entity keys whose view
+    changed, and dedup ids and outstanding orders added and dropped (``entity|id`` → time)."""
 
     views: set[str] = field(default_factory=set)
     seen_added: dict[str, int] = field(default_factory=dict)
     seen_dropped: list[str] = field(default_factory=list)
     orders_added: dict[str, int] = field(default_factory=dict)
     orders_dropped: list[str] = field(default_factory=list)
-    pruned: set[str] = field(default_factory=set)
-    created: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.views or self.seen_dropped or self.orders_dropped)
@@ -252,8 +249,6 @@ class ReplayState:
         state = self.entities.get(key)
         if state is None:
             state = self.entities[key] = EntityState()
-            if self.changes is not None:
-                self.changes.created.add(key)
         return state
 
     def _admit(self, key: str, state: EntityState, eid: str, ts: int) -> bool:
@@ -305,7 +300,6 @@ class ReplayState:
             if market is not None:
                 market.add("outstanding", -1)
         if changes is not None:
-            changes.pruned.add(key)
             changes.seen_dropped.extend(key + "|" + e for e in old_ids)
             changes.orders_dropped.extend(key + "|" + o for o in stale)
             if stale:

@@ -1,16 +1,19 @@
-"""How an entity's window state is kept in Redis: the key names and the view's bytes.
+"""How the worker's window state is kept in Redis: the key names and the view's bytes.
 
 The stream worker owns the state of its partitions in memory (``replay_state``) and writes it
-behind to Redis after each batch (``redis_windows``). Keys, all under the key prefix:
+behind to Redis after each batch (``redis_windows``). Every key of partition ``n`` carries the
+hash tag ``{p<n>}``, so on Redis Cluster a partition is one slot and its batch write one
+MULTI/EXEC. Keys, all under the key prefix:
 
-- ``s:<store>`` / ``m:<market>``: hash, field ``<partition>`` → the *view* of that entity's
-  partial in that partition (what a read needs: newest event time, snapshot time, bucket
+- ``{p<n>}:views``: hash, field ``s:<store>`` / ``m:<market>`` → the *view* of that entity's
+  partial in partition ``n`` (what a read needs: newest event time, snapshot time, bucket
   totals per signal, gauges). A store has one partial; a market one per partition its events
-  reach. The API and the batch job read these hashes whole and sum the partials.
-- ``p<partition>:entities``: set of the entity keys a partition holds (its recovery index).
-- ``p<partition>:seen`` / ``p<partition>:orders``: hash ``<entity key>|<event id>`` → event
-  time, and ``<entity key>|<order id>`` → creation time: the dedup horizon and the outstanding
-  orders, which only a new owner of the partition reads.
+  reach. The API and the batch job read the fields they need from every partition and sum
+  the partials; a new owner reads the whole hash.
+- ``{p<n>}:seen`` / ``{p<n>}:orders``: hash ``<entity>|<event id>`` → event time, and
+  ``<entity>|<order id>`` → creation time: the dedup horizon and the outstanding orders,
+  which only a new owner of the partition reads.
+- ``partitions``: set of the partition numbers that have state (readers ask every one).
 - ``batch:current`` and ``b:<version>:<key name>:<key value>``: the batch features
   (``stream_features.batch``).
 
@@ -28,32 +31,32 @@ from stream_features.replay_state import EntityState, Series
 __all__ = [
     "decode_view",
     "encode_view",
-    "entity_key",
-    "index_key",
     "orders_key",
+    "partitions_key",
     "seen_key",
+    "views_key",
 ]
 
 
-def entity_key(prefix: str, entity: str) -> str:
-    """The view hash of ``s:<store>`` or ``m:<market>``.
+def views_key(prefix: str, partition: int) -> str:
+    """The views of partition ``partition``'s entities.
 
-    >>> entity_key("eta:", "s:42")
-    'eta:s:42'
+    >>> views_key("eta:", 3)
+    'eta:{p3}:views'
     """
-    return prefix + entity
-
-
-def index_key(prefix: str, partition: int) -> str:
-    return f"{prefix}p{partition}:entities"
+    return f"{prefix}{{p{partition}}}:views"
 
 
 def seen_key(prefix: str, partition: int) -> str:
-    return f"{prefix}p{partition}:seen"
+    return f"{prefix}{{p{partition}}}:seen"
 
 
 def orders_key(prefix: str, partition: int) -> str:
-    return f"{prefix}p{partition}:orders"
+    return f"{prefix}{{p{partition}}}:orders"
+
+
+def partitions_key(prefix: str) -> str:
+    return f"{prefix}partitions"
 
 
 def encode_view(state: EntityState) -> bytes:
