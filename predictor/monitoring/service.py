@@ -9,6 +9,13 @@ join remembers what it matched, so nothing is counted twice). A Redis outage rew
 and retries it with backoff; it never skips records. A broker outage holds the commit back
 until the broker acknowledges what the monitor produced; a stop meanwhile waits at most
 ``stop_timeout_s`` for it, then says what is left uncommitted (read again after a restart).
+
+Commits are asynchronous, one at a time, their outcome taken between batches: a synchronous
+commit waits for the group coordinator with no bound of its own (``session.timeout.ms`` when
+the broker is gone, ``socket.timeout.ms`` when it died with the commit in flight), and so does
+``Consumer.close`` while a commit is outstanding. So no librdkafka call on the way out waits
+past the stop's deadline: the flush and the wait for the last commit end at it, and the
+consumer is closed on a thread of its own that the stop leaves behind if the broker holds it.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ __all__ = ["MonitorService", "MonitorStats", "Retrainer", "ServiceOptions"]
 log = logging.getLogger("etastream.monitor")
 STATUS_EVERY_S = 60.0
 """How often the monitor logs a status line (it publishes every ``publish_s``)."""
+CLOSE_GRACE_S = 1.0
+"""Least time ``Consumer.close`` gets at a stop (leaving the group), even past the deadline."""
+
+TopicPartitionKey = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -59,9 +70,18 @@ class ServiceOptions:
     shutdown_timeout_s: float = 30.0
     """Longest wait for the broker to acknowledge a publish while running (a stop cuts it)."""
     stop_timeout_s: float = 5.0
-    """Longest wait for the broker to acknowledge the last publish once asked to stop."""
+    """Longest wait for the broker to acknowledge the last publish and confirm its commit once
+    asked to stop (then at most ``CLOSE_GRACE_S`` more to leave the group)."""
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0
+
+
+@dataclass
+class _Commit:
+    """A commit sent and not yet answered: its offsets and the records they cover."""
+
+    offsets: dict[TopicPartitionKey, int]
+    records: dict[TopicPartitionKey, int]
 
 
 @dataclass
@@ -108,13 +128,18 @@ class MonitorService:
         self._log = JoinedLog(record_dir, keep_rows) if record_dir is not None else None
         self._retrain = RetrainJob(retrainer, retrain_cooldown_s) if retrainer else None
         self._retry_on = retry_on
-        self._consumer = Consumer(consumer_config)
+        self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
         self._producer = Producer(producer_config)
         self._errors: list[str] = []
-        self._to_commit: dict[tuple[str, int], int] = {}
-        self._pending_records = 0  # read since the last commit
+        self._unsent = 0  # records given up at a stop with the local queue full
+        self._to_commit: dict[TopicPartitionKey, int] = {}  # processed, not in a commit yet
+        self._pending: dict[TopicPartitionKey, int] = {}  # the records those offsets cover
+        self._in_flight: _Commit | None = None
+        self._answers: list[tuple[KafkaError | None, list[TopicPartition]]] = []
+        self._commit_error: str | None = None  # the last failed commit's, for the stop
         self._stop: threading.Event | None = None
         self._closing = False
+        self._deadline = 0.0  # the stop's, once closing
         self._last_publish = time.monotonic()
         self._last_status: float | None = None
         self._attempt = 0
@@ -160,6 +185,7 @@ class MonitorService:
     def step(self, stop: threading.Event | None = None) -> int:
         """One batch: decode, join, update, alert; publish when due. Records consumed."""
         messages = self._consumer.consume(self._o.batch_max_events, self._o.poll_timeout_s)
+        self._settle_commit()  # its answer, if any, came with the batch
         records = [m for m in messages if self._usable(m)]
         if records:
             try:
@@ -215,7 +241,7 @@ class MonitorService:
         for m in records:
             tp = (m.topic() or "", m.partition() or 0)
             self._to_commit[tp] = max((m.offset() or 0) + 1, self._to_commit.get(tp, 0))
-        self._pending_records += len(records)
+            self._pending[tp] = self._pending.get(tp, 0) + 1
         s = self.stats
         s.batches += 1
         s.records += len(records)
@@ -245,12 +271,18 @@ class MonitorService:
 
     # --- output -----------------------------------------------------------------------------
 
+    def _stopping(self) -> bool:
+        return self._closing or (self._stop is not None and self._stop.is_set())
+
     def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key, on_delivery=self._check)
                 return
-            except BufferError:
+            except BufferError:  # the local queue is full: let deliveries drain it
+                if self._stopping() and (not self._closing or time.monotonic() >= self._deadline):
+                    self._unsent += 1  # nothing is committed after it (see publish)
+                    return
                 self._producer.poll(0.05)
 
     def _check(self, err: Any, _msg: Any) -> None:
@@ -266,8 +298,9 @@ class MonitorService:
         )  # fmt: skip
 
     def publish(self) -> bool:
-        """Summaries out, files written, producer flushed, then offsets committed; whether
-        everything was acknowledged and committed."""
+        """Summaries out, files written, producer flushed, then offsets committed; whether the
+        broker acknowledged everything. The commit is sent, its answer taken between batches;
+        at a stop ``close`` commits, and waits for the answer."""
         self._last_publish = time.monotonic()
         summaries = self._monitor.summaries(datetime.now(UTC))
         for summary in summaries:
@@ -279,19 +312,21 @@ class MonitorService:
             write_summaries(self._record_dir, summaries)
         if self._log is not None:
             self._log.flush()
-        left = self._flush()
+        left = self._flush() + self._unsent
         if left or self._errors:
-            if not self._closing and not (self._stop is not None and self._stop.is_set()):
-                # at a stop, close() says it once, with the totals
+            if not self._stopping():  # at a stop, close() says it once, with the totals
                 log.error(
                     "monitoring records not acknowledged; offsets not committed",
                     extra={"unacknowledged": left, "errors": self._errors[:5]},
                 )
             self.stats.unacknowledged = left
-            self._errors.clear()
+            if not self._closing:
+                self._errors.clear()
             return False
         self.stats.unacknowledged = 0
-        return self._commit()
+        if not self._closing:
+            self._commit()
+        return True
 
     def _flush(self) -> int:
         """Wait for the broker to acknowledge what was produced; the records still waiting.
@@ -300,7 +335,7 @@ class MonitorService:
         first; once stopping, at ``stop_timeout_s``: a broker that is down never holds a stop.
         """
         if self._closing:
-            return int(self._producer.flush(self._o.stop_timeout_s))
+            return int(self._producer.flush(max(self._deadline - time.monotonic(), 0.0)))
         deadline = time.monotonic() + self._o.shutdown_timeout_s
         while True:
             left = int(self._producer.flush(min(0.5, max(deadline - time.monotonic(), 0.0))))
@@ -328,23 +363,96 @@ class MonitorService:
         )
 
     def _commit(self) -> bool:
+        """Send the offsets of what is processed, asynchronously (one commit at a time: while
+        one is unanswered the offsets wait for the next publish); whether it was sent."""
+        self._settle_commit()
+        if self._in_flight is not None:
+            return False
         if not self._to_commit:
             return True
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # a rebalance under way: the next owner reads again
-            log.warning("commit failed: %s", exc)
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:  # kept: the next publish commits them again
+            self._commit_error = str(exc)
             if not self._closing:
-                self._to_commit, self._pending_records = {}, 0
+                log.warning("commit failed: %s", exc)
             return False
-        self._to_commit, self._pending_records = {}, 0
-        self.stats.commits += 1
+        self._in_flight = _Commit(self._to_commit, self._pending)
+        self._to_commit, self._pending = {}, {}
         return True
 
-    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (inside consume, poll or close): kept for
+        ``_settle_commit``, which the loop's thread runs."""
+        self._answers.append((err, partitions))
+
+    def _settle_commit(self) -> None:
+        """Take the answer to the commit in flight: counted when it succeeded; what failed goes
+        back to be committed by the next publish (while running: only partitions still ours)."""
+        while self._answers:
+            err, partitions = self._answers.pop(0)
+            done, self._in_flight = self._in_flight, None
+            if done is None:
+                continue
+            if err is not None and err.code() == KafkaError._NO_OFFSET:
+                err = None  # nothing new to commit: these offsets are the group's already
+            failed = set(done.offsets) if err is not None else set()
+            failed |= {(p.topic, p.partition) for p in partitions if p.error is not None}
+            if not failed:
+                self.stats.commits += 1
+                continue
+            errors = [p.error for p in partitions if p.error is not None]
+            reason = str(err if err is not None else errors[0])
+            self._commit_error = reason
+            ours = (
+                failed
+                if self._closing
+                else {(p.topic, p.partition) for p in self._consumer.assignment()}
+            )
+            for tp in failed & ours:
+                self._to_commit[tp] = max(done.offsets[tp], self._to_commit.get(tp, 0))
+                self._pending[tp] = self._pending.get(tp, 0) + done.records.get(tp, 0)
+            if not self._closing:
+                log.warning("commit failed: %s", reason, extra={"partitions": len(failed)})
+
+    def _commit_at_stop(self, acknowledged: bool) -> None:
+        """The answer to the commit in flight, then (once, when the broker has acknowledged the
+        output) the commit of the rest and its answer, waiting no later than the deadline.
+        Records polled meanwhile are dropped: not processed, so not committed either."""
+        sent = False
+        while True:
+            self._settle_commit()
+            if self._in_flight is None:
+                if sent or not acknowledged or not self._to_commit or not self._commit():
+                    return
+                sent = True
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._consumer.poll(min(left, 0.1))
+
+    def _uncommitted(self) -> tuple[int, list[TopicPartitionKey]]:
+        """Records read and not known to be committed, and their partitions."""
+        records = dict(self._pending)
+        if self._in_flight is not None:
+            for tp, n in self._in_flight.records.items():
+                records[tp] = records.get(tp, 0) + n
+        return sum(records.values()), sorted(set(records) | set(self._to_commit))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not self._closing:  # close() has published already, and says what it could not
             self.publish()
+            revoked = {(p.topic, p.partition) for p in partitions}
+            dropped = sum(self._pending.pop(tp, 0) for tp in revoked)
+            for tp in revoked:
+                self._to_commit.pop(tp, None)
+            if dropped:
+                log.warning(
+                    "%d records of revoked partitions left uncommitted; their next owner reads "
+                    "them again",
+                    dropped,
+                )
         self.assigned.clear()
 
     # --- retraining -------------------------------------------------------------------------
@@ -365,38 +473,70 @@ class MonitorService:
     # --- shutdown ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Publish, flush (at most ``stop_timeout_s``) and commit; say what is left over."""
+        """Publish, flush and commit within ``stop_timeout_s``; say what is left over; leave
+        the group (``CLOSE_GRACE_S`` at least, then without waiting for the broker)."""
+        self._deadline = time.monotonic() + self._o.stop_timeout_s
         try:
             self._collect_retraining(wait=True)
             self._closing = True
-            if not self.publish():
+            self._deadline = time.monotonic() + self._o.stop_timeout_s  # after the retraining
+            self._commit_at_stop(self.publish())
+            records, _ = self._uncommitted()
+            self.stats.uncommitted_records = records
+            if records or self.stats.unacknowledged:
                 self._report_uncommitted()
         finally:
-            self._consumer.close()
+            self._close_consumer(max(self._deadline - time.monotonic(), CLOSE_GRACE_S))
             if self._retrain is not None:
                 self._retrain.shutdown()
             log.info("monitor stopped", extra=vars(self.stats))
 
+    def _close_consumer(self, timeout_s: float) -> None:
+        """``Consumer.close`` waits for a commit still in flight, as long as the coordinator
+        keeps it (a session timeout, up to a socket timeout): on a thread, joined at most
+        ``timeout_s``. Left behind, it holds nothing of the monitor's; the group drops this
+        member after its session timeout."""
+
+        def close() -> None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer failed: %s", exc)
+
+        closer = threading.Thread(target=close, name="eta-monitor-close", daemon=True)
+        closer.start()
+        closer.join(timeout_s)
+        if closer.is_alive():
+            log.warning(
+                "the consumer did not leave the group within %.1f s (the broker is not "
+                "answering); exiting without it: the group drops this member after its "
+                "session timeout",
+                timeout_s,
+            )
+
     def _report_uncommitted(self) -> None:
         """The stop's last word when it could not finish: what the broker did not take."""
-        self.stats.uncommitted_records = self._pending_records
+        records, partitions = self._uncommitted()
         left = self.stats.unacknowledged
-        why = (
-            f"the broker did not acknowledge {left} monitoring records within "
-            f"{self._o.stop_timeout_s:g} s"
-            if left
-            else "the commit failed"
-        )
+        within = f"within {self._o.stop_timeout_s:g} s"
+        if left:
+            why = f"the broker did not acknowledge {left} monitoring records {within}"
+        elif self._errors:
+            why = f"the broker refused monitoring records ({self._errors[0]})"
+        elif self._in_flight is not None:
+            why = f"the broker did not confirm the commit {within}"
+        else:
+            why = f"the commit failed ({self._commit_error or 'no answer'})"
         extra = {
-            "records": self._pending_records,
+            "records": records,
             "unacknowledged": left,
-            "partitions": sorted(f"{t}[{p}]" for t, p in self._to_commit),
+            "partitions": [f"{t}[{p}]" for t, p in partitions],
         }
-        if self._pending_records:
+        if records:
             log.error(
                 "%d records left uncommitted: %s; the monitor's group reads them again after "
                 "a restart (the join remembers what it matched, so none is counted twice)",
-                self._pending_records,
+                records,
                 why,
                 extra=extra,
             )
