@@ -3,15 +3,15 @@
 One consumer (one member of the group) reads the orders, dasher-events and deliveries topics in
 micro-batches cut by size and time. Each batch is decoded, applied to the feature state of its
 partitions (in this process, written behind to Redis before the batch goes on), scored and
-encoded by the core (``decode_batch``, ``score_batch``). Predictions and dead letters are produced without
-waiting, and a batch's offsets are committed once the broker has acknowledged every one of its
-records and every batch before it (``CommitTracker``). A failed delivery rewinds to the first
-uncommitted offset; a feature-store outage (Redis down) rewinds the batches not yet scored and
-retries with capped exponential backoff. Nothing is committed that was not acknowledged, so a
-crash anywhere means records are read again, never lost (at-least-once). With
+encoded by the core (``decode_batch``, ``score_batch``). Predictions and dead letters are
+produced without waiting, and a batch's offsets are committed once the broker has acknowledged
+every one of its records and every batch before it (``CommitTracker``). A failed delivery
+rewinds to the first uncommitted offset; a feature-store outage (Redis down) rewinds the batches
+not yet scored and retries with capped exponential backoff. Nothing is committed that was not
+acknowledged, so a crash anywhere means records are read again, never lost (at-least-once). With
 ``exactly_once`` each batch is one Kafka transaction instead (``transactions``). Records that
-run ahead of the other partitions in event time wait, and their partitions are paused, until
-the others catch up (``alignment``), so a backlog is applied in event-time order.
+run ahead of the other partitions in event time wait, and their partitions are paused, until the
+others catch up (``alignment``), so a backlog is applied in event-time order.
 """
 
 from __future__ import annotations
