@@ -177,7 +177,8 @@ class RedisFeatureSource:
         self._load_batch_features(orders)
         for state in self._parts.values():
             state.changes = Changes()
-            state.batch = self._batch.tables
+            if state.batch is not self._batch.tables:  # a new batch-feature version
+                state.use_batch(self._batch.tables)
         self._link_markets({"m:" + e.market_id for e in events})
         before = {p: dict(s.stats) for p, s in self._parts.items()}
         raws: list[list[float]] = []
@@ -204,7 +205,7 @@ class RedisFeatureSource:
             self._batch.set_version(self._client.get(f"{self._prefix}batch:current"))
         if self._fill_batch(orders):
             for state in self._parts.values():
-                state._batch_memo.clear()
+                state.use_batch(self._batch.tables)
 
     def _fill_batch(self, orders: Sequence[AnyOrder]) -> bool:
         """Load the batch hashes ``orders`` need and the cache lacks (one round trip, only

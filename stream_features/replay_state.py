@@ -380,6 +380,12 @@ class ReplayState:
         """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""
         return self.batch
 
+    def use_batch(self, tables: BatchTable) -> None:
+        """Look batch features up in ``tables`` from now on (filled or replaced by the owner):
+        the memo is dropped, since a new table may even reuse a freed one's ``id``."""
+        self.batch = tables
+        self._batch_memo.clear()
+
     def batch_values(self, order: AnyOrder, ts: int) -> list[float]:
         """The order's raw batch lookups (NaN where missing), memoised per table, store and
         hour: a store's orders within an hour share them, and the lookups cost 2 us an order."""
