@@ -351,6 +351,25 @@ _ESCAPES: tuple[type[BaseException], ...] = (msgspec.MsgspecError, ValueError, R
 """msgspec's refusals, and a str input holding a lone surrogate (UnicodeEncodeError)."""
 
 
+def _utf8(raw: bytes | bytearray | memoryview | str) -> bool:
+    """Whether ``raw`` is valid UTF-8 throughout, which msgspec does not check everywhere.
+
+    A timestamp is read as ``msgspec.Raw`` and a duplicated key keeps only its last value, so
+    invalid bytes in an earlier copy would never be looked at; orjson refuses the whole
+    message. ASCII, the common case, is one fast scan.
+    """
+    if isinstance(raw, str):
+        return True
+    data = raw.tobytes() if isinstance(raw, memoryview) else raw
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def to_wire(event: Event) -> WireEvent:
     """A pydantic event as the Struct ``decode_fast`` would have returned for its JSON.
 
@@ -376,8 +395,9 @@ def decode_fast(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_00
     stream_features.errors.RejectedMessage: dasher_id: Field required (and 2 more)
     """
     check_size(raw, max_bytes)
-    try:
-        return cast("WireEvent", _DECODER.decode(raw))
-    except _ESCAPES:
-        pass
+    if _utf8(raw):
+        try:
+            return cast("WireEvent", _DECODER.decode(raw))
+        except _ESCAPES:
+            pass
     return to_wire(decode(raw, max_bytes))  # pydantic's reason, or its laxer reading accepted

@@ -175,6 +175,18 @@ def test_str_and_buffer_inputs_get_the_same_answer(data: dict[str, Any], kind: s
     check_same(given_as[kind])
 
 
+@pytest.mark.parametrize("name", ["created_at", "order_id"])
+@pytest.mark.parametrize("bad", [b"\xd3\xcf", b"\xed\xa0\x80", b"\xff"])
+def test_invalid_utf8_in_a_duplicated_key_is_rejected_alike(name: str, bad: bytes) -> None:
+    """A key given twice keeps its last value in both decoders; bytes that are not UTF-8 in the
+    first copy (a timestamp is read raw, so msgspec never looked at it) still reject it."""
+    order = VALID["orders"][0]
+    raw = orjson.dumps(order)
+    dup = b'{"' + name.encode() + b'":"2026' + bad + b'",' + raw[1:]
+    assert check_same(dup) == "rejected"
+    assert check_same(bytearray(dup)) == check_same(memoryview(dup)) == "rejected"
+
+
 @pytest.mark.parametrize("name", sorted(NASTY))
 def test_every_nasty_input_gets_the_same_answer(name: str) -> None:
     check_same(NASTY[name])
