@@ -92,7 +92,7 @@ def _publisher(settings: Settings) -> Publisher:
     except Exception as exc:
         typer.secho(f"cannot reach the broker to create topics: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
-    return Publisher(producer_config(settings), Routes.from_settings(settings))
+    return Publisher(producer_config(settings, writes=("sources",)), Routes.from_settings(settings))
 
 
 @produce_app.command()

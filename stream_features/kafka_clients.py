@@ -9,19 +9,24 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined,unused-ignore]
 
-from stream_features.settings import Settings
+from stream_features.settings import Codec, Settings
 
 __all__ = [
+    "GZIP_LEVEL",
     "KAFKA_LOG",
     "KAFKA_REPEATS",
+    "Output",
     "admin_config",
     "consumer_config",
     "ensure_topics",
+    "producer_codec",
     "producer_config",
+    "topic_config",
     "topic_names",
 ]
 
@@ -32,6 +37,13 @@ TOPIC_CONFIG = {
     "cleanup.policy": "delete",
     "max.message.bytes": "10485760",
 }
+
+Output = Literal["sources", "predictions", "dlq", "monitoring"]
+"""What a producer writes: the three source topics, or one of the topics etastream emits."""
+
+GZIP_LEVEL = 1
+"""zlib level of etastream's gzip producers: half the CPU of zlib's default (6) for about a
+fifth more bytes on prediction records (``bench/compression.py``, docs/streaming.md)."""
 
 
 class _Repeats(logging.Filter):
@@ -94,17 +106,75 @@ def admin_config(settings: Settings, bootstrap: str | None = None) -> dict[str, 
     return _base(settings, bootstrap)
 
 
+def _codec(settings: Settings, output: Output) -> Codec:
+    codecs: dict[Output, Codec] = {
+        "sources": settings.source_compression,
+        "predictions": settings.predictions_compression,
+        "dlq": settings.dlq_compression,
+        "monitoring": settings.monitoring_compression,
+    }
+    return codecs[output]
+
+
+def producer_codec(settings: Settings, writes: Iterable[Output]) -> Codec:
+    """The codec of one producer writing ``writes``: theirs if they agree, else one all read.
+
+    librdkafka compresses per producer, not per topic (confluent-kafka gives every topic the
+    default topic config), and Tansu stores batches as they were sent, so when a producer's
+    topics want different codecs it sends what every Kafka client reads without a plugin:
+    none if one of them asks for none, else gzip. On Apache Kafka the topic's own
+    ``compression.type`` (``topic_config``) then recompresses the others' batches.
+
+    >>> producer_codec(Settings(), ["predictions", "dlq"])
+    'gzip'
+    >>> producer_codec(Settings(predictions_compression="none"), ["predictions", "dlq"])
+    'none'
+    >>> producer_codec(Settings(dlq_compression="zstd", predictions_compression="lz4"),
+    ...                ["predictions", "dlq"])
+    'gzip'
+    """
+    codecs = {_codec(settings, output) for output in writes}
+    if len(codecs) == 1:
+        return codecs.pop()
+    return "none" if "none" in codecs else "gzip"
+
+
+def _compression(settings: Settings, writes: Iterable[Output]) -> dict[str, Any]:
+    """``compression.type`` of a producer writing ``writes`` (and gzip's level), each unless
+    ETA_KAFKA__ sets it: that one applies to every producer, as ETA_KAFKA__* always does.
+
+    >>> _compression(Settings(), ["predictions", "dlq"])
+    {'compression.type': 'gzip', 'compression.level': 1}
+    >>> _compression(Settings(), ["sources"])
+    {'compression.type': 'lz4'}
+    >>> _compression(Settings(kafka={"compression_type": "zstd"}), ["predictions"])
+    {}
+    """
+    given = settings.kafka_config()
+    if "compression.type" in given:
+        return {}
+    codec = producer_codec(settings, writes)
+    if codec == "gzip" and "compression.level" not in given:
+        return {"compression.type": codec, "compression.level": GZIP_LEVEL}
+    return {"compression.type": codec}
+
+
 def producer_config(
-    settings: Settings, bootstrap: str | None = None, **extra: Any
+    settings: Settings,
+    bootstrap: str | None = None,
+    *,
+    writes: Iterable[Output] = ("sources",),
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Idempotent, acks=all, compressed: no duplicates from retries, nothing acked half-way."""
+    """Idempotent, acks=all, compressed with ``writes``' codec: no duplicates from retries,
+    nothing acked half-way, records readable by the clients of the topics it writes."""
     return {
         **_base(settings, bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
-        "compression.type": "lz4",
         "message.max.bytes": 10_485_760,
+        **_compression(settings, writes),
         **extra,
     }
 
@@ -136,6 +206,32 @@ def topic_names(settings: Settings) -> list[str]:
     ]
 
 
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """The configs ``topic`` is created with: ``TOPIC_CONFIG`` and its ``compression.type``.
+
+    A topic etastream emits gets its codec (Kafka's name ``uncompressed`` for none), so
+    Apache Kafka stores it in that codec whoever wrote it; any other topic (the sources) keeps
+    the producer's (``producer``): the workers read every codec, and recompressing other
+    producers' batches would cost the broker CPU for nothing. Tansu stores batches as they
+    were sent whatever the topic says (``producer_codec`` covers that).
+
+    >>> topic_config(Settings(), "delivery-eta-predictions")["compression.type"]
+    'gzip'
+    >>> topic_config(Settings(dlq_compression="none"), "orders.dlq")["compression.type"]
+    'uncompressed'
+    >>> topic_config(Settings(), "orders")["compression.type"]
+    'producer'
+    """
+    emitted: dict[str, Output] = {
+        settings.predictions_topic: "predictions",
+        settings.dlq_topic: "dlq",
+        settings.monitoring_topic: "monitoring",
+    }
+    output = emitted.get(topic)
+    codec = "producer" if output is None else _codec(settings, output)
+    return {**TOPIC_CONFIG, "compression.type": "uncompressed" if codec == "none" else codec}
+
+
 def ensure_topics(
     settings: Settings,
     bootstrap: str | None = None,
@@ -154,7 +250,7 @@ def ensure_topics(
                 t,
                 partitions or settings.topic_partitions,
                 settings.topic_replication,
-                config=dict(TOPIC_CONFIG),
+                config=topic_config(settings, t),
             )
             for t in wanted
         ],

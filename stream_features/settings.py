@@ -15,7 +15,10 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "masked_kafka"]
+__all__ = ["Codec", "Settings", "masked_kafka"]
+
+Codec = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+"""A Kafka compression codec (librdkafka's ``compression.type`` values)."""
 
 _SECRET_KAFKA_KEY = re.compile(r"pass|secret|token|key|jaas|cred|oauthbearer_config", re.I)
 
@@ -70,6 +73,24 @@ class Settings(BaseSettings):
     predictions_topic: str = "delivery-eta-predictions"
     dlq_topic: str = "orders.dlq"
     monitoring_topic: str = "model-monitoring"
+    source_compression: Codec = Field(
+        "lz4",
+        description="codec of `eta produce` (the orders, dasher-events and deliveries "
+        "topics): lz4 costs least CPU, and etastream's workers read every codec",
+    )
+    predictions_compression: Codec = Field(
+        "gzip",
+        description="codec of the predictions topic; gzip and none are read by every Kafka "
+        "client as it comes (kafkajs has no lz4, snappy or zstd without a plugin)",
+    )
+    dlq_compression: Codec = Field(
+        "gzip",
+        description="codec of the dead-letter topic; a producer writing it and another topic "
+        "of a different codec sends gzip (none if either is none): see docs/streaming.md",
+    )
+    monitoring_compression: Codec = Field(
+        "gzip", description="codec of the monitoring topic (`eta monitor`'s summaries)"
+    )
     topic_partitions: int = Field(4, ge=1, description="partitions for topics etastream creates")
     topic_replication: int = Field(1, ge=1, description="replication factor for created topics")
     consumer_group: str = "etastream-predictor"

@@ -60,8 +60,10 @@ class FaustWorker:
         retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
         session_timeout_s: float = 6.0,
         after_scored: Callable[[BatchResult], None] | None = None,
+        compression: str = "none",
     ) -> None:
         self._after_scored = after_scored
+        self._compression = None if compression == "none" else compression  # aiokafka's None
         if options.exactly_once:
             raise EngineConfigError("exactly_once needs the confluent engine (transactions)")
         self._bootstrap, self._group = bootstrap, group
@@ -117,6 +119,7 @@ class FaustWorker:
             producer_acks=-1,
             producer_max_request_size=10_485_760,
             producer_linger=0.005,
+            producer_compression_type=self._compression,
             stream_buffer_maxsize=max(o.batch_max_events * 4, 4096),
         )
         app.sensors.add(_CommitCounter(self.stats))

@@ -16,18 +16,29 @@ from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import engine_options, pipeline_config
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import BatchResult, ScoringModel
-from stream_features.kafka_clients import consumer_config, producer_config
+from stream_features.kafka_clients import Output, consumer_config, producer_codec, producer_config
 from stream_features.settings import Settings
 from stream_features.vectors import FeatureSource
 
 if TYPE_CHECKING:
     from predictor.engines.faust_app import FaustWorker
 
-__all__ = ["CO_PARTITIONED", "RETRY_ON", "confluent_worker", "faust_worker", "redis_features"]
+__all__ = [
+    "CO_PARTITIONED",
+    "RETRY_ON",
+    "WORKER_WRITES",
+    "confluent_worker",
+    "faust_worker",
+    "redis_features",
+]
 
 RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, TimeoutError)
 """Feature-store failures that make the engine read the batch again instead of crashing."""
 
+
+WORKER_WRITES: tuple[Output, ...] = ("predictions", "dlq")
+"""The worker's one producer writes predictions and dead letters: it compresses with
+``producer_codec`` of the two (gzip by default, which kafkajs and every other client read)."""
 
 CO_PARTITIONED = {"partition.assignment.strategy": "range"}
 """Partition p of orders, deliveries and dasher-events goes to one member, whose feature state
@@ -89,7 +100,7 @@ def confluent_worker(
     consumer_tuning, producer_tuning = _latency_tuning(settings)
     return ConfluentWorker(
         {**CO_PARTITIONED, **consumer_config(settings), **consumer_tuning},
-        {**producer_config(settings), **producer_tuning},
+        {**producer_config(settings, writes=WORKER_WRITES), **producer_tuning},
         features,
         models,
         pipeline_config(settings),
@@ -131,4 +142,5 @@ def faust_worker(
         retry_on=RETRY_ON,
         session_timeout_s=settings.session_timeout_ms / 1000,
         after_scored=after_scored,
+        compression=producer_codec(settings, WORKER_WRITES),
     )

@@ -143,7 +143,7 @@ def build_service(
     tuning: dict[str, Any] = {} if "fetch.wait.max.ms" in given else {"fetch.wait.max.ms": 100}
     return MonitorService(
         consumer_config(settings, group=settings.monitor_group, **tuning),
-        producer_config(settings),
+        producer_config(settings, writes=("monitoring", "dlq")),
         RedisJoin(client, settings.monitor_join_ttl_s, key_prefix),
         Monitor(monitor_config(settings), registry_references(registry)),
         IntakeConfig(

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from stream_features.kafka_clients import TOPIC_CONFIG, topic_names
+from stream_features.kafka_clients import TOPIC_CONFIG, topic_config, topic_names
 from stream_features.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,9 +168,14 @@ def test_topic_init_creates_the_settings_topics_with_explicit_configs(
     assert set(env["TOPICS"].split()) == defaults
     assert int(env["PARTITIONS"]) == worker.topic_partitions
     assert dict(c.split("=", 1) for c in env["TOPIC_CONFIGS"].split()) == TOPIC_CONFIG
+    compression = dict(c.split("=", 1) for c in env["TOPIC_COMPRESSION"].split())
+    assert compression == {
+        t: topic_config(worker, t)["compression.type"] for t in topic_names(worker)
+    }
     script = "\n".join(init["command"])
     assert "kafka-topics.sh" in script and "--create --if-not-exists" in script
     assert "$${TOPICS}" in script and "$${TOPIC_CONFIGS}" in script
+    assert "$${TOPIC_COMPRESSION}" in script and "compression.type=$${codec[$${topic}]" in script
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name in OUR_SERVICES:
         condition = base[name]["depends_on"]["topic-init"]["condition"]
