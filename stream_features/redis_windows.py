@@ -34,6 +34,7 @@ from stream_features.replay_state import (
     Changes,
     EntityState,
     ReplayState,
+    apply_and_read,
     feature_rows,
     read_row,
 )
@@ -227,23 +228,12 @@ class RedisFeatureSource:
                 state.use_batch(self._batch.tables)
         self._link_markets({"m:" + e.market_id for e in events})
         before = {p: dict(s.stats) for p, s in self._parts.items()}
-        raws: list[list[float]] = []
-        fresh: list[float] = []
-        batch: list[list[float]] = []
         parts = self._parts
-        for event, p in zip(events, parts_of, strict=True):
-            state = parts[p]
-            if event.type == "OrderCreated":
-                ts = to_ms(event.created_at)
-                raw, age = state.raw(event, ts)
-                raws.append(raw)
-                fresh.append(age)
-                batch.append(state.batch_values(event, ts))
-            state.apply(event)
+        reads = apply_and_read(events, [parts[p] for p in parts_of])
         stats = {
             key: sum(s.stats[key] - before[p][key] for p, s in parts.items()) for key in _STATS
         }
-        rows = feature_rows(orders, raws, fresh, batch, stats)
+        rows = feature_rows(*reads, stats)
         written = self._pending = WriteBehind()
         self._writer.submit(written.run, self._write, *self._write_behind())
         return rows, written
@@ -422,12 +412,12 @@ class RedisFeatureSource:
         self._fill_batch(orders)
         state = ReplayState(lateness_s=self._lateness_s, batch=self._batch.tables)
         raws, fresh, batch = [], [], []
-        for order in orders:
-            ts = to_ms(order.created_at)
+        created = [to_ms(order.created_at) for order in orders]
+        for order, ts in zip(orders, created, strict=True):
             raw, age = read_row(
                 partials["s:" + order.store_id], partials["m:" + order.market_id], ts
             )
             raws.append(raw)
             fresh.append(age)
             batch.append(state.batch_values(order, ts))
-        return feature_rows(orders, raws, fresh, batch, {key: 0 for key in _STATS})
+        return feature_rows(orders, raws, fresh, batch, created, {key: 0 for key in _STATS})

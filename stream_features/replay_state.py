@@ -27,8 +27,9 @@ there is one partial and the rules above are exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -50,6 +51,7 @@ __all__ = [
     "EntityState",
     "ReplayState",
     "Series",
+    "apply_and_read",
     "feature_rows",
     "read_row",
 ]
@@ -202,15 +204,46 @@ def feature_rows(
     raws: list[list[float]],
     fresh: list[float],
     batch: list[list[float]],
+    created: list[int],
     stats: dict[str, int],
 ) -> FeatureRows:
-    """A batch's raw reads and batch lookups finished into model rows (``finish_rows``)."""
-    created = [to_ms(o.created_at) for o in orders]
+    """A batch's raw reads and batch lookups finished into model rows (``finish_rows``);
+    ``created[i]`` is ``orders[i]``'s creation time in ms."""
     width = (len(orders), len(RAW_READS))
     raw_arr = np.array(raws, dtype=np.float64).reshape(width)
     batch_arr = np.array(batch, dtype=np.float64).reshape(len(orders), len(BATCH_FEATURES))
     values = finish_rows(orders, created, raw_arr, batch_arr)
     return FeatureRows(feature_names(), values, np.array(fresh, dtype=np.float64), orders, stats)
+
+
+BatchReads = tuple[list[AnyOrder], list[list[float]], list[float], list[list[float]], list[int]]
+"""What ``apply_and_read`` gathers: the orders, their raw reads, freshness, batch lookups and
+creation times (ms), in ``feature_rows``' argument order."""
+
+
+def apply_and_read(events: Iterable[AnyEvent], states: Iterable[ReplayState]) -> BatchReads:
+    """Apply each event to its state (``states`` runs beside ``events``: one state for a
+    replay, the event's partition's for the worker), each order read just before its own
+    event is applied, so a row sees everything that arrived before the order and nothing
+    after. The one loop of every owner of a ``ReplayState``."""
+    orders: list[AnyOrder] = []
+    raws: list[list[float]] = []
+    fresh: list[float] = []
+    batch: list[list[float]] = []
+    created: list[int] = []
+    for event, state in zip(events, states, strict=False):  # ``states`` may be endless
+        if event.type == "OrderCreated":
+            ts = to_ms(event.created_at)
+            raw, age = state.raw(event, ts)
+            orders.append(event)
+            raws.append(raw)
+            fresh.append(age)
+            batch.append(state.batch_values(event, ts))
+            created.append(ts)
+            state._apply_store_event(event, ts)
+        else:
+            state.apply(event)
+    return orders, raws, fresh, batch, created
 
 
 def _newest(parts: Sequence[EntityState]) -> int | None:
@@ -308,16 +341,18 @@ class ReplayState:
 
     def apply(self, event: AnyEvent) -> None:
         kind = event.type
-        if kind == "OrderCreated" or kind == "OrderDelivered":
-            self._apply_store_event(event)
+        if kind == "OrderCreated":
+            self._apply_store_event(event, to_ms(event.created_at))  # type: ignore[union-attr]  # by type
+        elif kind == "OrderDelivered":
+            self._apply_store_event(event, to_ms(event.delivered_at))  # type: ignore[union-attr]  # by type
         else:
             self._apply_market_event(event)
 
-    def _apply_store_event(self, event: AnyEvent) -> None:
+    def _apply_store_event(self, event: AnyEvent, ts: int) -> None:
+        """``event`` (an order created or delivered) at its event time ``ts`` (ms)."""
         skey, mkey = "s:" + event.store_id, "m:" + event.market_id  # type: ignore[union-attr]  # store events carry both
         store, market = self._entity(skey), self._entity(mkey)
         created_event = event.type == "OrderCreated"
-        ts = to_ms(event.created_at if created_event else event.delivered_at)  # type: ignore[union-attr]  # by type
         if not self._admit(skey, store, event_id(event), ts):
             return
         bucket = ts // BUCKET_MS
@@ -404,29 +439,17 @@ class ReplayState:
 
     def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
         before = dict(self.stats)
-        orders: list[AnyOrder] = []
-        raws: list[list[float]] = []
-        fresh: list[float] = []
-        batch: list[list[float]] = []
-        for event in events:
-            if event.type == "OrderCreated":
-                ts = to_ms(event.created_at)
-                raw, age = self.raw(event, ts)
-                orders.append(event)
-                raws.append(raw)
-                fresh.append(age)
-                batch.append(self.batch_values(event, ts))
-            self.apply(event)
+        rows = apply_and_read(events, repeat(self))
         stats = {key: self.stats[key] - before[key] for key in self.stats}
-        return feature_rows(orders, raws, fresh, batch, stats)
+        return feature_rows(*rows, stats)
 
     def read(self, orders: Sequence[AnyOrder]) -> FeatureRows:
         raws, fresh, batch = [], [], []
-        for order in orders:
-            ts = to_ms(order.created_at)
+        created = [to_ms(order.created_at) for order in orders]
+        for order, ts in zip(orders, created, strict=True):
             raw, age = self.raw(order, ts)
             raws.append(raw)
             fresh.append(age)
             batch.append(self.batch_values(order, ts))
         zero = {key: 0 for key in self.stats}
-        return feature_rows(list(orders), raws, fresh, batch, zero)
+        return feature_rows(list(orders), raws, fresh, batch, created, zero)
