@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -186,3 +187,14 @@ def test_every_rule_has_a_distinct_name_and_a_known_event_type() -> None:
     names = [rule.name for rule in FINDING_RULES]
     assert len(set(names)) == len(names)
     assert {rule.event_type for rule in FINDING_RULES} <= set(json_schemas())
+
+
+def test_the_schema_docs_list_every_finding_rule_and_optional_attribute() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    for rule in FINDING_RULES:
+        row = next(
+            (line for line in docs.splitlines() if line.startswith(f"| `{rule.name}` |")), ""
+        )
+        assert f"| {rule.event_type} |" in row and f"`{rule.reason}`" in row, rule.name
+    for name in OPTIONAL_ORDER_FIELDS:
+        assert f"`{name}`" in docs, name
