@@ -14,8 +14,11 @@ One contract, not two:
 - The classes below (``OrderCreatedWire`` ...) declare only names and Python types, for mypy
   and ``isinstance``; the decoded Structs are subclasses of them, and a unit test holds their
   names, types and defaults to the models'.
-- Cross-field rules, UTC normalisation and the 2000..2100 range are the contract's own
-  functions (``cross_field_rules``, ``as_utc``), run from the Struct's ``__post_init__``.
+- UTC normalisation and the 2000..2100 range are the contract's own function (``as_utc``),
+  run from the Struct's ``__post_init__``; so is its ``id_text`` for an id that came as a JSON
+  integer (only then: a string id pays nothing). Rules across fields are not rejections but
+  data-quality findings (``stream_features.quality``), computed from the decoded event by one
+  function for both decoders.
 - A message msgspec refuses is handed to ``contract.decode``, so every reason and field of a
   rejection is pydantic's, word for word; what pydantic's laxer reading accepts and msgspec's
   strict one does not (``3.0`` for an int, ``"3"`` for a number, epoch numbers for timestamps)
