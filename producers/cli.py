@@ -222,17 +222,27 @@ def replay(
             "are reported and the exit code is 0",
         ),
     ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL file for every rejected line and data-quality finding (line, field, "
+            "reason); default: $ETA_DATA_DIR/rejects/<FILE name>.replay.jsonl",
+        ),
+    ] = None,
 ) -> None:
     """Replay a recorded log in its order, gaps scaled by SPEED; bad lines are reported.
 
-    Exit codes: 0 when it got to the end (rejected lines included, unless --strict), 1 with
-    --strict and a rejected line or when the broker refused records, 130 on Ctrl-C.
+    Lines with data-quality findings (docs/contract.md) are sent and counted by rule, or with
+    ETA_CONTRACT_STRICT=true rejected. Exit codes: 0 when it got to the end (rejected lines
+    included, unless --strict), 1 with --strict and a rejected line or when the broker refused
+    records, 130 on Ctrl-C.
     """
-    from producers.console import print_counts, print_rejections, replay_progress
+    from producers.console import print_counts, print_log_report, print_rejections, replay_progress
     from producers.errors import PublishError
     from producers.replay import ReplayReport
     from producers.replay import replay as run_replay
-    from stream_features.event_log import count_records, iter_log, log_format
+    from stream_features.event_log import LogLine, count_records, iter_log, log_format
+    from stream_features.log_report import LogReport, default_rejects_path
 
     if not file.exists():
         raise typer.BadParameter(f"{file} does not exist", param_hint="FILE")
@@ -244,11 +254,17 @@ def replay(
     settings = _settings_with_broker()
     publisher = _publisher(settings)
     report, interrupted = ReplayReport(), False
+    found = LogReport(rejects or default_rejects_path(settings.data_dir, file, "replay"))
     try:
-        with publisher, replay_progress(file.name, count_records(file)) as on_line:
+        with publisher, found, replay_progress(file.name, count_records(file)) as progress:
+
+            def on_line(line: LogLine) -> None:
+                progress(line)
+                found.add(line)
+
             try:
                 run_replay(
-                    iter_log(file),
+                    iter_log(file, strict=settings.contract_strict),
                     publisher.publish,
                     factor,
                     wait=publisher.poll,
@@ -273,11 +289,13 @@ def replay(
             "sent": report.sent,
             "acknowledged": publisher.sent,
             "rejected": report.rejected,
+            "data-quality findings (sent)": found.findings,
             "event time span": f"{span} ({report.span_s:,.0f} s)",
             "events/s": round(report.sent / max(report.wall_s, 1e-9), 1),
         },
     )
     print_rejections(report.rejections, report.rejected)
+    print_log_report(found)
     if interrupted:
         raise typer.Exit(130)
     if strict and report.rejected:

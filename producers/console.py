@@ -26,11 +26,13 @@ from producers.replay import Rejection
 from producers.tail import Shown
 from stream_features.contract import Event, event_time
 from stream_features.event_log import LogLine
+from stream_features.log_report import LogReport
 
 __all__ = [
     "event_time_progress",
     "live_progress",
     "print_counts",
+    "print_log_report",
     "print_rejections",
     "replay_progress",
     "tail_printer",
@@ -142,6 +144,12 @@ def print_rejections(rejections: list[Rejection], total: int) -> None:
     _out.print(f"[bold red]{total:,} line(s) rejected[/]; the first {len(rejections)}:")
     for rejection in rejections:
         _out.print(f"  line {rejection.line_no}: {rejection.reason}", markup=False)
+
+
+def print_log_report(report: LogReport) -> None:
+    """Counts by rejection reason and by finding rule, and where every line of them is."""
+    for line in report.summary():
+        _out.print(_printable(line), markup=False, highlight=False, soft_wrap=True)
 
 
 def tail_printer() -> Callable[[Shown], None]:

@@ -92,9 +92,12 @@ def compute_batch_tables(delivered: pl.DataFrame, as_of: datetime) -> BatchTable
         window = delivered.filter(
             (pl.col("delivered_ms") < as_of_ms) & (pl.col("delivered_ms") >= since)
         )
+        # a missing key part (no store_category) makes the key null: no group, so an order
+        # without a category finds no category value and takes the feature's default
         key = pl.concat_str([pl.col(k).cast(pl.String) for k in feature.keys], separator="|")
         tables[feature.name] = (
-            window.group_by(key.alias("key"))
+            window.filter(key.is_not_null())
+            .group_by(key.alias("key"))
             .agg(_aggregate(feature).cast(pl.Float64).alias("value"))
             .sort("key")
         )

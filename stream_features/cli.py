@@ -8,11 +8,15 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from stream_features.settings import Settings
+
+if TYPE_CHECKING:
+    from stream_features.point_in_time import LoadedLog
 
 __all__ = ["features_app", "register"]
 
@@ -77,11 +81,33 @@ def _parse_time(value: str | None) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _report_rejected(rejected: list[tuple[int, str]]) -> None:
-    if rejected:
-        _console.print(f"[yellow]{len(rejected)} line(s) rejected[/]")
-        for line_no, reason in rejected[:10]:
-            _console.print(f"  line {line_no}: {reason}")
+def _rejects_option(command: str) -> Any:
+    return typer.Option(
+        None,
+        help="JSONL file for every rejected line and data-quality finding (line, field, "
+        f"reason); default: $ETA_DATA_DIR/rejects/<history name>.{command}.jsonl",
+    )
+
+
+_BATCH_REJECTS = _rejects_option("batch")
+_TRAINING_SET_REJECTS = _rejects_option("training-set")
+
+
+def _load(history: Path, rejects: Path | None, command: str, settings: Settings) -> LoadedLog:
+    """The log's events, with the lines rejected and the findings counted by reason and rule
+    in the summary and written one by one to the rejects file."""
+    from stream_features.log_report import LogReport, default_rejects_path
+    from stream_features.point_in_time import load_log
+
+    path = rejects or default_rejects_path(settings.data_dir, history, command)
+    with LogReport(path) as report:
+        loaded = load_log(history, strict=settings.contract_strict, on_line=report.add)
+    for line_no, reason in loaded.rejected[:10]:
+        _console.print(f"  line {line_no}: {reason}", markup=False, highlight=False)
+    style = "yellow" if report.rejected or report.findings else "green"
+    for text in report.summary():
+        _console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+    return loaded
 
 
 @features_app.command("batch")
@@ -90,6 +116,7 @@ def batch_command(
     as_of: str = typer.Option(None, help="ISO time the features are as of (default: now)"),
     out: Path = typer.Option(Path("offline_store"), help="Parquet offline store directory"),
     redis_out: bool = typer.Option(True, "--redis/--no-redis", help="materialise to Redis"),
+    rejects: Path | None = _BATCH_REJECTS,
 ) -> None:
     """Compute batch features from a history and materialise them (Redis + Parquet)."""
     import redis
@@ -101,12 +128,10 @@ def batch_command(
         materialise_redis,
     )
     from stream_features.contract import OrderCreated, OrderDelivered
-    from stream_features.point_in_time import load_log
 
     settings = Settings()
     moment = _parse_time(as_of)
-    loaded = load_log(history)
-    _report_rejected(loaded.rejected)
+    loaded = _load(history, rejects, "batch", settings)
     delivered = deliveries_frame(
         [e for e in loaded.events if isinstance(e, OrderCreated)],
         [e for e in loaded.events if isinstance(e, OrderDelivered)],
@@ -130,16 +155,19 @@ def batch_command(
 def training_set_command(
     history: Path = typer.Option(..., exists=True, dir_okay=False, help="event log"),
     out: Path = typer.Option(..., help="output Parquet file"),
+    rejects: Path | None = _TRAINING_SET_REJECTS,
 ) -> None:
-    """Build a point-in-time training set: each order's features as the stream saw them."""
+    """Build a point-in-time training set: each order's features as the stream saw them.
+
+    Lines with data-quality findings (docs/contract.md) are kept and counted by rule, or with
+    ETA_CONTRACT_STRICT=true rejected; rejected lines are counted by reason."""
     import time
 
-    from stream_features.point_in_time import build_training_set, load_log
+    from stream_features.point_in_time import build_training_set
 
     settings = Settings()
     started = time.perf_counter()
-    loaded = load_log(history)
-    _report_rejected(loaded.rejected)
+    loaded = _load(history, rejects, "training-set", settings)
     frame = build_training_set(loaded.events, lateness_s=settings.lateness_s)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(out)

@@ -9,20 +9,20 @@ reason; nothing else escapes it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from stream_features.errors import RejectedMessage
@@ -37,34 +37,65 @@ __all__ = [
     "DeadLetter",
     "DeliveryPrediction",
     "Event",
+    "Id",
+    "IdText",
     "MarketSupplySnapshot",
     "OrderCreated",
     "OrderDelivered",
     "as_utc",
     "boolean_fields",
     "check_object",
-    "check_order_rules",
     "check_size",
-    "check_supply_rules",
     "decode",
     "encode",
     "event_id",
     "event_time",
+    "id_text",
     "json_schemas",
     "to_ms",
 ]
 
 SCHEMA_VERSION = 1
-_E = TypeVar("_E", bound="_Event")
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 Cents = Annotated[int, Field(ge=0, le=100_000_000)]
 Seconds = Annotated[int, Field(ge=0, le=7 * 86400)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+IdText = Annotated[str, Field(min_length=1, max_length=64, pattern=_ID_PATTERN)]
+"""An id as etastream writes it (in predictions): 1 to 64 of ``A-Z a-z 0-9 _ . : -``."""
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+def id_text(value: Any) -> Any:
+    """A JSON integer id as its decimal string, anything else as given (for the string rules).
+
+    Real marketplace exports number their markets and stores; ``1`` and ``"1"`` are one id.
+    A boolean never gets here (``check_object`` rejects it first), and a float stays a float,
+    so ``1.0`` is refused as not a string.
+
+    >>> id_text(42), id_text("s42"), id_text(4.0)
+    ('42', 's42', 4.0)
+    """
+    return str(value) if type(value) is int else value
+
+
+Id = Annotated[
+    IdText,
+    BeforeValidator(id_text),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 64, "pattern": _ID_PATTERN},
+                {"type": "integer"},
+            ],
+            "description": 'a string, or a JSON integer read as its decimal string (42 is "42")',
+        }
+    ),
+]
+"""An id on an event: ``IdText``, or a JSON integer normalised to its decimal string."""
 
 
 def as_utc(value: datetime) -> datetime:
@@ -91,54 +122,6 @@ def _as_utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
 
 
-class _ItemCounts(Protocol):
-    @property
-    def total_items(self) -> int: ...
-    @property
-    def num_distinct_items(self) -> int: ...
-    @property
-    def min_item_price(self) -> int: ...
-    @property
-    def max_item_price(self) -> int: ...
-
-
-class _DasherCounts(Protocol):
-    @property
-    def onshift_dashers(self) -> int: ...
-    @property
-    def busy_dashers(self) -> int: ...
-
-
-def check_order_rules(order: _ItemCounts) -> None:
-    """An order's rules across fields; the pydantic model and ``wire_decode`` both call it.
-
-    >>> from types import SimpleNamespace
-    >>> items = dict(total_items=3, num_distinct_items=2)
-    >>> check_order_rules(SimpleNamespace(**items, min_item_price=5, max_item_price=9))
-    >>> check_order_rules(SimpleNamespace(**items, min_item_price=9, max_item_price=5))
-    Traceback (most recent call last):
-    ...
-    ValueError: min_item_price must be <= max_item_price
-    """
-    if order.min_item_price > order.max_item_price:
-        raise ValueError("min_item_price must be <= max_item_price")
-    if order.num_distinct_items > order.total_items:
-        raise ValueError("num_distinct_items must be <= total_items")
-
-
-def check_supply_rules(snapshot: _DasherCounts) -> None:
-    """A supply snapshot's rule across fields; the pydantic model and ``wire_decode`` call it.
-
-    >>> from types import SimpleNamespace as S
-    >>> check_supply_rules(S(onshift_dashers=3, busy_dashers=4))
-    Traceback (most recent call last):
-    ...
-    ValueError: busy_dashers must be <= onshift_dashers
-    """
-    if snapshot.busy_dashers > snapshot.onshift_dashers:
-        raise ValueError("busy_dashers must be <= onshift_dashers")
-
-
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
@@ -146,42 +129,45 @@ class _Message(BaseModel):
 
 
 class _Event(_Message):
-    """A stream event. ``cross_field_rules`` run once its fields are valid, here (through
-    ``_run_cross_field_rules``) and in the fast decoder (``wire_decode``): one list for both."""
-
-    cross_field_rules: ClassVar[tuple[Callable[[Any], None], ...]] = ()
+    """A stream event: its fields' rules reject it (``decode``); the rules across fields are
+    data-quality findings (``stream_features.quality``), which keep it."""
 
 
-def _run_cross_field_rules(event: _E) -> _E:
-    for rule in event.cross_field_rules:
-        rule(event)
-    return event
+_OPTIONAL = "optional: missing or null reaches the model as missing (NaN)"
 
 
 class OrderCreated(_Event):
-    """A consumer placed an order (topic ``orders``, key ``store_id``)."""
+    """A consumer placed an order (topic ``orders``, key ``store_id``).
+
+    Required: what a prediction cannot do without (the ids, ``created_at``, the basket's size
+    and subtotal). The store's category, the order protocol, the item prices and the two
+    estimates are optional: real exports miss them now and then, and the model reads a
+    missing one as missing rather than costing the order its ETA.
+    """
 
     type: Literal["OrderCreated"] = "OrderCreated"
     order_id: Id
     created_at: AwareDatetime
     market_id: Id
     store_id: Id
-    store_category: Annotated[str, Field(min_length=1, max_length=64)]
-    order_protocol: Annotated[int, Field(ge=0, le=100)]
+    store_category: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description=_OPTIONAL
+    )
+    order_protocol: Annotated[int, Field(ge=0, le=100)] | None = Field(None, description=_OPTIONAL)
     total_items: Annotated[int, Field(ge=1, le=10_000)]
     subtotal: Cents
     num_distinct_items: Annotated[int, Field(ge=1, le=10_000)]
-    min_item_price: Cents
-    max_item_price: Cents
-    estimated_order_place_duration_s: Seconds
-    estimated_store_to_consumer_driving_duration_s: Seconds
+    min_item_price: Cents | None = Field(None, description=_OPTIONAL)
+    max_item_price: Cents | None = Field(None, description=_OPTIONAL)
+    estimated_order_place_duration_s: Seconds | None = Field(None, description=_OPTIONAL)
+    estimated_store_to_consumer_driving_duration_s: Seconds | None = Field(
+        None, description=_OPTIONAL
+    )
     store_lat: Lat | None = None
     store_lon: Lon | None = None
     consumer_lat: Lat | None = None
     consumer_lon: Lon | None = None
 
-    cross_field_rules = (check_order_rules,)
-    _cross_field = model_validator(mode="after")(_run_cross_field_rules)
     _utc_created = field_validator("created_at")(as_utc)
 
 
@@ -210,8 +196,6 @@ class MarketSupplySnapshot(_Event):
     busy_dashers: Count
     outstanding_orders: Count
 
-    cross_field_rules = (check_supply_rules,)
-    _cross_field = model_validator(mode="after")(_run_cross_field_rules)
     _utc_at = field_validator("at")(as_utc)
 
 
@@ -242,9 +226,9 @@ class DeliveryPrediction(_Message):
     """What etastream emits (topic ``delivery-eta-predictions``, key ``order_id``)."""
 
     type: Literal["DeliveryPrediction"] = "DeliveryPrediction"
-    order_id: Id
-    store_id: Id
-    market_id: Id
+    order_id: IdText
+    store_id: IdText
+    market_id: IdText
     created_at: AwareDatetime
     predicted_duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     predicted_delivery_at: AwareDatetime

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -320,10 +321,13 @@ def bucket_start_ms(event_ts_ms: int, bucket_s: int = BUCKET_S) -> int:
     return event_ts_ms - event_ts_ms % width_ms
 
 
-def category_code(value: str) -> int:
-    """A stable integer code for a categorical string (LightGBM categorical input).
+def category_code(value: str | None) -> float:
+    """A stable integer code for a categorical string (LightGBM categorical input); a missing
+    one (None) is NaN, which LightGBM reads as a missing category.
 
-    >>> category_code("pizza") == category_code("pizza")
-    True
+    >>> category_code("pizza") == category_code("pizza"), category_code(None)
+    (True, nan)
     """
+    if value is None:
+        return math.nan
     return zlib.crc32(value.encode()) % 1024

@@ -21,7 +21,7 @@ import csv
 import gzip
 import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
@@ -29,6 +29,7 @@ import orjson
 
 from stream_features.contract import Event, decode, encode
 from stream_features.errors import RejectedMessage
+from stream_features.quality import Finding, screen
 
 __all__ = [
     "COLUMNS",
@@ -83,13 +84,15 @@ class LogLine:
     """One record of a log: the event, or the reason it was rejected, never both.
 
     ``raw`` is the line as written for JSONL and CSV, and the JSON object built from the row
-    for Parquet (what went into ``decode``).
+    for Parquet (what went into ``decode``). ``findings`` are the event's data-quality findings
+    (``stream_features.quality``): it is kept with them.
     """
 
     line_no: int
     event: Event | None
     error: RejectedMessage | None
     raw: bytes
+    findings: list[Finding] = field(default_factory=list)
 
 
 def log_format(path: str | Path) -> LogFormat:
@@ -192,34 +195,37 @@ def _write_parquet(path: Path, events: Iterable[Event]) -> int:
 # --- reading -------------------------------------------------------------------------------
 
 
-def iter_log(path: str | Path) -> Iterator[LogLine]:
+def iter_log(path: str | Path, *, strict: bool = False) -> Iterator[LogLine]:
     """Every record of a log in file order, each decoded and validated as on the wire.
 
     A malformed record yields a ``LogLine`` whose ``error`` says why (with its line number);
-    the records after it are read as usual. Only an unreadable file raises.
+    the records after it are read as usual. Only an unreadable file raises. A record with
+    data-quality findings is kept with them, or with ``strict`` (``ETA_CONTRACT_STRICT``)
+    rejected for the first, as the stream worker does.
     """
     path = Path(path)
     fmt = log_format(path)
     if fmt == "jsonl":
-        return _iter_jsonl(path)
+        return _iter_jsonl(path, strict)
     if fmt == "csv":
-        return _iter_csv(path)
-    return _iter_parquet(path)
+        return _iter_csv(path, strict)
+    return _iter_parquet(path, strict)
 
 
-def _line(line_no: int, raw: bytes, payload: bytes | None = None) -> LogLine:
+def _line(line_no: int, raw: bytes, strict: bool, payload: bytes | None = None) -> LogLine:
     try:
-        return LogLine(line_no, decode(raw if payload is None else payload), None, raw)
+        event = decode(raw if payload is None else payload)
+        return LogLine(line_no, event, None, raw, screen(event, strict=strict))
     except RejectedMessage as exc:
         return LogLine(line_no, None, exc, raw)
 
 
-def _iter_jsonl(path: Path) -> Iterator[LogLine]:
+def _iter_jsonl(path: Path, strict: bool) -> Iterator[LogLine]:
     with _open(path, "rb") as f:
         for line_no, line in enumerate(f, start=1):
             raw = line.rstrip(b"\r\n")
             if raw.strip():
-                yield _line(line_no, raw)
+                yield _line(line_no, raw, strict)
 
 
 def _typed(name: str, value: str) -> Any:
@@ -239,7 +245,7 @@ def _typed(name: str, value: str) -> Any:
     return value
 
 
-def _iter_csv(path: Path) -> Iterator[LogLine]:
+def _iter_csv(path: Path, strict: bool) -> Iterator[LogLine]:
     consumed: list[str] = []
 
     def lines(text: IO[str]) -> Iterator[str]:
@@ -290,14 +296,14 @@ def _iter_csv(path: Path) -> Iterator[LogLine]:
                 yield LogLine(start, None, error, raw)
                 continue
             record = {k: _typed(k, v) for k, v in zip(header, row, strict=True) if v != ""}
-            yield _line(start, raw, orjson.dumps(record))
+            yield _line(start, raw, strict, orjson.dumps(record))
 
 
 def _json_default(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} value has no JSON form")
 
 
-def _iter_parquet(path: Path) -> Iterator[LogLine]:
+def _iter_parquet(path: Path, strict: bool) -> Iterator[LogLine]:
     import pyarrow.parquet as pq
 
     row_no = 0
@@ -311,7 +317,7 @@ def _iter_parquet(path: Path) -> Iterator[LogLine]:
                 except TypeError as exc:
                     yield LogLine(row_no, None, RejectedMessage(str(exc)), repr(record).encode())
                     continue
-                yield _line(row_no, raw)
+                yield _line(row_no, raw, strict)
 
 
 def count_records(path: str | Path) -> int:

@@ -128,8 +128,9 @@ def batch_lookup_keys(feature: BatchFeature, order: AnyOrder, created_ms: int) -
             parts.append(str(hour_of_week(created_ms)))
         elif key == "hour_of_day":
             parts.append(str((created_ms // 3_600_000) % 24))
-        else:
-            parts.append(str(getattr(order, key)) if order is not None else "")
+        else:  # a missing attribute (None) matches no stored key: "" is no id or category
+            value = getattr(order, key) if order is not None else None
+            parts.append("" if value is None else str(value))
     return "|".join(parts)
 
 

@@ -8,6 +8,7 @@ The label is the order's own outcome, joined afterwards, so it can never leak in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ import polars as pl
 from stream_features.batch import compute_batch_tables, deliveries_frame, tables_as_dict
 from stream_features.contract import Event, to_ms
 from stream_features.definitions import feature_names
-from stream_features.event_log import iter_log
+from stream_features.event_log import LogLine, iter_log
 from stream_features.replay_state import BatchTable, ReplayState
 
 __all__ = ["DailyBatchReplay", "LoadedLog", "build_training_set", "day_start", "load_log"]
@@ -41,10 +42,18 @@ class LoadedLog:
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
 
 
-def load_log(path: str | Path) -> LoadedLog:
-    """Every valid event of a log in order, and the lines rejected with their reasons."""
+def load_log(
+    path: str | Path,
+    *,
+    strict: bool = False,
+    on_line: Callable[[LogLine], None] | None = None,
+) -> LoadedLog:
+    """Every valid event of a log in order (those with data-quality findings included, unless
+    ``strict``), and the lines rejected with their reasons; ``on_line`` sees every line."""
     loaded = LoadedLog(events=[])
-    for line in iter_log(path):
+    for line in iter_log(path, strict=strict):
+        if on_line is not None:
+            on_line(line)
         if line.event is not None:
             loaded.events.append(line.event)
         else:

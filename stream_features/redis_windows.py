@@ -89,7 +89,9 @@ class BatchCache:
         wanted: set[str] = set()
         for order in orders:
             for name in _FIRST_KEYS:
-                wanted.add(f"{base}{name}:{getattr(order, name)}")
+                value = getattr(order, name)
+                if value is not None:  # no category: no hash holds it (batch.py)
+                    wanted.add(f"{base}{name}:{value}")
         return sorted(wanted - self._loaded)
 
     def fill(self, keys: Sequence[str], replies: Sequence[dict[Any, Any]]) -> None:

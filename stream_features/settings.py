@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(
         3600, ge=0, description="events stamped further than this in the future are rejected"
     )
+    contract_strict: bool = Field(
+        False,
+        description="reject events with a data-quality finding (busy > on-shift dashers, a "
+        "missing optional attribute, ...) instead of keeping and counting them; docs/contract.md",
+    )
     metrics_port: int = Field(9108, ge=0, description="Prometheus port of the stream worker; 0 off")
     metrics_host: str = Field(
         "127.0.0.1",

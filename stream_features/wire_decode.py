@@ -14,8 +14,11 @@ One contract, not two:
 - The classes below (``OrderCreatedWire`` ...) declare only names and Python types, for mypy
   and ``isinstance``; the decoded Structs are subclasses of them, and a unit test holds their
   names, types and defaults to the models'.
-- Cross-field rules, UTC normalisation and the 2000..2100 range are the contract's own
-  functions (``cross_field_rules``, ``as_utc``), run from the Struct's ``__post_init__``.
+- UTC normalisation and the 2000..2100 range are the contract's own function (``as_utc``),
+  run from the Struct's ``__post_init__``; so is its ``id_text`` for an id that came as a JSON
+  integer (only then: a string id pays nothing). Rules across fields are not rejections but
+  data-quality findings (``stream_features.quality``), computed from the decoded event by one
+  function for both decoders.
 - A message msgspec refuses is handed to ``contract.decode``, so every reason and field of a
   rejection is pydantic's, word for word; what pydantic's laxer reading accepts and msgspec's
   strict one does not (``3.0`` for an int, ``"3"`` for a number, epoch numbers for timestamps)
@@ -35,7 +38,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, cast, get_args, get
 import annotated_types
 import msgspec
 from msgspec.structs import force_setattr
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, WithJsonSchema
 from pydantic.fields import FieldInfo
 
 from stream_features.contract import (
@@ -45,10 +48,10 @@ from stream_features.contract import (
     OrderCreated,
     OrderDelivered,
     _as_utc_or_none,
-    _run_cross_field_rules,
     as_utc,
     check_size,
     decode,
+    id_text,
 )
 
 __all__ = [
@@ -78,15 +81,15 @@ class OrderCreatedWire(_Wire, frozen=True, kw_only=True):
     created_at: datetime
     market_id: str
     store_id: str
-    store_category: str
-    order_protocol: int
     total_items: int
     subtotal: int
     num_distinct_items: int
-    min_item_price: int
-    max_item_price: int
-    estimated_order_place_duration_s: int
-    estimated_store_to_consumer_driving_duration_s: int
+    store_category: str | None = None
+    order_protocol: int | None = None
+    min_item_price: int | None = None
+    max_item_price: int | None = None
+    estimated_order_place_duration_s: int | None = None
+    estimated_store_to_consumer_driving_duration_s: int | None = None
     store_lat: float | None = None
     store_lon: float | None = None
     consumer_lat: float | None = None
@@ -222,14 +225,19 @@ _BOUNDS = {
 }
 
 
-def _constraints(metadata: list[Any]) -> tuple[dict[str, Any], str | None, bool]:
-    """msgspec ``Meta`` arguments, the charset of a pattern, and whether inf/NaN are refused."""
+def _constraints(metadata: list[Any]) -> tuple[dict[str, Any], str | None, bool, bool]:
+    """msgspec ``Meta`` arguments, the charset of a pattern, whether inf/NaN are refused, and
+    whether a JSON integer is read as its decimal string (the contract's ``Id``)."""
     meta: dict[str, Any] = {}
-    charset, finite = None, False
+    charset, finite, integers = None, False, False
     for item in metadata:
         if isinstance(item, FieldInfo):  # Annotated[float, Field(...)] inside a union
-            more, charset, finite = _constraints(item.metadata)
+            more, charset, finite, integers = _constraints(item.metadata)
             meta.update(more)
+        elif isinstance(item, BeforeValidator) and item.func is id_text:
+            integers = True  # mirrored in __post_init__ (_id_texts)
+        elif isinstance(item, WithJsonSchema):  # what the schema says, not a rule
+            continue
         elif type(item) in _BOUNDS:
             key = _BOUNDS[type(item)]
             meta[key] = getattr(item, key)
@@ -244,44 +252,68 @@ def _constraints(metadata: list[Any]) -> tuple[dict[str, Any], str | None, bool]
                 raise TypeError(f"constraints {general} have no msgspec rule: teach wire_decode")
         else:
             raise TypeError(f"constraint {item!r} has no msgspec rule: teach wire_decode")
-    return meta, charset, finite
+    return meta, charset, finite, integers
 
 
-def _wire_type(annotation: Any, metadata: list[Any]) -> tuple[Any, str | None, bool | None]:
-    """The msgspec type of a pydantic field, its pattern's charset, and (for a timestamp)
-    whether it may be null; timestamps are read as raw JSON and parsed in ``_wire_time``."""
+class _Field:
+    """What the derivation learnt of one field: its msgspec type, its pattern's charset, for a
+    timestamp whether it may be null, and whether a JSON integer stands for its string."""
+
+    def __init__(
+        self,
+        wire: Any,
+        charset: str | None = None,
+        time: bool | None = None,
+        integers: bool = False,
+        max_length: int = 0,
+    ) -> None:
+        self.wire, self.charset, self.time, self.integers = wire, charset, time, integers
+        self.max_length = max_length
+
+
+def _wire_type(annotation: Any, metadata: list[Any]) -> _Field:
+    """The msgspec reading of a pydantic field; timestamps are read as raw JSON and parsed
+    in ``_wire_time``, ids that may be JSON integers are made strings in ``_id_texts``."""
     if annotation is AwareDatetime:
-        return msgspec.Raw, None, False
+        return _Field(msgspec.Raw, time=False)
     origin = get_origin(annotation)
     if origin in (Union, UnionType):
         members = [a for a in get_args(annotation) if a is not NoneType]
         if len(members) != 1 or len(get_args(annotation)) != 2:
             raise TypeError(f"{annotation} is not X | None: teach wire_decode")
-        inner, charset, time = _wire_type(members[0], metadata)
-        return (inner if time is not None else inner | None), charset, time is not None or None
+        inner = _wire_type(members[0], metadata)
+        if inner.integers:
+            raise TypeError(f"{annotation}: an optional integer-or-string id: teach wire_decode")
+        if inner.time is not None:
+            return _Field(inner.wire, inner.charset, True)
+        return _Field(inner.wire | None, inner.charset)
     if origin is Annotated:
         base, *more = get_args(annotation)
         return _wire_type(base, [*metadata, *more])
     if origin is Literal:
         if metadata:
             raise TypeError(f"{annotation} with {metadata}: teach wire_decode")
-        return annotation, None, None
+        return _Field(annotation)
     if annotation not in (int, float, str):
         raise TypeError(f"field type {annotation!r} has no msgspec rule: teach wire_decode")
-    meta, charset, finite = _constraints(metadata)
+    meta, charset, finite, integers = _constraints(metadata)
     bounded = {"ge", "gt"} & meta.keys() and {"le", "lt"} & meta.keys()
     if annotation is float and finite and not bounded:  # msgspec reads 1e999 as inf
         raise TypeError("a float refusing inf/NaN needs both bounds here: teach wire_decode")
-    return (Annotated[annotation, msgspec.Meta(**meta)] if meta else annotation), charset, None
+    if integers and (annotation is not str or charset is None or "max_length" not in meta):
+        raise TypeError("an integer-or-string id needs a patterned, capped str: teach wire_decode")
+    wire = Annotated[annotation, msgspec.Meta(**meta)] if meta else annotation
+    if integers:
+        return _Field(wire | int, charset, None, True, meta["max_length"])
+    return _Field(wire, charset)
 
 
-def _check_validators(model: type[BaseModel], times: set[str]) -> tuple[Any, ...]:
-    """``model``'s cross-field rules, once it is sure its validators are the ones this module
-    mirrors: the rules' runner, and the UTC check on exactly its timestamp fields."""
-    rules = tuple(getattr(model, "cross_field_rules", ()))
+def _check_validators(model: type[BaseModel], times: set[str]) -> None:
+    """Make sure ``model``'s validators are the ones this module mirrors: none across fields
+    (those are findings, ``stream_features.quality``), the UTC check on exactly its timestamps."""
     decorators = model.__pydantic_decorators__
     runners = {d.func for d in decorators.model_validators.values()}
-    if runners != ({_run_cross_field_rules} if rules else set()):
+    if runners:
         raise TypeError(f"{model.__name__}'s model validators {runners}: teach wire_decode")
     normalised: set[str] = set()
     for validator in decorators.field_validators.values():
@@ -290,7 +322,28 @@ def _check_validators(model: type[BaseModel], times: set[str]) -> tuple[Any, ...
         normalised.update(validator.info.fields)
     if normalised != times:
         raise TypeError(f"{model.__name__}: as_utc on {normalised}, timestamps are {times}")
-    return rules
+
+
+_JSON_INTS = (-(2**63), 2**64 - 1)
+"""The integers orjson (``contract.decode``) reads as ints; others become floats there."""
+
+
+def _id_texts(struct: _Wire, names: tuple[str, ...], max_lengths: dict[str, int]) -> str:
+    """Set each id among ``names`` that came as a JSON integer to its decimal string (as the
+    contract's ``id_text``) and return the ids joined, for the charset check. Only reached when
+    an id was an integer: the join of strings, the usual case, did not raise."""
+    texts = []
+    for name in names:
+        value = getattr(struct, name)
+        if type(value) is int:
+            if not _JSON_INTS[0] <= value <= _JSON_INTS[1]:  # orjson reads it as a float
+                raise ValueError(f"{name}: an integer outside orjson's range")
+            value = id_text(value)
+            if len(value) > max_lengths[name]:  # pydantic's reason for it: see decode_fast
+                raise ValueError(f"{name} is over {max_lengths[name]} characters")
+            force_setattr(struct, name, value)
+        texts.append(value)
+    return "".join(texts)
 
 
 _SUPPORTED_CONFIG = {"extra": "forbid", "frozen": True, "str_strip_whitespace": False}
@@ -304,26 +357,33 @@ def _derive(model: type[BaseModel]) -> type[_Wire]:
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     times: list[tuple[str, msgspec.json.Decoder[Any]]] = []
     charsets: dict[str, list[str]] = {}
+    max_lengths: dict[str, int] = {}
     for name, info in model.model_fields.items():
         if name == "type":  # the tag: msgspec checks it, the typed class carries it
             continue
-        wire, charset, optional_time = _wire_type(info.annotation, list(info.metadata))
-        if optional_time is not None:
-            times.append((name, _OPTIONAL_TIME if optional_time else _REQUIRED_TIME))
-        if charset is not None:
-            charsets.setdefault(charset, []).append(name)
-        fields.append((name, wire) if info.is_required() else (name, wire, info.default))
-    rules = _check_validators(model, {name for name, _ in times})
-    checks = [(chars, attrgetter(*names), names) for chars, names in charsets.items()]
+        field = _wire_type(info.annotation, list(info.metadata))
+        if field.time is not None:
+            times.append((name, _OPTIONAL_TIME if field.time else _REQUIRED_TIME))
+        if field.charset is not None:
+            charsets.setdefault(field.charset, []).append(name)
+        if field.integers:
+            max_lengths[name] = field.max_length
+        fields.append(
+            (name, field.wire) if info.is_required() else (name, field.wire, info.default)
+        )
+    _check_validators(model, {name for name, _ in times})
+    checks = [(chars, attrgetter(*names), tuple(names)) for chars, names in charsets.items()]
 
     def __post_init__(self: _Wire) -> None:
         for name, decoder in times:
             force_setattr(self, name, _wire_time(getattr(self, name), decoder))
         for chars, values, names in checks:
-            if "".join(values(self)).strip(chars):  # one character outside the class
+            try:
+                text = "".join(values(self))
+            except TypeError:  # an id came as a JSON integer: the usual case pays nothing
+                text = _id_texts(self, names, max_lengths)
+            if text.strip(chars):  # one character outside the class
                 raise ValueError(f"{', '.join(names)} must match the contract's pattern")
-        for rule in rules:
-            rule(self)
 
     typed = _TYPED[model]
     return cast(

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from predictor.serving.pipeline import ScoringModel
+from stream_features.quality import FINDING_RULES
 
 __all__ = ["ApiMetrics"]
 
@@ -74,6 +75,15 @@ class ApiMetrics:
         self.predictions = Counter(
             "eta_http_predictions", "Orders scored by POST /v1/predictions", registry=r
         )
+        self.findings = Counter(
+            "eta_http_contract_findings",
+            "Data-quality findings of the orders scored, by rule (docs/contract.md)",
+            ["rule"],
+            registry=r,
+        )
+        for rule in FINDING_RULES:
+            if rule.event_type == "OrderCreated":  # the only event the API reads
+                self.findings.labels(rule.name)
         self.batch_orders = Histogram(
             "eta_http_scoring_batch_orders",
             "Orders per feature read and predict (concurrent requests are scored together)",

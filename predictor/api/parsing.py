@@ -17,6 +17,7 @@ could be anything, a secret pasted by mistake included).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from predictor.api.errors import FieldProblem, InvalidRequest
 from predictor.serving.pipeline import PipelineConfig, check_event_time
 from stream_features.contract import OrderCreated, check_object, check_size
 from stream_features.errors import RejectedMessage
+from stream_features.quality import screen
 
 __all__ = ["MAX_PROBLEMS", "parse_orders", "problems_of"]
 
@@ -158,15 +160,19 @@ def parse_orders(
     *,
     stream: PipelineConfig = _STREAM,
     now_ms: int | None = None,
+    findings: Counter[str] | None = None,
 ) -> tuple[list[OrderCreated], bool]:
     """A body holding one order or a list of them, each read as the stream would read it
     under ``stream``'s limits at ``now_ms`` (default: now); ``(orders, was_a_list)``.
+
+    The orders' data-quality findings are added to ``findings`` by rule when the body is
+    accepted; under ``stream.contract_strict`` a finding is a problem, as it is a dead letter.
 
     >>> parse_orders(b"[]")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     predictor.api.errors.InvalidRequest: body: send at least one order
-    >>> parse_orders(b'{"order_id": 1}')  # doctest: +ELLIPSIS
+    >>> parse_orders(b'{"order_id": 1.5}')  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     predictor.api.errors.InvalidRequest: body.order_id: Input should be a valid string (and ...
@@ -188,13 +194,21 @@ def parse_orders(
             problems.append(problem)
     valid, invalid = _validated(checked)
     problems.extend(invalid)
+    found: Counter[str] = Counter()
     for at, order in valid:
         try:
             check_event_time(order, now_ms=now_ms, max_future_skew_s=stream.max_future_skew_s)
         except RejectedMessage as exc:
             problems.append(_rejected(at, exc, "too_far_ahead"))
+            continue
+        try:  # after the time check, as the stream core does
+            found.update(f.rule for f in screen(order, strict=stream.contract_strict))
+        except RejectedMessage as exc:
+            problems.append(_rejected(at, exc, "data_quality"))
     if problems:
         if many:  # in the list's order
             problems.sort(key=lambda p: p.loc[1])
         raise InvalidRequest(_capped(problems))
+    if findings is not None:
+        findings.update(found)
     return [order for _, order in valid], many

@@ -7,6 +7,7 @@ serves one request at a time either way. The client's socket timeout bounds a st
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -174,10 +175,15 @@ def build_router(services: Services) -> APIRouter:
         DeliveryPrediction with ``mode`` "online", scored by the production model. Concurrent
         requests share one feature read and one predict (see ``predictor.api.batcher``).
         """
-        orders, many = parse_orders(await request.body(), config.max_orders, stream=config.stream)
+        found: Counter[str] = Counter()
+        orders, many = parse_orders(
+            await request.body(), config.max_orders, stream=config.stream, findings=found
+        )
         model_or_503(services.models, config)  # before parking: 503 at once without a model
         values = await online.predict(orders)
         services.metrics.predictions.inc(len(values))
+        for rule, n in found.items():
+            services.metrics.findings.labels(rule).inc(n)
         body = b"[" + b",".join(values) + b"]" if many else values[0]
         return Response(body, media_type=_JSON)
 

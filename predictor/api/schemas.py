@@ -71,15 +71,15 @@ class NotReadyBody(BaseModel):
 class BasketProfile(BaseModel):
     """The typical order a store's batch ETAs are for (medians of its recent orders)."""
 
-    store_category: str
-    order_protocol: int
+    store_category: str | None = Field(None, description="missing when no order had one")
+    order_protocol: int | None = None
     total_items: int
     subtotal: int
     num_distinct_items: int
-    min_item_price: int
-    max_item_price: int
-    estimated_order_place_duration_s: int
-    estimated_store_to_consumer_driving_duration_s: int
+    min_item_price: int | None = None
+    max_item_price: int | None = None
+    estimated_order_place_duration_s: int | None = None
+    estimated_store_to_consumer_driving_duration_s: int | None = None
 
 
 class StoreEta(BaseModel):
@@ -104,9 +104,10 @@ def request_body_schema(max_orders: int, stream: PipelineConfig) -> dict[str, An
         "description": (
             f"one order, or a list of 1 to {max_orders} orders, read as the stream reads them: "
             f"each at most {stream.max_message_bytes} bytes of JSON, created_at at most "
-            f"{stream.max_future_skew_s} s ahead of now (and within 2000..2100), "
-            "min_item_price <= max_item_price, num_distinct_items <= total_items; "
-            "type may be left out"
+            f"{stream.max_future_skew_s} s ahead of now (and within 2000..2100); "
+            "type may be left out. Implausible values (min_item_price above max_item_price, "
+            "more distinct items than items, ...) are data-quality findings: counted, not "
+            "refused, unless ETA_CONTRACT_STRICT is set (docs/contract.md)"
         ),
         "content": {
             "application/json": {

@@ -7,6 +7,8 @@ orders created in the ``days`` before ``as_of`` (the batch features' 28-day wind
 an integer; ``order_protocol`` is the most common one (the smaller on a tie); ``market_id`` and
 ``store_category`` are the latest seen. Medians keep the contract's own constraints
 (min price <= max price, distinct items <= items) since each is monotone in its inputs.
+Missing attributes (the contract's optional ones) are left out of each median and of the
+latest category; a store whose orders never had one gets none (the model reads it as missing).
 
 A store is *active* when it has at least one order in that window: the stores the batch
 features know (they are computed from the same history) and that a consumer could order from.
@@ -76,7 +78,8 @@ def store_profiles(orders: pl.DataFrame, as_of: datetime, days: int = 28) -> pl.
     start_ms = to_ms(as_of - timedelta(days=days))
     window = orders.filter((pl.col("created_ms") >= start_ms) & (pl.col("created_ms") < end_ms))
     protocol = (
-        window.group_by("store_id", "order_protocol")
+        window.drop_nulls("order_protocol")
+        .group_by("store_id", "order_protocol")
         .agg(pl.len().alias("n"))
         .sort(["store_id", "n", "order_protocol"], descending=[False, True, False])
         .group_by("store_id", maintain_order=True)
@@ -88,7 +91,7 @@ def store_profiles(orders: pl.DataFrame, as_of: datetime, days: int = 28) -> pl.
         .group_by("store_id")
         .agg(
             pl.col("market_id").last(),
-            pl.col("store_category").last(),
+            pl.col("store_category").drop_nulls().last(),
             *medians,
             pl.len().cast(pl.Int64).alias("orders"),
             pl.col("created_ms").max().alias("last_order_ms"),

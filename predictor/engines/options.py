@@ -78,6 +78,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_s=settings.max_future_skew_s,
+        contract_strict=settings.contract_strict,
         include_features=settings.stream_include_features,
         max_dead_letter_bytes=DEAD_LETTER_MAX_BYTES,
         topic_types={

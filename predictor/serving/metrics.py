@@ -17,6 +17,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from predictor.serving.pipeline import BatchResult
+from stream_features.quality import FINDING_RULES
 
 __all__ = ["LATENCY_BUCKETS_S", "BulkHistogram", "StreamMetrics"]
 
@@ -70,6 +71,14 @@ class StreamMetrics:
         self.dead_letters = Counter(
             "eta_stream_dead_letters", "Records sent to the DLQ", ["topic"], registry=r
         )
+        self.findings = Counter(
+            "eta_stream_contract_findings",
+            "Data-quality findings of the events kept, by rule (docs/contract.md)",
+            ["rule"],
+            registry=r,
+        )
+        for rule in FINDING_RULES:  # every rule from 0, so a rate() sees its first finding
+            self.findings.labels(rule.name)
         self.feature_updates = Counter(
             "eta_stream_feature_events",
             "Events the feature store saw, by outcome (applied, duplicates, late)",
@@ -120,6 +129,8 @@ class StreamMetrics:
             self.events.labels(topic).inc(n)
         for topic, n in result.dead_letters_by_topic.items():
             self.dead_letters.labels(topic).inc(n)
+        for rule, n in result.findings_by_rule.items():
+            self.findings.labels(rule).inc(n)
         for outcome in ("applied", "duplicates", "late"):
             if result.feature_stats.get(outcome):
                 self.feature_updates.labels(outcome).inc(result.feature_stats[outcome])

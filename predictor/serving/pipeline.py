@@ -24,6 +24,7 @@ from predictor.serving.encoding import encode_prediction, finite_features
 from predictor.serving.records import OutRecord, SourceRecord
 from stream_features.contract import event_time, to_ms
 from stream_features.errors import RejectedMessage
+from stream_features.quality import screen
 from stream_features.vectors import FeatureRows, FeatureSource
 from stream_features.wire_decode import AnyEvent, WireEvent, decode_fast
 
@@ -59,11 +60,13 @@ class PipelineConfig:
     """Plain values the core runs with (the engine builds them from ``Settings``).
 
     ``topic_types`` maps a topic to the message types allowed on it; a topic missing from it
-    accepts any valid event.
+    accepts any valid event. ``contract_strict`` rejects an event with a data-quality finding
+    (``stream_features.quality``) rather than keeping and counting it.
     """
 
     max_message_bytes: int = 1_000_000
     max_future_skew_s: int = 3600
+    contract_strict: bool = False
     include_features: bool = False
     max_dead_letter_bytes: int = 10_000_000
     topic_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -82,6 +85,7 @@ class BatchResult:
     created_ms: list[int] = field(default_factory=list)
     events_by_topic: Counter[str] = field(default_factory=Counter)
     dead_letters_by_topic: Counter[str] = field(default_factory=Counter)
+    findings_by_rule: Counter[str] = field(default_factory=Counter)  # of the events kept
     orders: int = 0
     feature_stats: dict[str, int] = field(default_factory=dict)
     model_name: str = ""
@@ -152,12 +156,15 @@ def decode_batch(
         result.events_by_topic[topic] += 1
         try:
             event = _validated(record, config, now_ms)
+            found = screen(event, strict=config.contract_strict)
         except RejectedMessage as exc:
             result.dead_letters.append(
                 dead_letter(record, exc.reason, exc.field, now_ms, config.max_dead_letter_bytes)
             )
             result.dead_letters_by_topic[topic] += 1
             continue
+        if found:  # kept: counted by rule (a metric), never dropped
+            result.findings_by_rule.update(f.rule for f in found)
         events.append(event)
         partitions.append(record.partition() or 0)
         if event.type == "OrderCreated":

@@ -18,6 +18,7 @@ from predictor.serving.records import RawRecord
 from producers.tail import describe
 from stream_features.contract import Event, decode, encode, event_id, event_time, to_ms
 from stream_features.errors import RejectedMessage
+from stream_features.quality import findings
 from stream_features.wire_decode import WIRE_TYPES, AnyEvent, decode_fast
 
 __all__ = ["MAX_BYTES", "NOW_MS", "check", "check_decode", "check_reason", "check_same"]
@@ -95,6 +96,7 @@ def check_same(data: bytes | bytearray | memoryview | str, max_bytes: int = MAX_
         if isinstance(mine, datetime):
             assert mine.tzinfo is UTC and theirs.utcoffset() == timedelta(0), (mine, theirs)
     assert (event_id(fast), event_time(fast)) == (event_id(slow), event_time(slow))
+    assert findings(fast) == findings(slow), (findings(fast), findings(slow))
     return slow.type
 
 

@@ -184,15 +184,33 @@ def test_not_ready_until_a_model_is_promoted_then_follows_the_stage(
 
 def test_a_bad_order_in_a_list_names_its_index(served: Settings, key_prefix: str) -> None:
     orders = [order_json(f"o{i}") for i in range(5)]
-    orders[2]["min_item_price"] = 99_999  # above max_item_price
+    orders[2]["subtotal"] = -1
 
     with api_client(served, key_prefix) as api:
         response = api.post("/v1/predictions", json=orders)
 
     assert response.status_code == 422
     (problem,) = response.json()["detail"]
-    assert problem["loc"] == ["body", 2]
-    assert "min_item_price must be <= max_item_price" in problem["msg"]
+    assert problem["loc"] == ["body", 2, "subtotal"]
+    assert problem["msg"] == "Input should be greater than or equal to 0"
+
+
+def test_an_implausible_order_is_scored_and_its_findings_counted(
+    served: Settings, key_prefix: str
+) -> None:
+    odd = {**order_json("odd"), "min_item_price": 4000, "max_item_price": 3500}
+    odd["store_category"] = None
+
+    with api_client(served, key_prefix) as api:
+        response = api.post("/v1/predictions", json=[odd, order_json("plain")])
+        metrics = api.get("/metrics").text
+
+    assert response.status_code == 200, response.text
+    assert [p["order_id"] for p in response.json()] == ["odd", "plain"]
+    assert 'eta_http_contract_findings_total{rule="min_price_above_max"} 1.0' in metrics
+    assert 'eta_http_contract_findings_total{rule="item_price_above_subtotal"} 1.0' in metrics
+    assert 'eta_http_contract_findings_total{rule="missing_attribute"} 1.0' in metrics
+    assert 'eta_http_contract_findings_total{rule="zero_estimate"} 0.0' in metrics
 
 
 def test_concurrent_requests_are_scored_together_with_the_same_answers(

@@ -26,6 +26,7 @@ from predictor.engines.options import pipeline_config
 from predictor.serving.dlq import decode_dead_letter
 from predictor.serving.pipeline import BatchResult, PipelineConfig, process_batch
 from predictor.serving.records import RawRecord
+from stream_features.quality import OPTIONAL_ORDER_FIELDS
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.settings import Settings
 from tests.api_fakes import AppClient, Models
@@ -97,13 +98,16 @@ BAD: dict[str, tuple[Change, str | None]] = {
     "negative-subtotal": (lambda o, now: {**o, "subtotal": -5}, "subtotal"),
     "fractional-cents": (lambda o, now: {**o, "subtotal": 2500.5}, "subtotal"),
     "not-a-number": (lambda o, now: {**o, "subtotal": "lots"}, "subtotal"),
-    "number-for-an-id": (lambda o, now: {**o, "store_id": 42}, "store_id"),
+    "float-for-an-id": (lambda o, now: {**o, "store_id": 42.0}, "store_id"),
+    "too-long-id": (lambda o, now: {**o, "store_id": "x" * 65}, "store_id"),
     "missing-field": (lambda o, now: _without(o, "subtotal"), "subtotal"),
+    "missing-id": (lambda o, now: _without(o, "order_id"), "order_id"),
+    "null-id": (lambda o, now: {**o, "market_id": None}, "market_id"),
+    "negative-price": (lambda o, now: {**o, "min_item_price": -1}, "min_item_price"),
     "unknown-field": (lambda o, now: {**o, "tip": 300}, "tip"),
     "schema-version-2": (lambda o, now: {**o, "schema_version": 2}, "schema_version"),
     "long-string": (lambda o, now: {**o, "store_category": "x" * 100_000}, "store_category"),
     "over-the-message-limit": (lambda o, now: {**o, "store_category": "x" * 1_100_000}, None),
-    "min-over-max-price": (lambda o, now: {**o, "min_item_price": 5000}, None),
 }
 
 
@@ -208,7 +212,27 @@ GOOD: dict[str, Callable[[datetime], dict[str, Any]]] = {
     "epoch-seconds": lambda now: {"created_at": int(now.timestamp())},
     # within max_future_skew_s (3600 s), with room for the two clock readings
     "an-hour-ahead": lambda now: {"created_at": _iso(now + timedelta(seconds=3500))},
+    # ids as JSON integers, as real exports number them: read as the decimal string
+    "numeric-ids": lambda now: {"order_id": 90017, "store_id": 7000, "market_id": 1},
+    # optional attributes left out or null: NaN to the model, and a data-quality finding
+    "no-category": lambda now: {"store_category": None},
+    "null-estimates": lambda now: {
+        "estimated_order_place_duration_s": None,
+        "estimated_store_to_consumer_driving_duration_s": None,
+    },
+    "no-optional-attribute": lambda now: dict.fromkeys(OPTIONAL_ORDER_FIELDS),
+    "no-category-numeric-ids": lambda now: {
+        "store_category": None,
+        "order_id": 90018,
+        "store_id": 7000,
+        "market_id": 1,
+    },
+    # implausible but usable: kept and counted, not dead-lettered
+    "min-over-max-price": lambda now: {"min_item_price": 5000},
+    "zero-driving-estimate": lambda now: {"estimated_store_to_consumer_driving_duration_s": 0},
 }
+_DROPPED = {"no-category", "no-optional-attribute", "no-category-numeric-ids"}
+"""Cases whose null attributes are left out of the JSON rather than sent as null."""
 
 
 @pytest.mark.parametrize("case", sorted(GOOD))
@@ -222,7 +246,10 @@ def test_an_order_the_stream_scores_gets_the_same_prediction_online(
     stream_config: PipelineConfig,
 ) -> None:
     seed_state(redis_client, key_prefix, now - timedelta(minutes=1))
-    raw = orjson.dumps(good_order(now, f"good-{case}", **GOOD[case](now)))
+    order = {**good_order(now, f"good-{case}"), **GOOD[case](now)}
+    if case in _DROPPED:
+        order = {k: v for k, v in order.items() if v is not None}
+    raw = orjson.dumps(order)
 
     response = api.post("/v1/predictions", content=raw)  # first: the API applies nothing
     streamed = through_stream(raw, redis_client, key_prefix, stream_config, settings.orders_topic)
@@ -236,3 +263,46 @@ def test_an_order_the_stream_scores_gets_the_same_prediction_online(
     assert {k: v for k, v in online.items() if k not in ignored} == {
         k: v for k, v in stream.items() if k not in ignored
     }
+    assert stream["order_id"] == str(order["order_id"])  # an integer id: its decimal string
+    assert stream["store_id"] == str(order["store_id"])
+
+
+# name -> a change to a good order that makes a data-quality finding, and its field
+FINDINGS: dict[str, tuple[dict[str, Any], str]] = {
+    "min-over-max-price": ({"min_item_price": 5000}, "min_item_price"),
+    "item-above-subtotal": ({"max_item_price": 9000}, "max_item_price"),
+    "distinct-over-total": ({"num_distinct_items": 9}, "num_distinct_items"),
+    "zero-estimate": ({"estimated_order_place_duration_s": 0}, "estimated_order_place_duration_s"),
+    "null-category": ({"store_category": None}, "store_category"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FINDINGS))
+def test_under_strict_a_finding_is_a_dead_letter_and_a_422_alike(
+    case: str,
+    now: datetime,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    settings: Settings,
+) -> None:
+    strict = pipeline_config(settings.model_copy(update={"contract_strict": True}))
+    change, field = FINDINGS[case]
+    raw = orjson.dumps(good_order(now, f"strict-{case}", **change))
+    app = create_app(
+        ApiConfig(key_prefix=key_prefix, stream=strict), redis_client, Models(FeatureSum())
+    )
+    with AppClient(app) as api:
+        response = api.post("/v1/predictions", content=raw)
+    streamed = through_stream(raw, redis_client, key_prefix, strict, settings.orders_topic)
+    lenient = through_stream(
+        raw, redis_client, key_prefix, pipeline_config(settings), settings.orders_topic
+    )
+
+    assert streamed.predictions == [] and lenient.dead_letters == []
+    assert sum(lenient.findings_by_rule.values()) >= 1
+    (letter,) = [decode_dead_letter(record.value) for record in streamed.dead_letters]
+    assert letter.field == field
+    assert "rejected: ETA_CONTRACT_STRICT is set" in letter.reason
+    assert response.status_code == 422, response.text
+    (problem,) = ValidationErrorBody.model_validate(response.json()).detail
+    assert (problem.field, problem.msg) == (f"body.{field}", letter.reason)

@@ -6,6 +6,7 @@ Reads wait for what they expect with a deadline; they never trust the broker's e
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,11 @@ from producers.publisher import Publisher, Routes
 from producers.replay import replay
 from producers.simulator import Marketplace
 from stream_features.contract import Event, decode, encode
+from stream_features.errors import RejectedMessage
 from stream_features.event_log import LogLine, iter_log, write_log
 from stream_features.kafka_clients import consumer_config, ensure_topics, producer_config
 from stream_features.settings import Settings
+from tests.quality_log import mixed_log
 
 pytestmark = pytest.mark.integration
 
@@ -163,6 +166,47 @@ def test_replay_cli_reports_a_malformed_line_and_sends_everything_else(
     assert strict.exit_code == 1, strict.output
     assert f"line {bad_at + 1}: " in strict.output
     assert "--strict: 1 line(s)" in strict.output
+
+
+def test_replay_of_every_rejection_and_finding_counts_them_and_sends_every_usable_event(
+    settings: Settings, tmp_path: Path
+) -> None:
+    mixed = mixed_log()
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(b"\n".join(mixed.lines) + b"\n")
+    env = {**_env(settings), "ETA_DATA_DIR": str(tmp_path / "data")}
+
+    result = CliRunner().invoke(app, ["produce", "replay", str(path), "--speed", "max"], env=env)
+
+    assert result.exit_code == 0, result.output
+    default = tmp_path / "data" / "rejects" / "export.jsonl.replay.jsonl"
+    records = [orjson.loads(line) for line in default.read_bytes().splitlines()]
+    assert [r["line"] for r in records if r["kind"] == "rejected"] == mixed.rejected_line_nos
+    assert [r["line"] for r in records if r["kind"] == "finding"] == mixed.finding_line_nos
+    assert f"{len(mixed.rejected_line_nos)} line(s) rejected, by reason:" in result.output
+    for reason, n in mixed.by_reason.items():
+        assert f"{n:>9,}  {reason}" in result.output, reason
+    for rule, n in mixed.by_rule.items():
+        assert f"{n:>9,}  {rule}" in result.output, rule
+    assert f"(JSONL): {default}" in result.output
+    usable = []
+    for line in mixed.lines:
+        with contextlib.suppress(RejectedMessage):
+            usable.append(encode(decode(line)))
+    assert len(usable) == mixed.usable
+    got = _read(settings, Routes.from_settings(settings).topics(), mixed.usable)
+    assert sorted(v for _, _, v in got) == sorted(usable)  # ids as integers sent as strings
+
+    # under ETA_CONTRACT_STRICT the findings are rejected too, and --strict fails the run
+    strict_file = tmp_path / "strict.jsonl"
+    strict = CliRunner().invoke(
+        app,
+        ["produce", "replay", str(path), "--strict", "--rejects", str(strict_file)],
+        env={**env, "ETA_CONTRACT_STRICT": "true"},
+    )
+    assert strict.exit_code == 1, strict.output
+    kinds = [orjson.loads(line)["kind"] for line in strict_file.read_bytes().splitlines()]
+    assert kinds == ["rejected"] * (len(mixed.rejected_line_nos) + len(set(mixed.finding_line_nos)))
 
 
 def test_replay_interrupted_by_ctrl_c_reports_what_it_sent(

@@ -11,7 +11,8 @@ arriving, one probe order is scored three ways, each through its own production 
   order (the state the other two read), scores and produces it.
 
 All three agree within 1e-6 s, and their JSON is identical but for ``mode``, ``served_at`` (and
-the batch order's synthetic id); ``GET /v1/predictions/{id}`` returns the streamed bytes.
+the batch order's synthetic id); ``GET /v1/predictions/{id}`` returns the streamed bytes. So do
+they for a probe without a store category and one with numeric ids (issue #17).
 """
 
 from __future__ import annotations
@@ -93,6 +94,23 @@ def _wait(condition: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _probes(now: datetime) -> dict[str, bytes]:
+    """The probe orders as wire JSON: a plain one, one without a store category (left out of
+    the JSON), and one with numeric ids, as real exports send them. Each is at its own store in
+    its own market, so scoring one in the stream moves no state another reads."""
+    plain = {
+        **orjson.loads(encode(order("probe-1", now, store="s3", market="m1"))),
+        "total_items": 4,
+        "subtotal": 3150,
+        "estimated_order_place_duration_s": 240,
+    }
+    uncategorised = {**plain, "order_id": "probe-2", "store_id": "s4", "market_id": "m0"}
+    del uncategorised["store_category"]
+    numeric = {**plain, "order_id": 3, "store_id": 7000, "market_id": 1}
+    return {"probe-1": orjson.dumps(plain), "probe-2": orjson.dumps(uncategorised),
+            "3": orjson.dumps(numeric)}  # fmt: skip
+
+
 def test_streaming_online_and_batch_agree(
     settings: Settings,
     tmp_path: Path,
@@ -105,17 +123,14 @@ def test_streaming_online_and_batch_agree(
     model = registry.load(served.model_name, registry.resolve(served.model_name, "production"))
     now = datetime.now(UTC).replace(microsecond=0)
     seed = _seed(now - timedelta(seconds=30))
-    probe = OrderCreated.model_validate(
-        {
-            **order("probe-1", now, store="s3", market="m1").model_dump(),
-            "total_items": 4,
-            "subtotal": 3150,
-            "estimated_order_place_duration_s": 240,
-        }
-    )
+    raws = _probes(now)
+    probes = {name: OrderCreated.model_validate_json(raw) for name, raw in raws.items()}
+    probe = probes["probe-1"]
+    assert probes["probe-2"].store_category is None and probes["3"].store_id == "7000"
     features = redis_features(served, served.redis_url_value() or "", key_prefix)
     latest = LatestPredictions(redis_client, key_prefix, ttl_s=600)
     reader = TopicReader(served, served.predictions_topic)
+    keys = {name.encode() for name in raws}
 
     with (
         running_worker(served, features, model, after_scored=latest.store_result) as worker,
@@ -125,21 +140,23 @@ def test_streaming_online_and_batch_agree(
         _wait(lambda: worker.stats.records >= len(seed), 60, "the worker to apply the seed")
         state = get_online_features(redis_client, [probe], key_prefix=key_prefix)
 
-        online = api.post("/v1/predictions", content=probe.model_dump_json())
+        online = {name: api.post("/v1/predictions", content=raw) for name, raw in raws.items()}
         run = run_batch(
             redis_client,
-            store_profiles(orders_frame([probe]), now + timedelta(seconds=1)),
+            store_profiles(orders_frame(probes.values()), now + timedelta(seconds=1)),
             model,
             as_of=probe.created_at,
             slots=2,
             out_dir=tmp_path / "batch",
             key_prefix=key_prefix,
         )
-        _, stored = BatchPredictionStore(redis_client, key_prefix).read(probe.store_id)
+        store = BatchPredictionStore(redis_client, key_prefix)
+        stored = {name: store.read(p.store_id)[1] for name, p in probes.items()}
 
-        produce(served, [(served.orders_topic, b"s3", encode(probe))])
-        got = reader.read_until(lambda ms: any(m.key() == b"probe-1" for m in ms), timeout_s=60)
-        streamed = next(m.value() for m in got if m.key() == b"probe-1")
+        produce(served, [(served.orders_topic, p.store_id.encode(), raws[n])
+                         for n, p in probes.items()])  # fmt: skip
+        got = reader.read_until(lambda ms: keys <= {m.key() for m in ms}, timeout_s=60)
+        streamed = {m.key().decode(): m.value() for m in got if m.key() in keys}
         _wait(
             lambda: api.get("/v1/predictions/probe-1").status_code == 200,
             10,
@@ -148,27 +165,32 @@ def test_streaming_online_and_batch_agree(
         looked_up = api.get("/v1/predictions/probe-1")
     reader.close()
 
-    assert online.status_code == 200, online.text
-    assert stored is not None and streamed is not None and run.stores == 1
-    stream_json = orjson.loads(streamed)
-    online_json = online.json()
-    batch_json = orjson.loads(stored)["predictions"][0]
-    durations = {
-        "streaming": stream_json["predicted_duration_s"],
-        "online": online_json["predicted_duration_s"],
-        "batch": batch_json["predicted_duration_s"],
-    }
-    assert max(durations.values()) - min(durations.values()) <= TOLERANCE_S, durations
-    assert (stream_json["mode"], online_json["mode"], batch_json["mode"]) == (
-        "streaming",
-        "online",
-        "batch",
-    )
-    assert _without(online_json, "mode", "served_at") == _without(stream_json, "mode", "served_at")
-    assert _without(batch_json, "mode", "served_at", "order_id") == _without(
-        stream_json, "mode", "served_at", "order_id"
-    )
-    assert looked_up.content == streamed
+    assert run.stores == len(probes)
+    for name in probes:
+        assert online[name].status_code == 200, online[name].text
+        assert stored[name] is not None and streamed[name] is not None, name
+        stream_json = orjson.loads(streamed[name])
+        online_json = online[name].json()
+        batch_json = orjson.loads(stored[name])["predictions"][0]
+        durations = {
+            "streaming": stream_json["predicted_duration_s"],
+            "online": online_json["predicted_duration_s"],
+            "batch": batch_json["predicted_duration_s"],
+        }
+        assert max(durations.values()) - min(durations.values()) <= TOLERANCE_S, (name, durations)
+        assert (stream_json["mode"], online_json["mode"], batch_json["mode"]) == (
+            "streaming",
+            "online",
+            "batch",
+        )
+        assert _without(online_json, "mode", "served_at") == _without(
+            stream_json, "mode", "served_at"
+        )
+        assert _without(batch_json, "mode", "served_at", "order_id") == _without(
+            stream_json, "mode", "served_at", "order_id"
+        )
+    assert orjson.loads(streamed["3"])["store_id"] == "7000"
+    assert looked_up.content == streamed["probe-1"]
     # the probe saw real state: recent orders, deliveries and supply (not defaults)
     row = state.row(0)
     assert row["store__orders_created__60m"] > 0

@@ -258,6 +258,8 @@ def test_metrics_cover_throughput_batches_latency_lag_dlq_and_model(
 ) -> None:
     settings = topics
     orders = live_orders(2000, "m")
+    # one implausible order: scored, and its findings counted by rule (docs/contract.md)
+    orders[7] = orders[7].model_copy(update={"store_category": None, "min_item_price": 10**6})
     produce_orders(settings, orders)
     produce(settings, [(settings.orders_topic, None, b"nope"), (settings.orders_topic, None, b"{")])
     metrics = StreamMetrics()
@@ -280,3 +282,6 @@ def test_metrics_cover_throughput_batches_latency_lag_dlq_and_model(
     assert sample("eta_stream_end_to_end_latency_seconds_bucket", {"le": "60.0"}) == len(orders)
     assert sample("eta_stream_model_info", {"name": "eta", "version": "3"}) == 1
     assert (sample("eta_stream_feature_events_total", {"outcome": "applied"}) or 0) > 0
+    findings = {r: sample("eta_stream_contract_findings_total", {"rule": r}) for r in
+                ("missing_attribute", "min_price_above_max", "busy_above_onshift")}  # fmt: skip
+    assert findings == {"missing_attribute": 1, "min_price_above_max": 1, "busy_above_onshift": 0}

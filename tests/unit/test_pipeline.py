@@ -175,3 +175,25 @@ def test_the_worker_decodes_into_structs_and_finds_the_orders_by_type() -> None:
         OrderCreatedWire,
     ]
     assert [r.offset() for r in decoded.order_sources] == [0, 2]
+
+
+def test_findings_keep_the_order_and_are_counted_by_rule_unless_strict() -> None:
+    odd = orjson.loads(order_bytes(1, order_id="odd"))
+    odd.pop("store_category")
+    odd["min_item_price"], odd["store_id"] = 10**6, 42
+    values = [orjson.dumps(odd), order_bytes(2, order_id="plain")]
+
+    lenient = run(values)
+    strict = run(values, config=PipelineConfig(contract_strict=True))
+
+    assert [p.order_id for p in predictions(lenient)] == ["odd", "plain"]
+    assert predictions(lenient)[0].store_id == "42"
+    assert lenient.dead_letters == []
+    assert lenient.findings_by_rule == {"missing_attribute": 1, "min_price_above_max": 1}
+    assert [p.order_id for p in predictions(strict)] == ["plain"]
+    (letter,) = [decode_dead_letter(r.value) for r in strict.dead_letters]
+    assert letter.field == "store_category"
+    assert letter.reason.endswith(
+        "(finding missing_attribute, rejected: ETA_CONTRACT_STRICT is set)"
+    )
+    assert strict.findings_by_rule == {}

@@ -34,6 +34,7 @@ from stream_features.contract import (
     to_ms,
 )
 from stream_features.errors import RejectedMessage
+from stream_features.quality import OPTIONAL_ORDER_FIELDS, findings
 from stream_features.wire_decode import (
     WIRE_TYPES,
     DasherEventWire,
@@ -125,6 +126,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
 @example(dict(VALID["orders"][0], created_at="2026-03-01T12:00:00.9999995Z"))
 @example(dict(VALID["orders"][0], order_id="o-1\n"))
 @example(dict(VALID["deliveries"][0], picked_up_at=None))
+@example(dict(VALID["orders"][0], store_id=-(2**63) - 1))
+@example(dict(VALID["orders"][0], market_id=42, store_category=None))
 def test_a_mutated_event_gets_the_same_answer_from_both(data: dict[str, Any]) -> None:
     check_same(_as_json(data))
 
@@ -269,9 +272,73 @@ def test_to_wire_gives_what_decode_fast_gives() -> None:
 
 def test_structs_built_by_hand_are_checked_too() -> None:
     struct = WIRE_TYPES["MarketSupplySnapshot"]
-    with pytest.raises(ValueError, match="busy_dashers must be <= onshift_dashers"):
-        struct(market_id="m1", at=datetime(2026, 1, 1, tzinfo=UTC), onshift_dashers=1,
-               busy_dashers=2, outstanding_orders=0)  # fmt: skip
+    with pytest.raises(ValueError, match="must match the contract's pattern"):
+        struct(market_id="m 1", at=datetime(2026, 1, 1, tzinfo=UTC), onshift_dashers=1,
+               busy_dashers=0, outstanding_orders=0)  # fmt: skip
+    odd = struct(market_id=7, at=datetime(2026, 1, 1, tzinfo=UTC), onshift_dashers=1,
+                 busy_dashers=2, outstanding_orders=0)  # fmt: skip
+    assert odd.market_id == "7"  # type: ignore[attr-defined]
+    assert [f.rule for f in findings(odd)] == ["busy_above_onshift"]
+
+
+# --- ids as integers, optional attributes, findings: the same on both paths --------------
+_ORDER = VALID["orders"][0]
+_SNAPSHOT = VALID["dasher-events"][1]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {**_ORDER, "order_id": 7, "market_id": 1, "store_id": 7000},
+        {**_ORDER, "store_id": 0},
+        {**_ORDER, "store_id": -12},
+        {**_ORDER, "store_id": 2**63 - 1},
+        {**_ORDER, "store_id": 2**64 - 1},
+        {**_ORDER, "store_id": 2**64},  # orjson reads a float: rejected alike
+        {**_ORDER, "store_id": -(2**63) - 1},
+        {**_ORDER, "store_id": 10**70},
+        {**_ORDER, "store_id": 4.0},
+        {**_ORDER, "store_id": 3, "market_id": "m 1"},  # an integer and a bad string
+        {**_ORDER, "store_id": 3, "order_id": ""},
+        {**VALID["dasher-events"][0], "dasher_id": 12, "market_id": 3},
+        {**_SNAPSHOT, "market_id": 3},
+        {**VALID["deliveries"][0], "order_id": 1, "store_id": 2, "market_id": 3},
+    ],
+)
+def test_integer_ids_get_the_same_answer(message: dict[str, Any]) -> None:
+    check_same(_as_json(message))
+
+
+def test_integer_ids_are_read_without_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire_decode, "decode", lambda *_: pytest.fail("fell back to pydantic"))
+    event = decode_fast(orjson.dumps({**_ORDER, "order_id": 7, "market_id": 1, "store_id": 70}))
+    assert (event.order_id, event.market_id, event.store_id) == ("7", "1", "70")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", OPTIONAL_ORDER_FIELDS)
+def test_a_missing_or_null_attribute_gets_the_same_answer(name: str) -> None:
+    absent = {k: v for k, v in _ORDER.items() if k != name}
+    assert check_same(_as_json(absent)) == "OrderCreated"
+    assert check_same(_as_json({**_ORDER, name: None})) == "OrderCreated"
+    event = decode_fast(_as_json(absent))
+    assert getattr(event, name) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {**_ORDER, "min_item_price": 1501},
+        {**_ORDER, "num_distinct_items": 4},
+        {**_ORDER, "max_item_price": 2501, "min_item_price": None},
+        {**_ORDER, "estimated_order_place_duration_s": 0},
+        {**_ORDER, "estimated_order_place_duration_s": 0, "store_category": None},
+        {**_SNAPSHOT, "busy_dashers": 41},
+        {**VALID["deliveries"][0], "picked_up_at": "2026-03-01T12:41:01Z"},
+    ],
+)
+def test_findings_are_the_same_from_both(message: dict[str, Any]) -> None:
+    assert check_same(_as_json(message)) != "rejected"
+    assert findings(decode_fast(_as_json(message)))
 
 
 # --- one contract: the Structs cannot drift from the models ---------------------------------
@@ -317,8 +384,11 @@ def test_the_decoded_structs_carry_the_models_bounds(model: type[BaseModel]) -> 
     schema = model.model_json_schema()["properties"]
     for field in msgspec.structs.fields(WIRE_TYPES[model.__name__]):
         info = msgspec.inspect.type_info(field.type)
-        if isinstance(info, msgspec.inspect.UnionType):
-            (info,) = (t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+        if isinstance(info, msgspec.inspect.UnionType):  # X | None, or an id's str | int
+            types = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+            if len(types) == 2:  # an id: its string's bounds (the integer has none)
+                types = [t for t in types if isinstance(t, msgspec.inspect.StrType)]
+            (info,) = types
         wanted = _bounds(schema[field.name])
         if isinstance(info, msgspec.inspect.LiteralType):
             assert sorted(info.values) == sorted(wanted.pop("literal"))
@@ -338,7 +408,11 @@ def test_the_decoded_structs_carry_the_models_bounds(model: type[BaseModel]) -> 
 @pytest.mark.parametrize("message", EVENTS, ids=lambda m: m["type"])
 def test_every_patterned_field_refuses_what_its_pattern_refuses(message: dict[str, Any]) -> None:
     model = next(m for m in MODELS if m.__name__ == message["type"])
-    patterned = [n for n, p in model.model_json_schema()["properties"].items() if "pattern" in p]
+    patterned = [
+        n
+        for n, p in model.model_json_schema()["properties"].items()
+        if any("pattern" in option for option in p.get("anyOf", [p]))  # ids: str | int
+    ]
     assert patterned
     for name in patterned:
         for bad in ("s42\n", "s 42", "s/42", "é", "\x00", "s42\r", "-._:"):
