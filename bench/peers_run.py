@@ -282,7 +282,10 @@ def run_contender(
             extra = {
                 "registry_dir": eta.registry_dir,
                 "model_name": eta.model_name,
-                "stream_include_features": True,  # the prediction carries its feature row
+                # the prediction carries the feature the check reads, as each peer's answer
+                # carries its one count (all ~30 inputs would cost it ~15% of its time)
+                "stream_include_features": True,
+                "stream_feature_names": (ETA_FEATURE,),
                 **eta.overrides,
             }
         settings = Settings(

@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     stream_include_features: bool = Field(
         False, description="write the model inputs into each streaming prediction (features)"
     )
+    stream_feature_names: tuple[str, ...] = Field(
+        (),
+        description="with stream_include_features, only these model inputs (a JSON list); "
+        "empty: all of them, which `eta retrain` needs",
+    )
 
     # --- models ---------------------------------------------------------------------------
     registry_dir: Path = Field(Path("models"), description="model registry root")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from predictor.engines.errors import EngineConfigError
 from predictor.serving.pipeline import PipelineConfig
+from stream_features.definitions import feature_names
 from stream_features.settings import Settings
 
 __all__ = [
@@ -75,11 +77,18 @@ def engine_options(settings: Settings) -> EngineOptions:
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
     """The core's config: size and time limits, and which messages each source topic carries."""
+    unknown = sorted(set(settings.stream_feature_names) - set(feature_names()))
+    if unknown:
+        raise EngineConfigError(
+            f"ETA_STREAM_FEATURE_NAMES names no model input: {', '.join(unknown)} "
+            "(docs/features.md lists them)"
+        )
     return PipelineConfig(
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_s=settings.max_future_skew_s,
         contract_strict=settings.contract_strict,
         include_features=settings.stream_include_features,
+        feature_names=settings.stream_feature_names,
         max_dead_letter_bytes=DEAD_LETTER_MAX_BYTES,
         topic_types={
             settings.orders_topic: frozenset({"OrderCreated"}),

@@ -68,6 +68,7 @@ class PipelineConfig:
     max_future_skew_s: int = 3600
     contract_strict: bool = False
     include_features: bool = False
+    feature_names: tuple[str, ...] = ()  # with include_features: only these; empty: all
     max_dead_letter_bytes: int = 10_000_000
     topic_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -203,7 +204,7 @@ def score_batch(
         raise RuntimeError(f"model {model.name} returned {durations.shape[0]} for {len(rows)}")
     served_at = datetime.fromtimestamp(now_ms / 1000, UTC)
     freshness = rows.freshness_s.tolist()
-    features = finite_features(rows.names, rows.values) if config.include_features else None
+    features = _included_features(rows, config) if config.include_features else None
     for i, (order, duration) in enumerate(zip(rows.orders, durations.tolist(), strict=True)):
         if not (math.isfinite(duration) and duration <= _MAX_DURATION_S):
             result.dead_letters.append(
@@ -231,6 +232,14 @@ def score_batch(
         result.predictions.append(OutRecord(order.order_id.encode(), value))
         result.created_ms.append(to_ms(order.created_at))
     return result
+
+
+def _included_features(rows: FeatureRows, config: PipelineConfig) -> list[dict[str, float]]:
+    """The model inputs each prediction carries: all of them, or ``config.feature_names``."""
+    if not config.feature_names:
+        return finite_features(rows.names, rows.values)
+    columns = [rows.names.index(name) for name in config.feature_names]
+    return finite_features(list(config.feature_names), rows.values[:, columns])
 
 
 def process_batch(

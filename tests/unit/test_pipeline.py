@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from predictor.engines.errors import EngineConfigError
+from predictor.engines.options import pipeline_config
 from predictor.serving.dlq import decode_dead_letter
 from predictor.serving.pipeline import BatchResult, PipelineConfig, process_batch
 from predictor.serving.records import RawRecord
 from stream_features.contract import DeliveryPrediction
+from stream_features.settings import Settings
 from tests.serving_fakes import T0, LinearModel, MemoryFeatures, dasher_event, ms, order_bytes
 
 NOW = ms(T0) + 5_000
@@ -92,6 +95,21 @@ def test_the_feature_vector_rides_along_when_asked() -> None:
     # NaN (missing) inputs are left out: JSON has no NaN
     assert preds[0].features is not None and "market__busy_ratio" not in preds[0].features
     assert predictions(run([order_bytes(1)]))[0].features is None
+
+
+def test_the_feature_vector_can_be_cut_to_named_inputs() -> None:
+    names = ("store__orders_created__10m", "market__busy_ratio")
+    config = PipelineConfig(include_features=True, feature_names=names)
+    preds = predictions(run([order_bytes(i) for i in range(3)], config=config))
+    assert [p.features for p in preds] == [
+        {"store__orders_created__10m": float(i)} for i in range(3)
+    ]
+
+
+def test_an_unknown_feature_name_stops_the_worker_at_start() -> None:
+    settings = Settings(stream_feature_names=("store__orders_created__10m", "nope"))
+    with pytest.raises(EngineConfigError, match="nope"):
+        pipeline_config(settings)
 
 
 def test_replayed_orders_are_predicted_again_without_counting_twice() -> None:
