@@ -21,7 +21,8 @@ in Redis, summed by the same ``read_row``; it changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import redis
@@ -47,7 +48,7 @@ from stream_features.state_codec import (
 from stream_features.vectors import FeatureRows
 from stream_features.wire_decode import AnyEvent, AnyOrder
 
-__all__ = ["BatchCache", "RedisFeatureSource"]
+__all__ = ["BatchCache", "RedisFeatureSource", "WriteBehind"]
 
 _STATS = ("applied", "duplicates", "late", "unmatched")
 _FIRST_KEYS = tuple(dict.fromkeys(f.keys[0] for f in BATCH_FEATURES))
@@ -100,6 +101,29 @@ class BatchCache:
             self._loaded.add(key)
 
 
+class WriteBehind(Future[None]):
+    """A batch's write-behind in flight. Its failure is raised once: to whoever first asks
+    for its result (the engine before producing the batch), else by the next update, which
+    must not apply a batch on top of one Redis does not have."""
+
+    seen = False
+
+    def run(self, write: Callable[..., None], *args: Any) -> None:
+        try:
+            write(*args)
+        except BaseException as exc:
+            self.set_exception(exc)
+        else:
+            self.set_result(None)
+
+    def result(self, timeout: float | None = None) -> None:
+        try:
+            return super().result(timeout)
+        except BaseException:
+            self.seen = self.done()
+            raise
+
+
 class RedisFeatureSource:
     """``FeatureSource`` of the stream worker (and, through ``read``, of the API)."""
 
@@ -123,6 +147,9 @@ class RedisFeatureSource:
         self._batch = BatchCache(key_prefix)
         self._batches = 0
         self._known: set[int] = set()  # partitions with state in Redis, as last read
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="write-behind")
+        self._pending: WriteBehind | None = None  # the last batch's write, until settled
+        self._swept = 0
 
     # --- ownership ------------------------------------------------------------------------------
     @property
@@ -156,7 +183,10 @@ class RedisFeatureSource:
         self._known.update(new)
 
     def revoke(self, partitions: Iterable[int]) -> None:
-        """Stop owning ``partitions``: their state leaves memory (Redis has it)."""
+        """Stop owning ``partitions``: their state leaves memory (Redis has it, once the write
+        in flight has landed; a failure of it is left for the next update to raise)."""
+        if self._pending is not None:
+            wait([self._pending])
         for p in partitions:
             self._parts.pop(p, None)
 
@@ -170,7 +200,23 @@ class RedisFeatureSource:
         self, events: Sequence[AnyEvent], partitions: Sequence[int] | None = None
     ) -> FeatureRows:
         """Apply ``events`` (``partitions[i]`` is the partition of ``events[i]``; all 0 when
-        not given) and return a row per order, then write the changes behind."""
+        not given) and return a row per order, once the changes are written behind."""
+        rows, written = self.start_update(events, partitions)
+        written.result()
+        return rows
+
+    def start_update(
+        self, events: Sequence[AnyEvent], partitions: Sequence[int] | None = None
+    ) -> tuple[FeatureRows, Future[None]]:
+        """As ``update_and_read``, but the write-behind round trip is left in flight: its
+        future settles when Redis has acknowledged it (or failed it), so the caller can score
+        the rows meanwhile and must wait for it before producing what they led to.
+
+        The previous batch's write is waited for first, and when it failed, its error is
+        raised here before anything is applied: memory was dropped with it, and a batch
+        applied on top would be written over a gap.
+        """
+        self._settle_write()
         parts_of = list(partitions) if partitions is not None else [0] * len(events)
         self.assign(set(parts_of) - set(self._parts))
         orders = [e for e in events if e.type == "OrderCreated"]
@@ -197,8 +243,22 @@ class RedisFeatureSource:
         stats = {
             key: sum(s.stats[key] - before[p][key] for p, s in parts.items()) for key in _STATS
         }
-        self._write_behind()
-        return feature_rows(orders, raws, fresh, batch, stats)
+        rows = feature_rows(orders, raws, fresh, batch, stats)
+        written = self._pending = WriteBehind()
+        self._writer.submit(written.run, self._write, *self._write_behind())
+        return rows, written
+
+    def _settle_write(self) -> None:
+        """Wait for the write in flight; raise its error if nobody has seen it yet (memory is
+        already dropped, so the retry loads the partitions again)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            wait([pending])
+            if not pending.seen:
+                pending.result()
+        if self._batches and self._batches % _SWEEP_EVERY == 0 and self._batches != self._swept:
+            self._swept = self._batches
+            self._sweep()
 
     def _load_batch_features(self, orders: Sequence[AnyOrder]) -> None:
         if self._batches == 0:
@@ -236,10 +296,11 @@ class RedisFeatureSource:
                 )
                 state.market_partials[mkey] = others
 
-    def _write_behind(self) -> None:
-        """One MULTI/EXEC with every change of the batch (a few commands per partition), and
-        the other partitions' market partials and the batch-feature version read back for the
-        next batch."""
+    def _write_behind(self) -> tuple[Any, list[str], list[int]]:
+        """The batch's changes as one MULTI/EXEC (a few commands per partition), with the
+        other partitions' market partials and the batch-feature version read back for the
+        next batch: built here, on the caller's thread, because the views are encoded from
+        state the next batch will change; sent by ``_write``."""
         prefix = self._prefix
         pipe = self._client.pipeline(transaction=True)
         markets: set[str] = set()
@@ -277,25 +338,29 @@ class RedisFeatureSource:
         pipe.smembers(partitions_key(prefix))
         markets.update(self._remote)
         wanted = sorted(markets)
-        others = sorted(self._known - set(self._parts))
-        if wanted:
-            for q in others:
-                pipe.hmget(views_key(prefix, q), wanted)
+        others = sorted(self._known - set(self._parts)) if wanted else []
+        for q in others:
+            pipe.hmget(views_key(prefix, q), wanted)
+        return pipe, wanted, others
+
+    def _write(self, pipe: Any, wanted: list[str], others: list[int]) -> None:
+        """Send the batch's write (on the writer thread, one at a time, so writes land in
+        batch order) and keep what it read back for the next batch, which waits for this."""
         try:
             replies = pipe.execute()
         except BaseException:
             self._parts.clear()  # memory may be ahead of Redis: load again on the retry
             raise
         self._batches += 1
-        tail = replies[len(replies) - (len(others) if wanted else 0) - 2 :]
+        tail = replies[len(replies) - len(others) - 2 :]
         self._batch.set_version(tail[0])
         self._known = {int(_text(v)) for v in tail[1]}
-        read_back = dict(zip(others if wanted else [], tail[2:], strict=True))
+        read_back = dict(zip(others, tail[2:], strict=True))
         new = sorted(self._known - set(self._parts) - set(others)) if wanted else []
         if new:  # partitions that got state since the last batch: read them now, once
             more = self._client.pipeline(transaction=False)
             for q in new:
-                more.hmget(views_key(prefix, q), wanted)
+                more.hmget(views_key(self._prefix, q), wanted)
             try:
                 read_back.update(zip(new, more.execute(), strict=True))
             except redis.RedisError:  # the batch is written: read them with the next one
@@ -306,8 +371,6 @@ class RedisFeatureSource:
                 if raw is not None:
                     remote[key][q] = decode_view(raw)
         self._remote = remote
-        if self._batches % _SWEEP_EVERY == 0:
-            self._sweep()
 
     def _sweep(self) -> None:
         """Drop from memory the entities idle for longer than the TTL in event time (their

@@ -9,6 +9,7 @@ test compares Redis against.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -74,6 +75,14 @@ class PartitionedFeatureSource(FeatureSource, Protocol):
         self, events: Sequence[AnyEvent], partitions: Sequence[int] | None = None
     ) -> FeatureRows:
         """As ``FeatureSource.update_and_read``; ``partitions[i]`` is ``events[i]``'s."""
+        ...
+
+    def start_update(
+        self, events: Sequence[AnyEvent], partitions: Sequence[int] | None = None
+    ) -> tuple[FeatureRows, Future[None]]:
+        """As ``update_and_read``, with the write-behind left in flight: nothing the rows
+        lead to may be produced before the future settles (it raises what failed the write,
+        and the next update raises it too, with memory dropped)."""
         ...
 
     def revoke(self, partitions: Sequence[int]) -> None:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,6 @@ from stream_features.vectors import (
     FeatureSource,
     PartitionedFeatureSource,
 )
-from stream_features.wire_decode import AnyEvent
 
 __all__ = ["ConfluentWorker", "WorkerStats"]
 
@@ -55,13 +54,13 @@ log = logging.getLogger("etastream.stream")
 
 @dataclass
 class _Batch:
-    """A consumed batch between decoding and scoring: its feature round trip may be running;
-    ``rows_of`` turns the round trip's result into rows."""
+    """A consumed batch between decoding and scoring. ``reply`` holds the feature update's
+    outcome: the rows, and the write-behind still in flight (None when the source writes
+    before it returns), which must land before anything the rows led to is produced."""
 
     records: Sequence[Message]
     decoded: DecodedBatch
-    reply: Future[Any]
-    rows_of: Callable[[Any], FeatureRows | None]
+    reply: Future[tuple[FeatureRows | None, Future[None] | None]]
     started: float
 
 
@@ -188,31 +187,42 @@ class ConfluentWorker:
     def _start(self, records: Sequence[Message]) -> _Batch:
         started = time.perf_counter()
         decoded = decode_batch(records, now_ms=time.time_ns() // 1_000_000, config=self._config)
-        call, rows_of = self._feature_call(decoded.events, decoded.partitions)
-        return _Batch(records, decoded, _run_now(call), rows_of, started)
+        return _Batch(records, decoded, _run_now(self._feature_call(decoded)), started)
 
     def _feature_call(
-        self, events: Sequence[AnyEvent], partitions: list[int]
-    ) -> tuple[Callable[[], Any], Callable[[Any], FeatureRows | None]]:
-        """The feature update for the feature thread, and what turns its result into rows.
+        self, decoded: DecodedBatch
+    ) -> Callable[[], tuple[FeatureRows | None, Future[None] | None]]:
+        """The batch's feature update, run at once.
 
         A partitioned source is told each event's partition: it applies the batch to the
-        state of the partitions this worker owns and writes the changes behind before it
-        returns, so nothing is produced (and so committed) ahead of Redis.
+        state of the partitions this worker owns and starts writing the changes behind; the
+        batch is scored while that round trip runs and produced only once it has landed
+        (``_finish_oldest``), so nothing is produced (and so committed) ahead of Redis.
         """
-        source = self._features
+        source, events = self._features, decoded.events
         if not events:
-            return (lambda: None), (lambda _: None)
+            return lambda: (None, None)
         if isinstance(source, PartitionedFeatureSource):
-            return (lambda: source.update_and_read(events, partitions)), (lambda rows: rows)
-        return (lambda: source.update_and_read(events)), (lambda rows: rows)
+            return lambda: source.start_update(events, decoded.partitions)
+        return lambda: (source.update_and_read(events), None)
 
     def _finish_oldest(self, revoked: frozenset[TopicPartitionKey] = frozenset()) -> bool:
         """Score and produce the oldest batch; False (and everything rewound) when the
-        feature store failed it."""
+        feature store failed it, in the update or in its write-behind."""
         batch = self._batches[0]
         try:
-            reply = batch.reply.result()
+            rows, written = batch.reply.result()
+        except self._retry_on as exc:
+            self._rewind_unscored(exc, revoked)
+            return False
+        try:
+            result = self._score(batch, rows)
+        except BaseException:
+            self._drop_unscored()  # nothing after a failed batch may be produced or committed
+            raise
+        try:
+            if written is not None:
+                written.result()
         except self._retry_on as exc:
             self._rewind_unscored(exc, revoked)
             return False
@@ -221,20 +231,22 @@ class ConfluentWorker:
             log.info("feature store is back", extra={"attempts": self._attempt})
             self._attempt = 0
         try:
-            self._score_and_produce(batch, batch.rows_of(reply))
+            self._produce_result(batch, result)
         except BaseException:
-            self._drop_unscored()  # nothing after a failed batch may be produced or committed
+            self._drop_unscored()
             raise
         return True
 
-    def _score_and_produce(self, batch: _Batch, rows: FeatureRows | None) -> None:
-        result = score_batch(
+    def _score(self, batch: _Batch, rows: FeatureRows | None) -> BatchResult:
+        return score_batch(
             batch.decoded,
             rows,
             self._models(),
             now_ms=time.time_ns() // 1_000_000,
             config=self._config,
         )
+
+    def _produce_result(self, batch: _Batch, result: BatchResult) -> None:
         self._metrics.observe_batch(result, time.perf_counter() - batch.started)
         if self._after_scored is not None and result.predictions:
             self._store.submit(self._after_scored, result)  # after this batch's round trip
@@ -261,7 +273,10 @@ class ConfluentWorker:
         """Forget the batches not yet scored; the first offset of each of their partitions."""
         first: dict[TopicPartitionKey, int] = {}
         for batch in self._batches:
-            _ = batch.reply.exception()  # wait: the store thread is done with it
+            if batch.reply.exception() is None:  # wait for its write: memory and Redis settle
+                _rows, written = batch.reply.result()
+                if written is not None:
+                    wait([written])
             for tp, offset in offset_span(_positions(batch.records))[0].items():
                 first[tp] = min(offset, first.get(tp, offset))
         self._batches.clear()

@@ -79,6 +79,27 @@ def test_a_failed_write_drops_memory_to_what_redis_has(
     assert [rows.row(i)["store__orders_created__10m"] for i in range(2)] == [1, 2]
 
 
+def test_a_failed_write_nobody_looked_at_fails_the_next_update(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """A backlog's next batch is applied while the last one's write is in flight: when that
+    write fails unseen, the next update raises it rather than apply a batch over a gap, and
+    the one after (the engine's retry, from the rewound offsets) loads what Redis has."""
+    source = RedisFeatureSource(redis_client, key_prefix=key_prefix)
+    source.update_and_read([order("a", T0)])
+    good = source._client
+    source._client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    _rows, written = source.start_update([order("b", T0 + timedelta(seconds=1))])
+    source._client = good
+    with pytest.raises(redis.ConnectionError):
+        source.start_update([order("c", T0 + timedelta(seconds=2))])
+    assert written.exception() is not None
+    rows = source.update_and_read(
+        [order("b", T0 + timedelta(seconds=1)), order("c", T0 + timedelta(seconds=2))]
+    )
+    assert [rows.row(i)["store__orders_created__10m"] for i in range(2)] == [1, 2]
+
+
 def test_another_workers_market_partial_is_seen_by_the_next_batch(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
