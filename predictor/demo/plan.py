@@ -45,6 +45,10 @@ class DemoConfig:
     steady: bool = True
     """A marketplace without daily peaks or supply drift: the live traffic then follows the
     same distribution as the hours of history before it (``--steady``)."""
+    drift_window: str = "1h"
+    """The monitor's drift alert window (``ETA_MONITOR_DRIFT_WINDOW``). A steady marketplace
+    has no daily cycle, the reason the default waits for 24 h, so an hour is a fair sample and
+    is full before the live phase (the warm-up is longer)."""
     max_rounds: int = 150
     seed: int = 0
     shock: str | None = "m1:dasher_shortage:{half}:0.3"
