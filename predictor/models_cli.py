@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ models_app = typer.Typer(
     rich_markup_mode=None,
 )
 _console = Console()
-_OBJECTIVES = ("huber", "l1", "l2", "log_l2")
+_OBJECTIVES = ("auto", "huber", "l1", "l2", "log_l2")
 _NAME_HELP = "model name (default: ETA_MODEL_NAME)"
 
 
@@ -102,7 +102,11 @@ def train(
     register_: bool = typer.Option(True, "--register/--no-register", help="add to the registry"),
     promote: str = typer.Option(None, help="also point this stage at the new version"),
     force: bool = typer.Option(False, help="keep a model that does not beat the baselines"),
-    objective: str = typer.Option("huber", help="huber | l1 | l2 | log_l2"),
+    objective: str = typer.Option(
+        "auto",
+        help="auto (default: l1, huber and l2, then two leaf/learning-rate settings of the best, "
+        "chosen by MAE on the latest training rows) | huber | l1 | l2 | log_l2",
+    ),
     valid_fraction: float = typer.Option(0.2, help="latest share of orders to validate on"),
     max_rounds: int = typer.Option(2000, help="boosting rounds before early stopping"),
     out: Path = typer.Option(None, help="also keep the artifact in this directory"),
@@ -111,8 +115,8 @@ def train(
     ),
 ) -> None:
     """Train the duration model on a training set, judge it against baselines, register it."""
-    from predictor.models.tables import metrics_table
-    from predictor.models.training import TrainConfig
+    from predictor.models.tables import metrics_table, search_table
+    from predictor.models.training import DEFAULT_OBJECTIVE, TrainConfig
     from predictor.models.workflow import load_split, train_to_artifact
 
     settings = Settings()
@@ -141,21 +145,56 @@ def train(
                 if register_
                 else settings.data_dir / "artifacts" / f"{name}-{stamp}"
             )
+            search = objective == "auto"
+
+            def on_candidate(config: TrainConfig) -> Callable[[int, float], None]:
+                what = f"{config.objective}, {config.num_leaves} leaves, "
+                what += f"lr {config.learning_rate:g}"
+                return lambda i, mae: status.update(
+                    f"training {what}: tree {i}, stopping-rows MAE {mae:.1f} s"
+                )
+
             outcome = train_to_artifact(
                 split,
                 target,
                 name=name,
                 training_set=str(training_set.resolve()),
                 config=TrainConfig(
-                    objective=cast("Objective", objective), num_boost_round=max_rounds
+                    objective=DEFAULT_OBJECTIVE if search else cast("Objective", objective),
+                    num_boost_round=max_rounds,
                 ),
                 registry=registry,
                 promote=promote,
                 force=force,
-                progress=lambda i, mae: status.update(f"tree {i}: validation MAE {mae:.1f} s"),
+                progress=lambda i, mae: status.update(f"tree {i}: stopping-rows MAE {mae:.1f} s"),
+                search=search,
+                on_candidate=on_candidate,
             )
         result = outcome.result
-        title = f"{name}: {objective}, {result.best_iteration} trees (validation)"
+        if outcome.candidates:
+            _console.print(
+                search_table(
+                    [
+                        (
+                            c.label,
+                            c.result.best_iteration,
+                            c.result.stop_mae_s,
+                            c.result.metrics["model"]["mae_s"],
+                            c.config == result.config,
+                        )
+                        for c in outcome.candidates
+                    ],
+                    outcome.searched_rows,
+                    split.y_train.size,
+                )
+            )
+        chosen = result.config
+        how = (
+            f"{chosen.objective} ({chosen.num_leaves} leaves, lr {chosen.learning_rate:g}) won"
+            if outcome.candidates
+            else objective
+        )
+        title = f"{name}: {how}, {result.best_iteration} trees (validation)"
         _console.print(metrics_table(result.metrics, title))
         if outcome.forced:
             _console.print("[bold yellow]kept with --force: it does not beat every baseline[/]")

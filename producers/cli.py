@@ -35,6 +35,23 @@ ShockOpt = Annotated[
     ),
 ]
 DasherOpt = Annotated[bool, typer.Option(help="publish shift_start/shift_end DasherEvents")]
+SteadyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--steady",
+        help="flat demand (no lunch/dinner peaks) and no supply drift: every hour like any "
+        "other, so a short history describes the live traffic that follows it",
+    ),
+]
+BurnInOpt = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        max=7 * 86400,
+        help="seconds simulated before the start and not published: the stream opens on a "
+        "running marketplace (queues, busy dashers) rather than an empty one",
+    ),
+]
 
 
 def _settings_with_broker() -> Settings:
@@ -54,6 +71,8 @@ def _sim_config(
     shocks: list[str] | None,
     dasher_events: bool,
     orders_per_day: float | None = None,
+    steady: bool = False,
+    burn_in_s: float = 0.0,
 ) -> SimConfig:
     from pydantic import ValidationError
 
@@ -61,9 +80,18 @@ def _sim_config(
 
     try:
         parsed = tuple(parse_shock(s) for s in shocks or ())
-        extra = {} if orders_per_day is None else {"orders_per_day": orders_per_day}
+        extra: dict[str, object] = {}
+        if orders_per_day is not None:
+            extra["orders_per_day"] = orders_per_day
+        if steady:
+            extra.update(daily_cycle=False, supply_drift=0.0)
+        extra["burn_in_s"] = int(burn_in_s)
         return SimConfig(
-            markets=markets, stores=stores, shocks=parsed, dasher_events=dasher_events, **extra
+            markets=markets,
+            stores=stores,
+            shocks=parsed,
+            dasher_events=dasher_events,
+            **extra,
         )
     except (ValidationError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -114,6 +142,8 @@ def simulate(
         typer.Option(help="with --rate max: how far event time may run ahead of the clock (s)"),
     ] = 600.0,
     dasher_events: DasherOpt = True,
+    steady: SteadyOpt = False,
+    burn_in: BurnInOpt = 0.0,
 ) -> None:
     """Publish a live simulated marketplace, event times around now, paced at RATE orders/s."""
     from producers.console import live_progress, print_counts
@@ -125,8 +155,10 @@ def simulate(
     per_s = _parse_rate(rate)
     now = datetime.now(UTC)
     start = now - timedelta(seconds=warmup)
-    opd = orders_per_day_for_rate(per_s if per_s is not None else min(demand, MAX_RATE), now)
-    config = _sim_config(markets, stores, shock, dasher_events, opd)
+    opd = orders_per_day_for_rate(
+        per_s if per_s is not None else min(demand, MAX_RATE), now, daily_cycle=not steady
+    )
+    config = _sim_config(markets, stores, shock, dasher_events, opd, steady, burn_in)
     end = now + timedelta(seconds=duration) if per_s is not None else start + timedelta(days=30)
     publisher = _publisher(settings)
     events = Marketplace(config, seed).events(start, end)
@@ -170,6 +202,20 @@ def history(
     orders_per_day: Annotated[float, typer.Option(help="orders a day, all markets")] = 15_000.0,
     shock: ShockOpt = None,
     dasher_events: DasherOpt = True,
+    steady: SteadyOpt = False,
+    burn_in: BurnInOpt = 0.0,
+    backfill_weeks: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=4,
+            help="also the same clock hours in each of N earlier weeks, sparse, so 28-day "
+            "batch features of a short history come from data",
+        ),
+    ] = 0,
+    backfill_share: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="the backfill's share of the order rate")
+    ] = 0.25,
 ) -> None:
     """Write a historical event log from the simulator (no broker needed)."""
     import time
@@ -184,10 +230,15 @@ def history(
         raise typer.BadParameter(str(exc), param_hint="--out") from None
     stop = _parse_end(end)
     start = stop - timedelta(days=days)
-    config = _sim_config(markets, stores, shock, dasher_events, orders_per_day)
+    config = _sim_config(markets, stores, shock, dasher_events, orders_per_day, steady, burn_in)
+    if backfill_weeks and days > 7:
+        raise typer.BadParameter("--backfill-weeks needs --days 7 or less")
     wall0 = time.perf_counter()
-    with event_time_progress(f"writing {out.name}", start, stop) as on_event:
-        counts = write_history(out, start, stop, config, seed, on_event)
+    first = start - timedelta(days=7 * backfill_weeks)
+    with event_time_progress(f"writing {out.name}", first, stop) as on_event:
+        counts = write_history(
+            out, start, stop, config, seed, on_event, backfill_weeks, backfill_share
+        )
     wall = time.perf_counter() - wall0
     total = sum(counts.values())
     print_counts(

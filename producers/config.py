@@ -68,6 +68,25 @@ class SimConfig(BaseModel):
     orders_per_day: float = Field(
         15_000.0, gt=0, le=1e9, description="all markets, averaged over a week"
     )
+    daily_cycle: bool = Field(
+        True,
+        description="demand follows the daily and weekly curve (lunch and dinner peaks); "
+        "False: a flat rate at the week's mean, so any hour looks like any other",
+    )
+    supply_drift: float = Field(
+        0.2,
+        ge=0,
+        le=2,
+        description="hourly step of the supply's random drift (log scale; some hours dashers "
+        "are scarce); 0: supply follows demand alone",
+    )
+    burn_in_s: int = Field(
+        0,
+        ge=0,
+        le=7 * 86400,
+        description="simulated before the start and not emitted, so the stream opens on a "
+        "running marketplace (queues, busy dashers, orders on their way), not an empty one",
+    )
     snapshot_interval_s: int = Field(60, ge=1, le=3600)
     dasher_events: bool = Field(True, description="emit shift_start/shift_end DasherEvents")
     locations: bool = Field(True, description="store and consumer lat/lon on each order")

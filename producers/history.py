@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from producers.config import SimConfig
@@ -22,12 +22,29 @@ def write_history(
     config: SimConfig | None = None,
     seed: int = 0,
     on_event: Callable[[Event], None] | None = None,
+    backfill_weeks: int = 0,
+    backfill_share: float = 0.25,
 ) -> Counter[str]:
-    """Simulate ``[start, end)`` into the log at ``path``; return the events by type."""
+    """Simulate ``[start, end)`` into the log at ``path``; return the events by type.
+
+    ``backfill_weeks`` first adds the same clock hours in each of that many earlier weeks at
+    ``backfill_share`` of the rate (same world, same stores): a sparse past from which the
+    28-day batch features of a short history are computed, instead of their defaults.
+    """
     counts: Counter[str] = Counter()
+    config = config or SimConfig()
+    if backfill_weeks and end - start > timedelta(days=7):
+        raise ValueError("a backfill repeats the history's hours a week earlier: keep it ≤ 7 days")
+    sparse = config.model_copy(update={"orders_per_day": config.orders_per_day * backfill_share})
+    week = timedelta(days=7)
+
+    def segments() -> Iterator[Event]:
+        for k in range(backfill_weeks, 0, -1):
+            yield from Marketplace(sparse, seed).events(start - k * week, end - k * week)
+        yield from Marketplace(config, seed).events(start, end)
 
     def counted() -> Iterator[Event]:
-        for event in Marketplace(config, seed).events(start, end):
+        for event in segments():
             counts[event.type] += 1
             if on_event is not None:
                 on_event(event)

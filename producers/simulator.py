@@ -43,6 +43,7 @@ from stream_features.contract import (
     MarketSupplySnapshot,
     OrderCreated,
     OrderDelivered,
+    event_time,
     to_ms,
 )
 
@@ -53,7 +54,7 @@ _HOUR_MS = 3_600_000
 _CHUNK_ORDERS = 20_000  # about how many orders to draw at once (a peak minute's worth or more)
 _FREE, _DELIVER, _SHIFT_START, _SHIFT_END = range(4)
 _BUSY_PRIOR_S = 2000.0  # about what an order keeps a dasher busy in the default world
-_MOOD_STEP, _MOOD_KEEP = 0.2, 0.7  # hourly AR(1) of the supply's log drift
+_MOOD_KEEP = 0.7  # hourly AR(1) of the supply's log drift (its step is SimConfig.supply_drift)
 ShiftKind = Literal["shift_start", "shift_end"]
 
 
@@ -71,13 +72,17 @@ def clock_of(ms: int) -> tuple[float, int]:
     return in_day / 3_600_000, (day + 3) % 7
 
 
-def orders_per_day_for_rate(rate_per_s: float, at: datetime) -> float:
+def orders_per_day_for_rate(rate_per_s: float, at: datetime, daily_cycle: bool = True) -> float:
     """The ``orders_per_day`` that makes the whole marketplace take ``rate_per_s`` at ``at``.
 
     >>> lunch, night = (datetime(2026, 3, 2, h, tzinfo=UTC) for h in (12, 4))
     >>> orders_per_day_for_rate(1.0, lunch) < 86_400 < orders_per_day_for_rate(1.0, night)
     True
+    >>> orders_per_day_for_rate(1.0, night, daily_cycle=False)
+    86400.0
     """
+    if not daily_cycle:
+        return rate_per_s * 86_400
     hour, weekday = clock_of(to_ms(at))
     return rate_per_s * 86_400 * mean_demand_shape() / demand_shape(hour, weekday)
 
@@ -105,12 +110,13 @@ class Marketplace:
         self.config = config or SimConfig()
         self.seed = seed
         self.world: World = build_world(self.config, seed)
-        self._unit_rate = self.config.orders_per_day / 86_400 / mean_demand_shape()
+        per_s = self.config.orders_per_day / 86_400
+        self._unit_rate = per_s / mean_demand_shape() if self.config.daily_cycle else per_s
 
     def rate(self, market: int, ms: int, start_ms: int, surges: bool = True) -> float:
         """Orders per second in ``market`` at ``ms`` (``start_ms`` anchors the shocks)."""
-        hour, weekday = clock_of(ms)
-        value = self._unit_rate * self.world.markets[market].share * demand_shape(hour, weekday)
+        shape = demand_shape(*clock_of(ms)) if self.config.daily_cycle else 1.0
+        value = self._unit_rate * self.world.markets[market].share * shape
         if not surges:
             return value
         return value * self.shock_factor(market, "demand_surge", (ms - start_ms) / 1000)
@@ -129,15 +135,22 @@ class Marketplace:
             raise ValueError("start and end must be timezone-aware")
         if end <= start:
             raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
-        return _Run(self, to_ms(start), to_ms(end)).events()
+        start_ms = to_ms(start)
+        run = _Run(self, start_ms - self.config.burn_in_s * 1000, to_ms(end), anchor_ms=start_ms)
+        if not self.config.burn_in_s:
+            return run.events()
+        return (e for e in run.events() if to_ms(event_time(e)) >= start_ms)
 
 
 class _Run:
     """One pass of the simulation over a period: the heap, the markets' state, the dice."""
 
-    def __init__(self, market: Marketplace, start_ms: int, end_ms: int) -> None:
+    def __init__(
+        self, market: Marketplace, start_ms: int, end_ms: int, anchor_ms: int | None = None
+    ) -> None:
         self.m, self.cfg, self.world = market, market.config, market.world
         self.start_ms, self.end_ms = start_ms, end_ms
+        self.anchor_ms = start_ms if anchor_ms is None else anchor_ms  # shocks count from here
         self.rng = np.random.default_rng([market.seed, 1, start_ms])
         self.heap: list[tuple[Any, ...]] = []
         self.seq = 0
@@ -152,7 +165,7 @@ class _Run:
             for m in self.world.markets
         ]
         for i, state in enumerate(self.states):  # start in a steady state: no burst of shifts
-            state.mood = state.dice.gauss(0.0, _MOOD_STEP / math.sqrt(1 - _MOOD_KEEP**2))
+            state.mood = state.dice.gauss(0.0, self.cfg.supply_drift / math.sqrt(1 - _MOOD_KEEP**2))
             state.onshift = self._target(i, start_ms)
             state.on_ids = list(range(state.onshift))
             state.next_id = state.onshift
@@ -170,9 +183,9 @@ class _Run:
         shortage the pool itself shrinks, and no surge pay brings the missing dashers back.
         """
         cfg, state = self.cfg, self.states[market]
-        lagged = self.m.rate(market, t_ms - cfg.supply_lag_s * 1000, self.start_ms, surges=False)
+        lagged = self.m.rate(market, t_ms - cfg.supply_lag_s * 1000, self.anchor_ms, surges=False)
         wanted = cfg.supply_ratio * math.exp(state.mood) * lagged * state.busy_time_s
-        shortage = self.m.shock_factor(market, "dasher_shortage", (t_ms - self.start_ms) / 1000)
+        shortage = self.m.shock_factor(market, "dasher_shortage", (t_ms - self.anchor_ms) / 1000)
         if shortage < 1:
             wanted *= shortage
         else:
@@ -328,13 +341,13 @@ class _Run:
 
     def _drift_supply(self) -> None:
         for state in self.states:  # the supply's mood drifts hour by hour
-            state.mood = _MOOD_KEEP * state.mood + state.dice.gauss(0.0, _MOOD_STEP)
+            state.mood = _MOOD_KEEP * state.mood + state.dice.gauss(0.0, self.cfg.supply_drift)
 
     def _draw(self, chunk_ms: int) -> Arrivals:
         return draw_arrivals(
             self.rng,
             self.world,
-            lambda market, ms: self.m.rate(market, ms, self.start_ms),
+            lambda market, ms: self.m.rate(market, ms, self.anchor_ms),
             chunk_ms,
             self.chunk_min,
             self.cfg.outlier_share,

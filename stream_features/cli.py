@@ -156,6 +156,11 @@ def training_set_command(
     history: Path = typer.Option(..., exists=True, dir_okay=False, help="event log"),
     out: Path = typer.Option(..., help="output Parquet file"),
     rejects: Path | None = _TRAINING_SET_REJECTS,
+    since: str = typer.Option(
+        None,
+        help="ISO time: rows only for orders created from then on (the events before still "
+        "build the state, so a history's first hours, whose windows are filling, stay out)",
+    ),
 ) -> None:
     """Build a point-in-time training set: each order's features as the stream saw them.
 
@@ -168,7 +173,11 @@ def training_set_command(
     settings = Settings()
     started = time.perf_counter()
     loaded = _load(history, rejects, "training-set", settings)
-    frame = build_training_set(loaded.events, lateness_s=settings.lateness_s)
+    frame = build_training_set(
+        loaded.events,
+        lateness_s=settings.lateness_s,
+        since=None if since is None else _parse_time(since),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(out)
     took = time.perf_counter() - started

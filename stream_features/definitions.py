@@ -30,6 +30,7 @@ __all__ = [
     "StreamFeature",
     "bucket_start_ms",
     "category_code",
+    "entity_of",
     "feature_names",
     "registry_hash",
 ]
@@ -299,6 +300,31 @@ def feature_names() -> list[str]:
     ['order__total_items', 'order__subtotal']
     """
     return [f.name for f in FEATURES]
+
+
+def entity_of(name: str) -> Entity | None:
+    """The store or market whose state a feature describes; None for the order's own values.
+
+    Within a short window one entity's value is one state watched over time, not a fresh draw
+    per order, so a distribution of it holds as many independent values as there are entities
+    (the monitor's PSI rule, ``docs/monitoring.md``).
+
+    >>> entity_of("market__busy_ratio"), entity_of("store_how__delivery_duration_mean__28d")
+    ('market_id', 'store_id')
+    >>> entity_of("order__subtotal") is None
+    True
+    """
+    for f in FEATURES:
+        if f.name != name:
+            continue
+        if isinstance(f, StreamFeature):
+            return f.entity
+        if isinstance(f, BatchFeature) and "store_id" in f.keys:
+            return "store_id"
+        if isinstance(f, BatchFeature) and "market_id" in f.keys:
+            return "market_id"
+        return None
+    return None
 
 
 def registry_hash() -> str:

@@ -76,8 +76,14 @@ class DailyBatchReplay(ReplayState):
         return self._days[day]
 
 
-def build_training_set(events: list[Event], *, lateness_s: int = 300) -> pl.DataFrame:
-    """One row per delivered order: ids, ``created_at``, every feature, ``actual_duration_s``."""
+def build_training_set(
+    events: list[Event], *, lateness_s: int = 300, since: datetime | None = None
+) -> pl.DataFrame:
+    """One row per delivered order: ids, ``created_at``, every feature, ``actual_duration_s``.
+
+    With ``since``, only orders created at or after it get a row; every event before it still
+    builds the state (a history's first hours, whose windows are still filling, are left out).
+    """
     orders = [e for e in events if e.type == "OrderCreated"]
     deliveries = [e for e in events if e.type == "OrderDelivered"]
     delivered = deliveries_frame(orders, deliveries)
@@ -100,8 +106,9 @@ def build_training_set(events: list[Event], *, lateness_s: int = 300) -> pl.Data
         schema={name: pl.Float64 for name in feature_names()},
     )
     labels = delivered.select("order_id", pl.col("duration_s").alias("actual_duration_s"))
-    return (
-        pl.concat([frame, features], how="horizontal")
-        .unique("order_id", keep="first", maintain_order=True)
-        .join(labels, on="order_id", how="inner", maintain_order="left")
+    rows_frame = pl.concat([frame, features], how="horizontal")
+    if since is not None:
+        rows_frame = rows_frame.filter(pl.col("created_at") >= since)
+    return rows_frame.unique("order_id", keep="first", maintain_order=True).join(
+        labels, on="order_id", how="inner", maintain_order="left"
     )

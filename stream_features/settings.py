@@ -199,6 +199,13 @@ class Settings(BaseSettings):
     monitor_min_samples: int = Field(
         100, ge=1, description="fewest joined pairs or predictions in a window to raise an alert"
     )
+    monitor_psi_min_entities: int = Field(
+        10,
+        ge=1,
+        description="fewest states (a distinct store or market in an hour of event time) "
+        "behind a store or market feature in the window for its PSI to be computed and "
+        "alerted on: one entity's value within an hour is one state, not a draw per order",
+    )
     monitor_psi_exempt: tuple[str, ...] = Field(
         ("order__hour_of_day", "order__day_of_week"),
         description="features whose PSI is reported but never alerted on (JSON list); calendar "

@@ -12,11 +12,23 @@ from rich.table import Table
 
 from predictor.demo.scrape import Scrape, quantile_between
 
-__all__ = ["Figures", "Tick", "figures", "render", "status_line"]
+__all__ = ["DriftRule", "Figures", "Tick", "drift_text", "figures", "render", "status_line"]
 
 LATENCY = "eta_stream_end_to_end_latency_seconds"
 WINDOW = "15m"
-"""The monitor's window the dashboard shows (its shortest)."""
+"""The monitor's window the dashboard shows the MAE over (its shortest)."""
+_WINDOW_S = {"15m": 900, "1h": 3600, "24h": 86400}
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """How the monitor alerts on drift (its settings): the dashboard shows that window's PSI,
+    the threshold beside it, and how much of the window is covered (alerts wait for all of it)."""
+
+    window: str = "24h"
+    threshold: float = 0.2
+    exempt: frozenset[str] = frozenset()
+    min_entities: int = 10
 
 
 @dataclass
@@ -43,7 +55,15 @@ class Figures:
     mae_s: float | None = None
     mae_by_model: dict[str, float] = field(default_factory=dict)
     psi_max: float | None = None
+    """The prediction's PSI over the drift rule's window, for the version being served."""
+    feature_psi: tuple[str, float] | None = None
+    """The feature with the highest PSI there (exempt features left out), and its PSI."""
+    features_over: int = 0
+    """Features above the threshold there (exempt ones left out)."""
+    covered_s: float | None = None
     alerts: float = 0.0
+    drift_alerts: float = 0.0
+    """Of ``alerts``, those on a PSI."""
 
 
 def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **labels: str) -> float:
@@ -52,8 +72,9 @@ def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **label
     return max(cur.total(name, **labels) - prev.total(name, **labels), 0.0) / dt
 
 
-def figures(prev: Tick, cur: Tick, orders_topic: str) -> Figures:
-    """The dashboard's numbers for the interval between ``prev`` and ``cur``.
+def figures(prev: Tick, cur: Tick, orders_topic: str, drift: DriftRule | None = None) -> Figures:
+    """The dashboard's numbers for the interval between ``prev`` and ``cur``; drift as the
+    monitor alerts on it (``drift``: its window and threshold).
 
     >>> from predictor.demo.scrape import parse_metrics
     >>> a = parse_metrics('eta_stream_events_total{topic="orders"} 10\\n')
@@ -87,24 +108,65 @@ def figures(prev: Tick, cur: Tick, orders_topic: str) -> Figures:
                 out.mae_s = value
             elif scope == "model":
                 out.mae_by_model[key] = value
-        psis = [
-            v
-            for (n, ls), v in m.values.items()
-            if n == "eta_monitor_psi"
-            and dict(ls).get("feature") == "prediction"
-            and dict(ls).get("window") == WINDOW
-        ]
-        out.psi_max = max(psis) if psis else None
+        _drift(out, m, drift or DriftRule())
         out.alerts = m.total("eta_monitor_alerts_total")
+        out.drift_alerts = m.total("eta_monitor_alerts_total", kind="psi")
     return out
+
+
+def _drift(out: Figures, m: Scrape, rule: DriftRule) -> None:
+    """PSI and coverage of the served version over the rule's window (the one that alerts)."""
+    covered: dict[str, float] = {}
+    psi: dict[str, dict[str, float]] = {}
+    for (name, labels), value in m.values.items():
+        ls = dict(labels)
+        if ls.get("window") != rule.window:
+            continue
+        if name == "eta_monitor_drift_covered_seconds":
+            covered[ls["model"]] = value
+        elif name == "eta_monitor_psi":
+            psi.setdefault(ls["model"], {})[ls["feature"]] = value
+    if not covered:
+        return
+    served = [k for k in covered if k.rsplit(":", 1)[-1] in out.versions]
+    model = served[0] if served else max(covered, key=lambda k: covered[k])
+    out.covered_s = covered[model]
+    values = psi.get(model, {})
+    out.psi_max = values.get("prediction")
+    features = {k: v for k, v in values.items() if k != "prediction" and k not in rule.exempt}
+    if features:
+        top = max(features, key=lambda k: features[k])
+        out.feature_psi = (top, features[top])
+    out.features_over = sum(v > rule.threshold for v in features.values())
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.1f} ms"
 
 
-def render(f: Figures, cur: Tick, phase: str, note: str) -> Table:
+def drift_text(f: Figures, rule: DriftRule) -> str:
+    """The drift figures as the monitor alerts on them: window, coverage, threshold.
+
+    >>> rule = DriftRule(window="1h", threshold=0.2)
+    >>> drift_text(Figures(psi_max=0.05, feature_psi=("store__x", 0.12), covered_s=1800), rule)
+    'prediction 0.050, top feature store__x 0.120 (alert > 0.2; 30 of 60 min covered)'
+    """
+    if f.covered_s is None:
+        return f"— (alert > {rule.threshold:g} over {rule.window})"
+    top = ""
+    if f.feature_psi is not None:
+        top = f", top feature {f.feature_psi[0]} {f.feature_psi[1]:.3f}"
+    over = f", {f.features_over} over" if f.features_over else ""
+    return (
+        f"prediction {_psi(f.psi_max)}{top}{over} (alert > {rule.threshold:g}; "
+        f"{min(f.covered_s, _WINDOW_S[rule.window]) / 60:.0f} of {_WINDOW_S[rule.window] / 60:.0f}"
+        " min covered)"
+    )
+
+
+def render(f: Figures, cur: Tick, phase: str, note: str, drift: DriftRule | None = None) -> Table:
     """The dashboard as one table."""
+    rule = drift or DriftRule()
     table = Table(title=f"etastream demo — {phase}", title_justify="left", min_width=64)
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -119,14 +181,20 @@ def render(f: Figures, cur: Tick, phase: str, note: str) -> Table:
     if f.mae_by_model:
         mae += "  (" + ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(f.mae_by_model.items())) + ")"
     table.add_row(f"rolling MAE, {WINDOW} (monitor)", mae)
-    table.add_row(f"prediction PSI, {WINDOW} / alerts", f"{_psi(f.psi_max)} / {f.alerts:.0f}")
+    table.add_row(f"PSI over {rule.window}, the alert window", drift_text(f, rule))
+    table.add_row("alerts raised (monitor)", f"{f.alerts:.0f}")
     table.add_row("dead letters", f"{f.dead_letters:,.0f}")
-    if note:
-        table.caption = note
+    table.caption = (
+        f"{note + chr(10) if note else ''}PSI of a store or market feature only over ≥ "
+        f"{rule.min_entities} store/market-hours in the window (one market's value in an hour "
+        "is one state, not a draw per order); calendar features are not alerted on"
+    )
     return table
 
 
-def status_line(f: Figures, cur: Tick, elapsed_s: float, phase: str) -> str:
+def status_line(
+    f: Figures, cur: Tick, elapsed_s: float, phase: str, drift: DriftRule | None = None
+) -> str:
     """The dashboard in one line, for output that is not a terminal (a log, a pipe, CI).
 
     >>> from predictor.demo.scrape import parse_metrics
@@ -140,16 +208,18 @@ def status_line(f: Figures, cur: Tick, elapsed_s: float, phase: str) -> str:
     model 1,
     online 4.2 ms,
     MAE —,
-    PSI — / 0 alerts,
+    PSI — (alert > 0.2 over 24h) / 0 alerts,
     dead letters 0
     """
+    rule = drift or DriftRule()
     online = "—" if cur.online_ms is None else f"{cur.online_ms:.1f} ms"
     mae = "—" if f.mae_s is None else f"{f.mae_s:,.0f} s"
     return (
         f"[{elapsed_s:.0f} s] {phase}: orders {f.orders:,.0f} ({f.orders_per_s:,.0f}/s), "
         f"predictions {f.predictions:,.0f}, latency p50/p99 {_ms(f.p50_ms)} / {_ms(f.p99_ms)}, "
         f"model {', '.join(f.versions) or '—'}, online {online}, MAE {mae}, "
-        f"PSI {_psi(f.psi_max)} / {f.alerts:.0f} alerts, dead letters {f.dead_letters:,.0f}"
+        f"PSI {drift_text(f, rule)} / {f.alerts:.0f} alerts, "
+        f"dead letters {f.dead_letters:,.0f}"
     )
 
 

@@ -29,9 +29,26 @@ class DemoConfig:
     """Orders per second, live and in the history alike (so the model sees the load it
     will serve)."""
     live_s: float = 60.0
-    warmup_s: float = 2400.0
+    warmup_s: float = 5400.0
     """Simulated past sent at once when traffic starts: its deliveries keep arriving live, so
-    accuracy is measured from the first seconds."""
+    accuracy is measured from the first seconds, and the worker's windows are as full by the
+    live phase as the training rows' (``settle_s``)."""
+    settle_s: float = 5400.0
+    """The history's first seconds, simulated but given no training rows: the windows of a
+    stream that has just started are still filling (60-minute counts, outstanding orders)."""
+    burn_in_s: int = 10800
+    """Simulated before the history and the live traffic and not sent: both open on a running
+    marketplace (queues, busy dashers), not an empty one."""
+    backfill_weeks: int = 2
+    """Earlier weeks of sparse history (the same clock hours at a quarter of the rate), so the
+    28-day batch features of the training rows are computed from data."""
+    steady: bool = True
+    """A marketplace without daily peaks or supply drift: the live traffic then follows the
+    same distribution as the hours of history before it (``--steady``)."""
+    drift_window: str = "1h"
+    """The monitor's drift alert window (``ETA_MONITOR_DRIFT_WINDOW``). A steady marketplace
+    has no daily cycle, the reason the default waits for 24 h, so an hour is a fair sample and
+    is full before the live phase (the warm-up is longer)."""
     max_rounds: int = 150
     seed: int = 0
     shock: str | None = "m1:dasher_shortage:{half}:0.3"
@@ -72,7 +89,10 @@ def prepare_steps(config: DemoConfig, history_end: datetime) -> list[Step]:
         str(config.markets),
         "--seed",
         str(config.seed),
+        *_sim_args(config),
     ]
+    rows_since = history_end - timedelta(hours=config.history_hours)
+    batch_as_of = history_end.replace(hour=0, minute=0)  # as a nightly batch job would
     train = ["train", "--training-set", str(training), "--max-rounds", str(config.max_rounds)]
     return [
         Step(
@@ -85,7 +105,9 @@ def prepare_steps(config: DemoConfig, history_end: datetime) -> list[Step]:
                 "--out",
                 str(history),
                 "--days",
-                f"{config.history_hours / 24:g}",
+                f"{(config.history_hours + config.settle_s / 3600) / 24:g}",
+                "--backfill-weeks",
+                str(config.backfill_weeks),
                 "--orders-per-day",
                 f"{config.rate * 86400:g}",
                 *world,
@@ -103,7 +125,7 @@ def prepare_steps(config: DemoConfig, history_end: datetime) -> list[Step]:
                 "--history",
                 str(history),
                 "--as-of",
-                history_end.isoformat(),
+                batch_as_of.isoformat(),
                 "--out",
                 str(d / "offline_store"),
             ],
@@ -111,14 +133,25 @@ def prepare_steps(config: DemoConfig, history_end: datetime) -> list[Step]:
         Step(
             "training-set",
             "point-in-time training set (each order's features as the stream saw them)",
-            [*ETA, "features", "training-set", "--history", str(history), "--out", str(training)],
+            [
+                *ETA,
+                "features",
+                "training-set",
+                "--history",
+                str(history),
+                "--out",
+                str(training),
+                "--since",
+                rows_since.isoformat(),
+            ],
         ),
         Step(
             "train-v1",
-            "train model v1 (huber), register it, promote it to production",
+            "train model v1 (l1, huber or l2 and tree settings, chosen by MAE), register it, "
+            "promote it to production",
             # --force: a short history at a quiet hour can leave the model behind the global
             # median on validation; the demo shows the system either way (train says so)
-            [*ETA, *train, "--objective", "huber", "--promote", "production", "--force"],
+            [*ETA, *train, "--promote", "production", "--force"],
         ),
         Step(
             "train-v2",
@@ -150,11 +183,17 @@ def live_traffic(config: DemoConfig) -> list[str]:
         str(config.markets),
         "--seed",
         str(config.seed),
+        *_sim_args(config),
     ]
     if config.shock:
         half = int(config.warmup_s + config.live_s / 2)
         argv += ["--shock", config.shock.format(half=half)]
     return argv
+
+
+def _sim_args(config: DemoConfig) -> list[str]:
+    """The marketplace's options shared by the history and the live traffic."""
+    return [*(["--steady"] if config.steady else []), "--burn-in", str(config.burn_in_s)]
 
 
 def history_end(now: datetime, config: DemoConfig) -> datetime:

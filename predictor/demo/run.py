@@ -30,7 +30,7 @@ from rich.live import Live
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column
 
-from predictor.demo.dashboard import Figures, Tick, figures, render, status_line
+from predictor.demo.dashboard import DriftRule, Figures, Tick, figures, render, status_line
 from predictor.demo.plan import ETA, DemoConfig, history_end, live_traffic, prepare_steps
 from predictor.demo.processes import DemoError, Service, run_step
 from predictor.demo.scrape import scrape
@@ -190,6 +190,7 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
                 "ETA_MONITOR_METRICS_PORT": str(ports["monitor"]),
                 "ETA_STREAM_INCLUDE_FEATURES": "true",
                 "ETA_PREDICTION_TTL_S": "7200",
+                "ETA_MONITOR_DRIFT_WINDOW": config.drift_window,
             }
         )
         end = history_end(datetime.now(UTC), config)
@@ -269,6 +270,7 @@ def _dashboard(
 ) -> Figures:
     """The live phase: refresh the dashboard every second, swap models midway, then drain."""
     orders_topic = settings.orders_topic
+    rule = _drift_rule(env)
     worker_url = f"http://127.0.0.1:{ports['worker']}/metrics"
     monitor_url = f"http://127.0.0.1:{ports['monitor']}/metrics"
     t0 = time.monotonic()
@@ -295,7 +297,7 @@ def _dashboard(
                 online_version,
             )
             last = current
-            current = figures(prev, cur, orders_topic)
+            current = figures(prev, cur, orders_topic, rule)
             if current.p50_ms is None:  # nothing new in this interval: show the last seen
                 current.p50_ms, current.p99_ms = last.p50_ms, last.p99_ms
             if swap is None and elapsed >= config.live_s / 2:
@@ -313,13 +315,13 @@ def _dashboard(
                 else f"model {staged} (staging) is promoted at {config.live_s / 2:.0f} s"
             )
             if live is not None:
-                live.update(render(current, cur, phase, note))
+                live.update(render(current, cur, phase, note, rule))
             elif (
                 printed is None
                 or printed[1] != phase.split()[0]
                 or (elapsed - printed[0] >= _PLAIN_EVERY_S)
             ):
-                console.print(status_line(current, cur, elapsed, phase), soft_wrap=True)
+                console.print(status_line(current, cur, elapsed, phase, rule), soft_wrap=True)
                 printed = (elapsed, phase.split()[0])
             prev = cur
             if not traffic.alive():
@@ -336,6 +338,17 @@ def _dashboard(
     summary.orders_consumed = current.orders
     summary.dead_letters = current.dead_letters
     return current
+
+
+def _drift_rule(env: dict[str, str]) -> DriftRule:
+    """How the demo's monitor alerts on drift: its settings' defaults and the demo's window."""
+    fields = Settings.model_fields
+    return DriftRule(
+        window=env["ETA_MONITOR_DRIFT_WINDOW"],
+        threshold=float(fields["psi_alert"].default),
+        exempt=frozenset(fields["monitor_psi_exempt"].default),
+        min_entities=int(fields["monitor_psi_min_entities"].default),
+    )
 
 
 def _promote(env: dict[str, str], version: str) -> None:

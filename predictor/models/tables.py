@@ -8,7 +8,13 @@ from rich.table import Table
 
 from predictor.models.registry import AliasMove
 
-__all__ = ["compile_table", "history_table", "metrics_table", "objectives_table"]
+__all__ = [
+    "compile_table",
+    "history_table",
+    "metrics_table",
+    "objectives_table",
+    "search_table",
+]
 
 _ROWS = (
     ("MAE (s)", "mae_s", "{:.1f}"),
@@ -51,6 +57,31 @@ def objectives_table(by_objective: dict[str, dict[str, Any]], trees: dict[str, i
     return _table(
         columns, "objectives on the same split", f"validation rows: {first['model']['rows']}"
     )
+
+
+def search_table(
+    rows: list[tuple[str, int, float, float, bool]], fitted_rows: int = 0, train_rows: int = 0
+) -> Table:
+    """The configurations ``eta train`` tried: (label, trees, selection MAE, validation MAE,
+    chosen), the chosen one marked; the choice is by the selection MAE (the stopping rows).
+
+    >>> table = search_table([("l1, 31 leaves, lr 0.1", 120, 410.0, 420.0, True),
+    ...                       ("l2, 31 leaves, lr 0.1", 40, 450.0, 455.0, False)])
+    >>> table.row_count
+    2
+    """
+    title = "candidates on the same split (chosen by MAE on the stopping rows)"
+    if fitted_rows and fitted_rows < train_rows:
+        title += f";\nfitted on the latest {fitted_rows:,} of {train_rows:,} training rows, "
+        title += "the winner then on all"
+    table = Table(title=title)
+    for column in ("candidate", "trees", "stopping-rows MAE (s)", "validation MAE (s)", ""):
+        table.add_column(column, justify="left" if column == "candidate" else "right")
+    for label, trees, stop_mae, valid_mae, chosen in rows:
+        mark = "[bold green]chosen[/]" if chosen else ""
+        cells = (label, str(trees), f"{stop_mae:.1f}", f"{valid_mae:.1f}", mark)
+        table.add_row(*(f"[bold]{c}[/]" if chosen and i < 4 else c for i, c in enumerate(cells)))
+    return table
 
 
 def history_table(moves: list[AliasMove], title: str) -> Table:

@@ -72,6 +72,8 @@ class TrainResult:
     metrics: dict[str, Metrics]
     """``model``, ``global_median`` and ``store_median`` on the same validation rows."""
     train_predictions: Array
+    stop_mae_s: float = float("nan")
+    """MAE in seconds on the stopping rows at the best iteration: what a search chooses by."""
 
     def predict(self, x: Array) -> Array:
         return finish_predictions(
@@ -178,6 +180,7 @@ def train_model(
         ],
     )
     best = booster.best_iteration or booster.current_iteration()
+    stop_mae = float(booster.best_score.get("stop", {}).get("mae_s", float("nan")))
     booster.free_dataset()
     predict_valid = finish_predictions(
         booster.predict(split.x_valid, num_iteration=best), transform
@@ -204,4 +207,5 @@ def train_model(
         train_predictions=finish_predictions(
             booster.predict(split.x_train, num_iteration=best), transform
         ),
+        stop_mae_s=stop_mae,
     )

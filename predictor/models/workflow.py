@@ -14,6 +14,7 @@ from predictor.models.artifact import write_artifact
 from predictor.models.dataset import Split, load_training_set, split_by_time
 from predictor.models.metadata import build_metadata
 from predictor.models.registry import AliasMove, Registry
+from predictor.models.search import Candidate, search_model
 from predictor.models.training import TrainConfig, TrainResult, train_model
 from stream_features.definitions import FEATURES, feature_names, registry_hash
 
@@ -29,6 +30,10 @@ class TrainOutcome:
     promotion: AliasMove | None
     forced: bool
     """True when the model did not beat every baseline and was kept because of ``force``."""
+    candidates: tuple[Candidate, ...] = ()
+    """With ``search``: every configuration tried (its config equals the chosen result's)."""
+    searched_rows: int = 0
+    """With ``search``: the training rows the candidates were fitted on."""
 
 
 def feature_dtypes() -> dict[str, str]:
@@ -52,10 +57,20 @@ def train_to_artifact(
     promote: str | None = None,
     force: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    search: bool = False,
+    on_candidate: Callable[[TrainConfig], Callable[[int, float], None] | None] | None = None,
 ) -> TrainOutcome:
-    """Train, refuse a model that loses to a baseline (unless ``force``), write, register."""
+    """Train (with ``search``, choose among ``search_model``'s candidates, ``config`` as the
+    base), refuse a model that loses to a baseline (unless ``force``), write, register."""
     dtypes = feature_dtypes()
-    result = train_model(split, dtypes, config, progress)
+    candidates: tuple[Candidate, ...] = ()
+    searched_rows = 0
+    if search:
+        found = search_model(split, dtypes, config, on_candidate)
+        result, candidates = found.best.result, tuple(found.tried)
+        searched_rows = found.searched_rows
+    else:
+        result = train_model(split, dtypes, config, progress)
     worse = result.worse_than()
     if worse and not force:
         raise ModelNotBetterError(
@@ -69,10 +84,27 @@ def train_to_artifact(
         feature_registry_hash=registry_hash(),
         training_set=training_set,
     )
+    if candidates:
+        metadata["search"] = [
+            {
+                "candidate": c.label,
+                "objective": c.config.objective,
+                "num_leaves": c.config.num_leaves,
+                "learning_rate": c.config.learning_rate,
+                "trees": c.result.best_iteration,
+                "stop_mae_s": c.result.stop_mae_s,
+                "valid_mae_s": c.result.metrics["model"]["mae_s"],
+                "chosen": c.config == result.config,
+                "fitted_rows": searched_rows,
+            }
+            for c in candidates
+        ]
     model_text = result.booster.model_to_string(num_iteration=result.best_iteration)
     write_artifact(out_dir, model_text, metadata)
     version = registry.register(out_dir, name) if registry is not None else None
     promotion = None
     if registry is not None and version is not None and promote:
         promotion = registry.promote(name, version, promote)
-    return TrainOutcome(result, split, out_dir, version, promotion, bool(worse))
+    return TrainOutcome(
+        result, split, out_dir, version, promotion, bool(worse), candidates, searched_rows
+    )

@@ -32,6 +32,8 @@ class MonitorConfig:
     no_state_share_alert: float = 0.5
     freshness_alert_s: float = 6 * 3600.0
     min_samples: int = 100
+    psi_min_entities: int = 10
+    """Fewest states (store or market × hour) behind such a feature for its PSI."""
     error_window: str = "1h"
     drift_window: str = "24h"
     psi_exempt: frozenset[str] = frozenset({"order__hour_of_day", "order__day_of_week"})
@@ -137,7 +139,7 @@ class Monitor:
     def __init__(self, config: MonitorConfig, references: ReferenceLoader) -> None:
         self.config = config
         self.errors = ErrorWindows()
-        self.drift = DriftWindows(references)
+        self.drift = DriftWindows(references, config.psi_min_entities)
         self._error_alerts = AlertBook(config.min_samples)
         self._drift_alerts = AlertBook(config.min_samples)
         self.totals: dict[str, int] = {}

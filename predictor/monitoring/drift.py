@@ -9,6 +9,14 @@ streaming features were defaults); and a histogram of feature freshness. PSI is 
 these counts with the artifact's own bins, exactly as ``reference.psi`` computes it from values.
 Without features, only the predictions' PSI is available (and the summary says so:
 ``with_features`` is 0).
+
+A feature that describes a store or a market (``entity_of``) gets a PSI only when the window
+holds at least ``min_entities`` *states* behind its values, a state being one entity in one
+hour of event time: within an hour one market's value is one state watched over time, not a
+fresh draw per order, so four markets in 15 minutes give four draws however many orders they
+serve, and their PSI against hours of training data measures where those four markets stand
+now, not drift (1.5-5 in 15 minutes of a steady marketplace). Two markets over a day give 48
+states and keep their PSI. The summary keeps the count (``entities``) beside a missing PSI.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from predictor.monitoring.rolling import (
     hist_quantile,
 )
 from stream_features.contract import DeliveryPrediction, to_ms
+from stream_features.definitions import Entity, entity_of
 
 __all__ = [
     "PREDICTION",
@@ -108,13 +117,25 @@ ReferenceLoader = Callable[[str, str], ModelReference | None]
 """(model name, version) to its reference, or None when the artifact cannot be read."""
 
 _HEAD = 3  # predictions, with features, without freshness (no entity state)
+MIN_ENTITIES = 10
+"""Fewest entity states (distinct store or market, hour) behind such a feature for its PSI."""
+_STATE_MS = 3_600_000
+"""An entity's state counts once per hour of event time: its windowed features span at most
+60 minutes, so values an hour apart share no event."""
 
 
 class _ModelDrift:
     """The rings of one model version (or just counts, when its reference is unavailable)."""
 
-    def __init__(self, reference: ModelReference | None) -> None:
+    def __init__(self, reference: ModelReference | None, min_entities: int = MIN_ENTITIES) -> None:
         self.reference = reference
+        self.min_entities = min_entities
+        self.last_seen: dict[Entity, dict[tuple[str, int], int]] = {
+            "store_id": {},
+            "market_id": {},
+        }
+        """Per (entity, hour of event time), its newest order (event ms): the count of states
+        in a window is exact, and memory follows entities × hours, not the stream."""
         self.offsets: dict[str, int] = {}
         width = _HEAD + ABS_EDGES_S.size
         for name, ref in (reference.columns if reference else {}).items():
@@ -166,6 +187,12 @@ class _ModelDrift:
                     values = table[:, self.columns[name]]
                     rows[with_features, offset + bin_index(ref, values)] = 1.0
         ts = np.fromiter((to_ms(p.created_at) for p in preds), dtype=np.int64, count=n)
+        stores, markets = self.last_seen["store_id"], self.last_seen["market_id"]
+        for p, at_ms in zip(preds, ts.tolist(), strict=True):
+            hour = at_ms // _STATE_MS
+            for seen, key in ((stores, (p.store_id, hour)), (markets, (p.market_id, hour))):
+                if seen.get(key, -1) < at_ms:
+                    seen[key] = at_ms
         newest, oldest = int(ts.max()), int(ts.min())
         self.until_ms = newest if self.until_ms is None else max(self.until_ms, newest)
         self.first_ms = oldest if self.first_ms is None else min(self.first_ms, oldest)
@@ -177,6 +204,11 @@ class _ModelDrift:
         fresh = sums[_HEAD : _HEAD + ABS_EDGES_S.size]
         features: list[FeatureDrift] = []
         prediction_psi = None
+        since_ms = until_ms - WINDOWS[window] * 1000
+        entities = {
+            kind: sum(since_ms < at_ms <= until_ms for at_ms in seen.values())
+            for kind, seen in self.last_seen.items()
+        }
         for column, ref in (self.reference.columns if self.reference else {}).items():
             offset = self.offsets[column]
             counts = sums[offset : offset + len(ref["shares"]) + 1]
@@ -184,10 +216,14 @@ class _ModelDrift:
                 prediction_psi = psi_from_counts(ref, counts)
                 continue
             total = float(counts.sum())
+            entity = entity_of(column)
+            behind = None if entity is None else entities[entity]
+            enough = behind is None or behind >= self.min_entities
             features.append(
                 FeatureDrift(
                     feature=column,
-                    psi=psi_from_counts(ref, counts),
+                    psi=psi_from_counts(ref, counts) if enough else None,
+                    entities=behind,
                     missing_share=float(counts[-1] / total) if total else None,
                     reference_missing_share=float(ref["missing_share"]),
                 )
@@ -213,8 +249,9 @@ class _ModelDrift:
 class DriftWindows:
     """Drift counts per model version; references come from ``references`` on first sight."""
 
-    def __init__(self, references: ReferenceLoader) -> None:
+    def __init__(self, references: ReferenceLoader, min_entities: int = MIN_ENTITIES) -> None:
         self._references = references
+        self.min_entities = min_entities
         self.models: dict[tuple[str, str], _ModelDrift] = {}
         self.late = 0
         self.added = 0
@@ -226,7 +263,7 @@ class DriftWindows:
         for key, group in by_model.items():
             state = self.models.get(key)
             if state is None:
-                state = self.models[key] = _ModelDrift(self._references(*key))
+                state = self.models[key] = _ModelDrift(self._references(*key), self.min_entities)
             self.late += state.add(group)
             self.added += len(group)
 
@@ -241,5 +278,11 @@ class DriftWindows:
         until = self.until_ms
         if until is None:
             return []
+        if WINDOWS[window] == max(WINDOWS.values()):  # an entity gone for a day is forgotten
+            horizon = until - WINDOWS[window] * 1000
+            for m in self.models.values():
+                for seen in m.last_seen.values():
+                    for gone in [k for k, at_ms in seen.items() if at_ms <= horizon]:
+                        del seen[gone]
         found = [m.summary(name, v, window, until) for (name, v), m in self.models.items()]
         return [d for d in found if d.predictions]

@@ -129,32 +129,52 @@ def mae_by_market_hour(joined: pl.DataFrame) -> bytes:
 def psi_per_feature(
     drift: list[ModelDrift], threshold: float, window: str, exempt: frozenset[str] = frozenset()
 ) -> bytes:
-    """PSI of every feature and of the prediction, per model version, with the threshold;
-    features exempt from alerts are marked so."""
+    """PSI of every feature and of the prediction, per model version, over the window drift
+    alerts are read on, with the threshold and how much of the window each version covers;
+    features exempt from alerts are marked so, and a store or market feature without a PSI
+    (too few of them in the window) says how many there were."""
     fig = Figure(figsize=(9.0, 7.0))
-    title = f"PSI against the artifact's reference ({window} window)"
+    title = f"PSI against the artifact's reference ({window} window, the one drift alerts use)"
     usable = [d for d in drift if d.reference == "artifact"]
     if not usable:
         return _empty(fig, title, "no drift recorded (no predictions, or no readable artifact)")
     ax = fig.add_subplot()
     height = 0.8 / len(usable)
     labels: list[str] = []
+    no_psi: dict[str, int] = {}
     for k, d in enumerate(usable):
         values = {f.feature: f.psi or 0.0 for f in d.features}
         values["prediction"] = d.prediction_psi or 0.0
+        for f in d.features:
+            if f.psi is None and f.entities is not None:
+                no_psi[f.feature] = max(no_psi.get(f.feature, 0), f.entities)
         if not labels:
             labels = sorted(values, key=lambda n: (n != "prediction", n))
         y = np.arange(len(labels)) + k * height
         x = [values.get(n, 0.0) for n in labels]
-        ax.barh(y, x, height=height, label=f"{d.model_name}:{d.model_version}")
-    shown = [f"{n} (not alerted)" if n in exempt else n for n in labels]
+        covered = f"{min(d.covered_s, d.window_s) / 60:.0f} of {d.window_s / 60:.0f} min covered"
+        alerting = "" if d.covered_s >= d.window_s else ", not alerted until full"
+        ax.barh(
+            y, x, height=height, label=f"{d.model_name}:{d.model_version} ({covered}{alerting})"
+        )
+    shown = []
+    for n in labels:
+        if n in exempt:
+            n = f"{n} (not alerted)"
+        elif n in no_psi:
+            n = f"{n} (no PSI: {no_psi[n]} in window)"
+        shown.append(n)
     ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, shown, fontsize=7)
-    ax.axvline(threshold, color="#d62728", linestyle="--", label=f"alert at {threshold}")
+    ax.axvline(threshold, color="#d62728", linestyle="--", label=f"alert above {threshold:g}")
     ax.invert_yaxis()
-    ax.set_xlabel("PSI")
+    ax.set_xlabel(
+        "PSI (a store or market feature gets one only with enough distinct ones in the window:"
+        " one market's value is one state, not a draw per order)",
+        fontsize=8,
+    )
     note = "" if any(d.with_features for d in usable) else " — predictions only (no features)"
     ax.set_title(title + note)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 

@@ -53,7 +53,16 @@ class ErrorStats(_Record):
 
 class FeatureDrift(_Record):
     feature: str
-    psi: float | None = None
+    psi: float | None = Field(
+        None,
+        description="None without values, or for a store or market feature whose window holds "
+        "fewer distinct ones than the monitor's minimum (see entities)",
+    )
+    entities: int | None = Field(
+        None,
+        description="states behind a store or market feature's values in the window (distinct "
+        "entity and hour of event time); None for the order's own values",
+    )
     missing_share: float | None = None
     reference_missing_share: float
 

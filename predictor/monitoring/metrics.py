@@ -75,9 +75,15 @@ class MonitorMetrics:
         self.freshness = Gauge(
             "eta_monitor_freshness_p90_seconds", "p90 feature freshness", model, registry=r
         )
+        self.covered = Gauge(
+            "eta_monitor_drift_covered_seconds",
+            "Seconds of event time the drift window holds for the version (alerts wait for all)",
+            model,
+            registry=r,
+        )
         self._gauges = [
             self.samples, self.mae, self.bias, self.p90, self.psi, self.missing, self.no_state,
-            self.freshness,
+            self.freshness, self.covered,
         ]  # fmt: skip
         self._shown: dict[Gauge, set[tuple[str, ...]]] = {}
 
@@ -103,6 +109,7 @@ class MonitorMetrics:
                         values[gauge][labels] = value
             for d in s.drift:
                 model = f"{d.model_name}:{d.model_version}"
+                values[self.covered][(s.window, model)] = d.covered_s
                 if d.prediction_psi is not None:
                     values[self.psi][(s.window, model, "prediction")] = d.prediction_psi
                 for f in d.features:

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from predictor.monitoring import figures
-from predictor.monitoring.messages import ErrorStats, MonitorSummary
+from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorSummary
 
 __all__ = ["FIGURES", "Figure", "render_report", "write_report"]
 
@@ -75,6 +75,41 @@ def _error_row(window: str, e: ErrorStats) -> str:
     )
 
 
+def _drift_table(
+    drift: Sequence[ModelDrift], window: str, threshold: float, exempt: frozenset[str]
+) -> str:
+    """Per model version, the drift figures alerts are read on: window, coverage, threshold."""
+    if not drift:
+        return "<p>No drift recorded yet.</p>"
+    head = (
+        "<tr><th class=l>model</th><th class=l>window</th><th>covered (min)</th>"
+        "<th>alert above</th><th>prediction PSI</th><th class=l>highest feature PSI</th>"
+        "<th>features above</th><th class=l>no PSI (too few stores/markets)</th></tr>"
+    )
+    rows = []
+    for d in drift:
+        watched = [f for f in d.features if f.psi is not None and f.feature not in exempt]
+        top = max(watched, key=lambda f: f.psi or 0.0, default=None)
+        over = sum((f.psi or 0.0) > threshold for f in watched)
+        skipped = ", ".join(
+            f"{f.feature} ({f.entities})" for f in d.features if f.psi is None and f.entities
+        )
+        pred = "—" if d.prediction_psi is None else f"{d.prediction_psi:.3f}"
+        rows.append(
+            f"<tr><td class=l>{html.escape(d.model_name)}:{html.escape(d.model_version)}</td>"
+            f"<td class=l>{window}</td><td>{min(d.covered_s, d.window_s) / 60:,.0f} of "
+            f"{d.window_s / 60:,.0f}</td><td>{threshold:g}</td><td>{pred}</td><td class=l>"
+            f"{'—' if top is None else f'{html.escape(top.feature)} {top.psi:.3f}'}</td>"
+            f"<td>{over}</td><td class=l>{html.escape(skipped) or '—'}</td></tr>"
+        )
+    note = (
+        "<p class=meta>Drift alerts are read over this window once it is full; calendar "
+        "features are not alerted on; a store or market feature has a PSI only when the window "
+        "holds enough distinct ones (<code>ETA_MONITOR_PSI_MIN_ENTITIES</code>).</p>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>{note}"
+
+
 def render_report(
     joined: pl.DataFrame,
     summaries: Sequence[MonitorSummary],
@@ -120,6 +155,8 @@ def render_report(
         f"<p class=meta>generated {now:%Y-%m-%d %H:%M} UTC · {html.escape(span)}</p>",
         "<h2>Rolling error</h2>",
         _errors_table(summaries),
+        f"<h2>Drift ({html.escape(shown_window)} window, the one alerts use)</h2>",
+        _drift_table(drift, shown_window, psi_threshold, psi_exempt),
     ]
     for fig in made:
         data = base64.b64encode(fig.png).decode("ascii")

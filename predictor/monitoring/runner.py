@@ -58,6 +58,7 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         no_state_share_alert=settings.monitor_no_state_share_alert,
         freshness_alert_s=settings.monitor_freshness_alert_s,
         min_samples=settings.monitor_min_samples,
+        psi_min_entities=settings.monitor_psi_min_entities,
         error_window=settings.monitor_error_window,
         drift_window=settings.monitor_drift_window,
         psi_exempt=frozenset(settings.monitor_psi_exempt),

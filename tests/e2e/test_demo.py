@@ -16,6 +16,7 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     eta = [sys.executable, "-c", "from predictor.cli import main; main()"]
     args = ["--live-seconds", "24", "--history-hours", "1", "--stores", "80", "--rate", "5"]
+    args.append("--no-shock")  # live traffic like the history: no drift may be reported
     run = subprocess.run(
         [*eta, "demo", "--out", str(out), *args],
         capture_output=True,
@@ -33,6 +34,10 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     assert summary["worker_exit"] == 0
     assert summary["final"]["versions"] == ["2"]
 
+    # the dashboard shows drift over the window alerts use, with how much of it is covered
+    final = summary["final"]
+    assert final["covered_s"] > 0, final
+
     report = Path(summary["paths"]["report"])
     assert report.stat().st_size > 10_000
     assert any(Path(summary["paths"]["batch predictions"]).rglob("*.parquet"))
@@ -41,3 +46,11 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     lines = [line for line in run.stdout.splitlines() if "s] live traffic" in line]
     assert len(lines) >= 2 and all("predictions" in line for line in lines), run.stdout[-3000:]
     assert any("s] draining:" in line for line in run.stdout.splitlines())
+    assert all("alert > 0.2" in line for line in lines), run.stdout[-3000:]
+
+    # no shock: nothing may drift (#22.8). Known to fail today, for causes found but not yet
+    # fixed (the live stream opens with empty windows; the batch table and the hour-keyed
+    # batch features the live hour reads differ from the training rows'): see the branch note
+    if final["drift_alerts"] or final["features_over"]:
+        pytest.xfail(f"a no-shock demo still reports drift: {final}")
+    assert final["psi_max"] < 0.2, final

@@ -11,7 +11,13 @@ import pytest
 from predictor.models.reference import categorical_reference, numeric_reference, psi
 from predictor.monitoring.accuracy import ErrorWindows
 from predictor.monitoring.core import Monitor, MonitorConfig
-from predictor.monitoring.drift import PREDICTION, ModelReference, bin_index, psi_from_counts
+from predictor.monitoring.drift import (
+    PREDICTION,
+    DriftWindows,
+    ModelReference,
+    bin_index,
+    psi_from_counts,
+)
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
 from predictor.monitoring.join import Joined, JoinOp, MemoryJoin, delivery_op, prediction_op
 from predictor.monitoring.messages import decode_monitor_record, decode_prediction
@@ -308,3 +314,35 @@ def test_packed_sides_carry_what_the_monitor_needs() -> None:
     assert joined.actual_s == 2400.0 and joined.error_s == -600.0
     assert joined.features == {"busy": 0.5} and np.isnan(joined.freshness_s)
     assert decode_prediction(encode(p)) == p
+
+
+def test_a_market_feature_gets_no_psi_from_a_few_market_states_and_says_how_many() -> None:
+    rng = np.random.default_rng(2)
+    ref = ModelReference(
+        {
+            "market__busy_ratio": numeric_reference(rng.uniform(0, 1, 4000)),
+            "store__orders_created__10m": numeric_reference(rng.uniform(0, 1, 4000)),
+            PREDICTION: numeric_reference(rng.normal(1800, 300, 4000)),
+        }
+    )
+    windows = DriftWindows(lambda _n, _v: ref, min_entities=10)
+    preds = [
+        prediction(i, T0 + timedelta(seconds=i), features={
+            "market__busy_ratio": float(rng.uniform(0, 1)),
+            "store__orders_created__10m": float(rng.uniform(0, 1)),
+        }).model_copy(update={"market_id": f"m{i % 4}", "store_id": f"s{i % 50}"})
+        for i in range(800)
+    ]  # fmt: skip
+    windows.add(preds)  # 4 markets, 50 stores, within 15 minutes of one hour
+    by_name = {f.feature: f for f in windows.summaries("15m")[0].features}
+    market, store = by_name["market__busy_ratio"], by_name["store__orders_created__10m"]
+    assert market.psi is None and market.entities == 4
+    assert store.psi is not None and store.psi < 0.1 and store.entities == 50
+    # the same four markets over three hours are twelve states: the PSI is back
+    later = [
+        p.model_copy(update={"created_at": p.created_at + timedelta(hours=h)})
+        for h in (1, 2) for p in preds
+    ]  # fmt: skip
+    windows.add(later)
+    day = {f.feature: f for f in windows.summaries("24h")[0].features}["market__busy_ratio"]
+    assert day.entities == 12 and day.psi is not None and day.psi < 0.1
