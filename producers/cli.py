@@ -82,7 +82,13 @@ def _parse_rate(rate: str) -> float | None:
     return value
 
 
-def _publisher(settings: Settings) -> Publisher:
+REPLAY_LINGER_MS = 50
+"""How long a replay's producer fills a batch (live simulation keeps the client's 5 ms): a
+paced replay otherwise writes a record batch or two per partition every 5 ms, and a partition
+of many small batches is slow for the embedded broker to read (issue #22, docs/streaming.md)."""
+
+
+def _publisher(settings: Settings, linger_ms: int | None = None) -> Publisher:
     """A Publisher on the configured broker, its topics created first."""
     from producers.publisher import Publisher, Routes
     from stream_features.kafka_clients import ensure_topics, producer_config
@@ -92,7 +98,9 @@ def _publisher(settings: Settings) -> Publisher:
     except Exception as exc:
         typer.secho(f"cannot reach the broker to create topics: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
-    return Publisher(producer_config(settings, writes=("sources",)), Routes.from_settings(settings))
+    extra = {} if linger_ms is None else {"linger.ms": linger_ms}
+    config = producer_config(settings, writes=("sources",), **extra)
+    return Publisher(config, Routes.from_settings(settings))
 
 
 @produce_app.command()
@@ -242,7 +250,7 @@ def replay(
         raise typer.BadParameter(str(exc), param_hint="FILE") from None
     factor = _parse_speed(speed)
     settings = _settings_with_broker()
-    publisher = _publisher(settings)
+    publisher = _publisher(settings, REPLAY_LINGER_MS)
     report, interrupted = ReplayReport(), False
     try:
         with publisher, replay_progress(file.name, count_records(file)) as on_line:
