@@ -16,17 +16,16 @@ is left paused.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from predictor.engines.wiring import redis_features
 from predictor.serving.metrics import StreamMetrics
 from stream_features.contract import encode
-from stream_features.kafka_clients import consumer_config, ensure_topics, producer_config
+from stream_features.kafka_clients import consumer_config, ensure_topics
 from stream_features.settings import Settings
+from tests.backlog_load import old_records, produce_in_small_batches
 from tests.integration.worker_helpers import TopicReader, live_orders, produce, running_worker
 from tests.serving_fakes import LinearModel
 
@@ -36,41 +35,6 @@ LIVE_ORDERS = 2_000
 OLD_SNAPSHOTS = 24_000  # a week of snapshots for a few markets, two per record batch
 OLD_ORDERS = 6_000  # their stores' orders, two per record batch
 DRAIN_DEADLINE_S = 60.0  # measured: ~5 s with the fix, nowhere near done in 60 s without
-
-
-def _old_records(settings: Settings) -> list[tuple[str, bytes, bytes]]:
-    """A week ago, in event-time order: the live orders' stores and markets (``live_orders``:
-    store ``s<k>`` in market ``m<k % 10>``), their snapshots and orders."""
-    start = datetime.now(UTC) - timedelta(days=7)
-    out: list[tuple[str, bytes, bytes]] = []
-    snapshots_per_order = OLD_SNAPSHOTS // OLD_ORDERS
-    for i in range(OLD_ORDERS):
-        at = start + timedelta(seconds=25 * i)
-        for j in range(snapshots_per_order):
-            market = f"m{(i * snapshots_per_order + j) % 10}"
-            snapshot = {
-                "type": "MarketSupplySnapshot",
-                "market_id": market,
-                "at": (at + timedelta(seconds=j)).isoformat(),
-                "onshift_dashers": 40,
-                "busy_dashers": 20,
-                "outstanding_orders": 10,
-            }
-            out.append((settings.dasher_events_topic, market.encode(), orjson.dumps(snapshot)))
-        [order] = live_orders(1, "old-", stores=40, start=i)
-        order = order.model_copy(update={"created_at": at})
-        out.append((settings.orders_topic, order.store_id.encode(), encode(order)))
-    return out
-
-
-def _produce_in_small_batches(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> int:
-    """Two records per produce request and record batch, as a paced replay writes them."""
-    producer = Producer({**producer_config(settings), "linger.ms": 0})
-    for start in range(0, len(records), 2):
-        for topic, key, value in records[start : start + 2]:
-            producer.produce(topic, value, key)
-        assert producer.flush(30) == 0, "records left unacknowledged"
-    return len(records)
 
 
 def _committed_behind(settings: Settings, topics: tuple[str, ...]) -> dict[str, int]:
@@ -103,7 +67,7 @@ def test_old_events_behind_live_ones_drain_at_backlog_speed(
     sent = produce(
         settings, ((settings.orders_topic, o.store_id.encode(), encode(o)) for o in live)
     )
-    sent += _produce_in_small_batches(settings, _old_records(settings))
+    sent += produce_in_small_batches(settings, old_records(settings, OLD_ORDERS, OLD_SNAPSHOTS))
     orders = LIVE_ORDERS + OLD_ORDERS
 
     metrics = StreamMetrics()
