@@ -98,8 +98,9 @@ def _publisher(settings: Settings, linger_ms: int | None = None) -> Publisher:
     except Exception as exc:
         typer.secho(f"cannot reach the broker to create topics: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
-    extra = {} if linger_ms is None else {"linger.ms": linger_ms}
-    config = producer_config(settings, writes=("sources",), **extra)
+    config = producer_config(settings, writes=("sources",))
+    if linger_ms is not None:
+        config["linger.ms"] = linger_ms
     return Publisher(config, Routes.from_settings(settings))
 
 
