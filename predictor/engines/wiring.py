@@ -74,10 +74,10 @@ def _latency_tuning(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]
     often an idle worker asks. Tansu, the embedded broker, answers late (p50 130 ms at
     librdkafka's default 500 ms), but a short wait starves a backlog: reading a partition made
     of many small record batches (what a paced ``eta produce replay`` or a live simulation
-    writes) takes it longer than a 10 ms wait, and then it answers with one batch or none. With
-    10 ms the README's backlog (757k events, dasher-events partitions of ~100k records in small
-    batches) drained at ~7k events/s, its last partitions at ~100 events/s, for minutes; with
-    50 ms it drained in 8.8 s, 100 ms 5.5 s (issue #22; docs/streaming.md). A live record costs
+    writes) takes it longer than a 10 ms wait, and then it answers with one batch or none. A
+    consumer with a 10 ms wait had read 666k of the README backlog's 757k records after 90 s,
+    its last partitions at ~100 records/s; with 50 ms it read them all in 8.8 s, with 100 ms in
+    5.5 s (issue #22; docs/streaming.md, "Old events behind live ones"). A live record costs
     ~10 ms more at 50 ms than at 10 ms (tail read p50 17 against 7 ms; measured). The producer
     sends a batch's records as they are queued (``linger.ms`` 1): they are produced in one burst
     already, so waiting to fill batches only adds latency. The consumer prefetches 16 MB rather
