@@ -53,7 +53,8 @@ def client_configs(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if settings.align_margin_s > 0:  # as ConfluentWorker does when it aligns partitions
         consumer = {"fetch.queue.backoff.ms": 20, **consumer}
-    return consumer, {**producer_config(settings, writes=wiring.WORKER_WRITES), **producer_tuning}
+    producer = producer_config(settings, writes=wiring.WORKER_WRITES)
+    return consumer, {**producer, **producer_tuning}
 
 
 def answer(order: bytes, served_at: str) -> tuple[bytes, bytes]:

@@ -142,6 +142,18 @@ def _pipeline(d: dict[str, Any]) -> Iterator[Row]:
     )
 
 
+def _backlog(d: dict[str, Any]) -> Iterator[Row]:
+    for r in d["runs"]:
+        done = "" if r["done"] else f" (not done: {r['consumed']:,} of {r['records']:,} records)"
+        yield (
+            "`bench/backlog.py`",
+            "old events behind live ones, small record batches, fetch wait "
+            f"{r['fetch_wait_ms']} ms: orders/s draining",
+            _n(r["orders_per_s"] or 0) + done,
+            "no crawl" if r["fetch_wait_ms"] == 50 else "",
+        )
+
+
 def _reliability(d: dict[str, Any]) -> Iterator[Row]:
     scenarios = d["scenarios"]
     lost = sum(s["lost"] for s in scenarios)
@@ -155,6 +167,7 @@ def _reliability(d: dict[str, Any]) -> Iterator[Row]:
 
 SOURCES: list[tuple[str, Callable[[dict[str, Any]], Iterator[Row]]]] = [
     ("stream.json", _stream),
+    ("backlog.json", _backlog),
     ("features.json", _features),
     ("pipeline.json", _pipeline),
     ("scoring.json", _scoring),

@@ -222,6 +222,9 @@ def list_models() -> None:
             stages = ", ".join(f"{s}={v}" for s, v in sorted(registry.aliases(name).items()))
             table.add_row(name, str(len(versions)), versions[-1] if versions else "—", stages)
         _console.print(table)
+        for name in registry.names():  # how the versions differ: objective, data, error
+            if registry.versions(name):
+                _console.print(_versions_table(registry, name))
 
 
 STANDARD_STAGES = ("production", "staging", "archived")
@@ -246,19 +249,35 @@ def _versions_table(registry: Registry, name: str) -> Table:
     if not versions:
         raise ModelNotFoundError(registry.root, name)
     table = Table(title=f"{name} in {registry.root}")
-    for column in ("version", "created", "objective", "trees", "valid MAE (s)", "stages"):
+    columns = ("version", "created", "objective", "trees", "trained on", "valid MAE (s)", "stages")
+    for column in columns:
         table.add_column(column)
     for v in versions:
         stages = ", ".join(s for s, target in sorted(aliases.items()) if target == v)
         try:
             meta = read_metadata(registry.path(name, v))
         except ArtifactError as exc:  # one broken version must not hide the others
-            table.add_row(v, "", f"[red]unusable: {exc.reason}[/]", "", "", stages)
+            table.add_row(v, "", f"[red]unusable: {exc.reason}[/]", "", "", "", stages)
             continue
         mae = meta["metrics"]["validation"]["model"]["mae_s"]
         created = str(meta.get("created_at", ""))[:19]
-        table.add_row(v, created, meta["objective"], str(meta["num_trees"]), f"{mae:.1f}", stages)
+        trees = str(meta["num_trees"])
+        table.add_row(v, created, meta["objective"], trees, _trained_on(meta), f"{mae:.1f}", stages)
     return table
+
+
+def _trained_on(meta: dict[str, Any]) -> str:
+    """The training rows' window and count, as a versions table shows them.
+
+    >>> _trained_on({"training": {"train": {"min_created_at": "2026-03-01T00:00:00+00:00",
+    ...     "max_created_at": "2026-03-07T23:59:00+00:00", "rows": 80000}}})
+    '2026-03-01 00:00 → 2026-03-07 23:59, 80,000 rows'
+    """
+    train_ = meta.get("training", {}).get("train", {})
+    if not train_:
+        return "—"
+    lo, hi = str(train_["min_created_at"]), str(train_["max_created_at"])
+    return f"{lo[:16].replace('T', ' ')} → {hi[:16].replace('T', ' ')}, {train_['rows']:,} rows"
 
 
 @models_app.command()

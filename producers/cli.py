@@ -110,7 +110,13 @@ def _parse_rate(rate: str) -> float | None:
     return value
 
 
-def _publisher(settings: Settings) -> Publisher:
+REPLAY_LINGER_MS = 50
+"""How long a replay's producer fills a batch (live simulation keeps the client's 5 ms): a
+paced replay otherwise writes a record batch or two per partition every 5 ms, and a partition
+of many small batches is slow for the embedded broker to read (issue #22, docs/streaming.md)."""
+
+
+def _publisher(settings: Settings, linger_ms: int | None = None) -> Publisher:
     """A Publisher on the configured broker, its topics created first."""
     from producers.publisher import Publisher, Routes
     from stream_features.kafka_clients import ensure_topics, producer_config
@@ -120,7 +126,10 @@ def _publisher(settings: Settings) -> Publisher:
     except Exception as exc:
         typer.secho(f"cannot reach the broker to create topics: {exc}", err=True, fg="red")
         raise typer.Exit(1) from None
-    return Publisher(producer_config(settings, writes=("sources",)), Routes.from_settings(settings))
+    config = producer_config(settings, writes=("sources",))
+    if linger_ms is not None:
+        config["linger.ms"] = linger_ms
+    return Publisher(config, Routes.from_settings(settings))
 
 
 @produce_app.command()
@@ -303,7 +312,7 @@ def replay(
         raise typer.BadParameter(str(exc), param_hint="FILE") from None
     factor = _parse_speed(speed)
     settings = _settings_with_broker()
-    publisher = _publisher(settings)
+    publisher = _publisher(settings, REPLAY_LINGER_MS)
     report, interrupted = ReplayReport(), False
     found = LogReport(rejects or default_rejects_path(settings.data_dir, file, "replay"))
     try:

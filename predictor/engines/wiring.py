@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CO_PARTITIONED",
+    "FETCH_WAIT_MAX_MS",
     "RETRY_ON",
     "WORKER_WRITES",
     "confluent_worker",
@@ -39,6 +40,9 @@ RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, 
 WORKER_WRITES: tuple[Output, ...] = ("predictions", "dlq")
 """The worker's one producer writes predictions and dead letters: it compresses with
 ``producer_codec`` of the two (gzip by default, which kafkajs and every other client read)."""
+
+FETCH_WAIT_MAX_MS = 50
+"""The worker's bound on a fetch's long poll (``_latency_tuning`` says why not 10 ms)."""
 
 CO_PARTITIONED = {"partition.assignment.strategy": "range"}
 """Partition p of orders, deliveries and dasher-events goes to one member, whose feature state
@@ -65,23 +69,29 @@ def redis_features(settings: Settings, redis_url: str, key_prefix: str = "") -> 
 def _latency_tuning(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """Consumer and producer overrides of the worker, each unless ETA_KAFKA__ sets it.
 
-    The broker's long poll is bounded (10 ms, or the batch time bound if longer): Kafka answers
-    a fetch as soon as data arrives, so this only changes how often an idle worker asks, but
-    Tansu answers at the end of the wait (p50 130 ms at librdkafka's default 500 ms, 9 ms at
-    10 ms; measured), and below 10 ms its polling costs more CPU than it saves. The producer
+    The broker's long poll is bounded at 50 ms (``FETCH_WAIT_MAX_MS``, or the batch time bound
+    if longer). Kafka answers a fetch as soon as data arrives, so on Kafka this only changes how
+    often an idle worker asks. Tansu, the embedded broker, answers late (p50 130 ms at
+    librdkafka's default 500 ms), but a short wait starves a backlog: reading a partition made
+    of many small record batches (what a paced ``eta produce replay`` or a live simulation
+    writes) takes it longer than a 10 ms wait, and then it answers with one batch or none. A
+    consumer with a 10 ms wait had read 666k of the README backlog's 757k records after 90 s,
+    its last partitions at ~100 records/s; with 50 ms it read them all in 8.8 s, with 100 ms in
+    5.5 s (issue #22; docs/streaming.md, "Old events behind live ones"). A live record costs
+    ~10 ms more at 50 ms than at 10 ms (tail read p50 17 against 7 ms; measured). The producer
     sends a batch's records as they are queued (``linger.ms`` 1): they are produced in one burst
     already, so waiting to fill batches only adds latency. The consumer prefetches 16 MB rather
     than librdkafka's 64 MB: a few batches ahead is all the loop can use, and it keeps the
     worker's memory down while it drains a backlog.
 
     >>> _latency_tuning(Settings(batch_max_wait_ms=5))
-    ({'fetch.wait.max.ms': 10, 'queued.max.messages.kbytes': 16384}, {'linger.ms': 1})
+    ({'fetch.wait.max.ms': 50, 'queued.max.messages.kbytes': 16384}, {'linger.ms': 1})
     >>> _latency_tuning(Settings(kafka={"fetch_wait_max_ms": "100", "linger_ms": "20"}))
     ({'queued.max.messages.kbytes': 16384}, {})
     """
     given = settings.kafka_config()
     wanted_consumer = {
-        "fetch.wait.max.ms": max(settings.batch_max_wait_ms, 10),
+        "fetch.wait.max.ms": max(settings.batch_max_wait_ms, FETCH_WAIT_MAX_MS),
         "queued.max.messages.kbytes": 16384,
     }
     consumer = {k: v for k, v in wanted_consumer.items() if k not in given}
