@@ -271,8 +271,8 @@ def main() -> None:
         "runs": runs,
     }
     print_table(_console, runs, rows, result)
-    mine = [r for r in runs if r["tool"] == "etastream" and r["session"] is session]
-    profile = next((r.get("profile") for r in mine), None)  # this run's, not a kept one's
+    mine = [r for r in runs if r["session"] is session]  # this run's, not a kept one's
+    profile = next((r["profile"] for r in mine if r.get("profile")), None)  # the one worker's
     if profile:
         print_profile(_console, profile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
