@@ -7,7 +7,9 @@ contender runs as its own worker process on that backlog and answers every order
 
 * etastream: ``eta predict stream`` with its whole pipeline (validation, every streaming and
   batch feature, a trained model, predictions produced) and ``ETA_STREAM_INCLUDE_FEATURES``
-  so each prediction carries ``store__orders_created__10m``, which is checked;
+  so each prediction carries ``store__orders_created__10m``, which is checked; and
+  ``confluent-x2``, two such workers in one consumer group on the same broker and Redis (the
+  second core; shown, never etastream's row, and set against the one worker's run);
 * Quix Streams (``window``: hopping window 10 min / 1 min; ``apply``: stateful apply over
   minute buckets), faust (``table``, ``hopping``, ``hopping-expires``), Bytewax
   (``stateful_map`` over minute buckets, without and with its SQLite ``recovery``; it exits by
@@ -18,11 +20,17 @@ contender runs as its own worker process on that backlog and answers every order
 
 Every answer is checked against the oracle (``peers_check``: the 10 one-minute buckets ending
 with the order's own, orders read before it). A tool's row is its fastest correct variant;
-every run is in the JSON. etastream's worker is profiled with py-spy during its drain.
+every run is in the JSON. etastream's worker is profiled with py-spy during its drain (its
+one-process run only).
+
+A run on the same input as the results file's (same ``--orders``, ``--span-h``, ``--as-of``)
+replaces the runs of the contenders it ran and keeps the others (each run names its session),
+so one contender can be rerun without losing the table; ``--fresh`` keeps none.
 
     pip install -e '.[bench]'
     python bench/peers.py                                   # all, 200,000 orders
     python bench/peers.py --orders 5000 --contenders etastream,quix:apply --out /tmp/p.json
+    python bench/peers.py --as-of 2026-11-25T12:00Z --contenders etastream:confluent-x2
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from peers_report import (
     README_END,
     README_START,
     choose_rows,
+    merge_runs,
     print_profile,
     print_table,
     readme_block,
@@ -128,7 +137,7 @@ def _versions() -> dict[str, str | None]:
         (w[2:] for w in redis_text.split() if w.startswith("v=")), redis_text or None
     )
     found["tansu"] = (output([broker_binary(), "--version"]) or "").removeprefix("tansu ") or None
-    found["etastream_commit"] = output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    found["etastream_commit"] = _commit()
     found["python"] = platform.python_version()
     return found
 
@@ -194,15 +203,26 @@ def main() -> None:
         help="another setting for etastream's worker, e.g. prediction_ttl_s=0 (in its variant)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="write only this run's contenders (default: keep --out's other runs on the same "
+        "input)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep its logs")
     args = parser.parse_args()
     contenders = _selected(args.contenders)
     overrides = dict(item.split("=", 1) for item in args.eta_set)
     if overrides:
-        variant = "confluent, " + ", ".join(args.eta_set)
-        contenders = [replace(c, variant=variant) if c.script is None else c for c in contenders]
+        sets = ", ".join(args.eta_set)
+        contenders = [
+            replace(c, variant=f"{c.variant}, {sets}") if c.script is None else c
+            for c in contenders
+        ]
 
     started = time.perf_counter()
+    at = datetime.now(UTC).isoformat()
+    session = {"at": at, "etastream_commit": _commit()}
     data = build_input(args.orders, span_s=args.span_h * 3600, now=args.as_of)
     described = data.describe()
     _console.print(f"input in {time.perf_counter() - started:.1f} s: {described}")
@@ -229,12 +249,17 @@ def main() -> None:
                 idle_s=args.idle_s,
             )
             row["verdict"] = verdict(row)
+            row["session"] = session
             runs.append(row)
             brief = {k: row[k] for k in ("orders_per_s", "correct", "wrong", "missing")}
             _console.print(brief | {"rss_mb": row["peak_rss_mb"], "stalled": row["stalled"]})
+    runs, kept = merge_runs(_earlier_runs(args.out, described, args.fresh), runs)
+    if kept:
+        names = ", ".join(f"{r['tool']}:{r['variant']}" for r in kept)
+        _console.print(f"kept from {args.out} (same input): {names}")
     rows = choose_rows(runs)
     result = {
-        "at": datetime.now(UTC).isoformat(),
+        "at": at,
         "machine": _machine(),
         "versions": _versions(),
         "input": described,
@@ -246,7 +271,8 @@ def main() -> None:
         "runs": runs,
     }
     print_table(_console, runs, rows, result)
-    profile = next((r["profile"] for r in runs if r["tool"] == "etastream"), None)
+    mine = [r for r in runs if r["session"] is session]  # this run's, not a kept one's
+    profile = next((r["profile"] for r in mine if r.get("profile")), None)  # the one worker's
     if profile:
         print_profile(_console, profile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -254,6 +280,32 @@ def main() -> None:
     _console.print(f"written {args.out}")
     if args.out.resolve() == RESULTS.resolve():
         _console.print(_update_readme(readme_block(result)))
+
+
+def _commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def _earlier_runs(out: Path, described: dict[str, Any], fresh: bool) -> list[dict[str, Any]]:
+    """``out``'s runs when it holds a run on this input (``--fresh``: none), each with its
+    session (runs saved before sessions get the file's)."""
+    if fresh or not out.exists():
+        return []
+    earlier = orjson.loads(out.read_bytes())
+    if earlier.get("input") != described:
+        _console.print(f"{out} was another input: its runs are replaced")
+        return []
+    session = {"at": earlier["at"], "etastream_commit": earlier["versions"].get("etastream_commit")}
+    return [{"session": session} | r for r in earlier["runs"]]
 
 
 def _update_readme(block: str) -> str:

@@ -1,7 +1,9 @@
 """The peer benchmark's verdicts and tables: a tool's row is its fastest correct variant.
 
 The ``ceiling`` row (``bench/peers_ceiling.py``) is a reference, never a peer: it sets what
-any Python worker can do through this broker on this machine, next to the target."""
+any Python worker can do through this broker on this machine, next to the target. A run of
+several processes (``etastream:confluent-x2``) is shown, never a tool's row (every peer runs
+one process): the line under the table sets it against the tool's one-process run."""
 
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ __all__ = [
     "TARGET",
     "ceiling",
     "choose_rows",
+    "merge_runs",
     "print_profile",
     "print_table",
+    "processes",
     "readme_block",
+    "scaling",
     "speedup",
     "verdict",
 ]
@@ -29,18 +34,27 @@ README_START, README_END = "<!-- peers-table:start -->", "<!-- peers-table:end -
 REFERENCE = "ceiling"  # the tool of the reference row: shown, never counted as a peer
 
 
+def processes(r: dict[str, Any]) -> int:
+    """The run's worker processes (runs saved before the field were one)."""
+    return int(r.get("processes") or 1)
+
+
 def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per tool, in first-seen order: its fastest correct run, else its fastest run.
+    """Per tool, in first-seen order: its fastest correct one-process run, else its fastest
+    one-process run; a tool with only runs of several processes has no row.
 
     >>> runs = [{"tool": "q", "variant": "a", "orders_per_s": 9, "correct": False},
-    ...         {"tool": "q", "variant": "b", "orders_per_s": 5, "correct": True}]
+    ...         {"tool": "q", "variant": "b", "orders_per_s": 5, "correct": True},
+    ...         {"tool": "q", "variant": "x2", "orders_per_s": 8, "correct": True,
+    ...          "processes": 2}]
     >>> [r["variant"] for r in choose_rows(runs)]
     ['b']
     """
-    tools = list(dict.fromkeys(r["tool"] for r in runs))
+    single = [r for r in runs if processes(r) == 1]
+    tools = list(dict.fromkeys(r["tool"] for r in single))
     rows = []
     for tool in tools:
-        mine = [r for r in runs if r["tool"] == tool]
+        mine = [r for r in single if r["tool"] == tool]
         ranked = sorted(mine, key=lambda r: (bool(r["correct"]), r["orders_per_s"] or 0))
         rows.append(ranked[-1])
     return rows
@@ -105,6 +119,97 @@ def speedup(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     } | (ceiling(rows) or {})
 
 
+def scaling(runs: list[dict[str, Any]]) -> list[str]:
+    """A sentence per run of several processes: its orders/s against its tool's fastest
+    correct one-process run's (``choose_rows``).
+
+    >>> runs = [{"tool": "e", "variant": "c", "orders_per_s": 10_000, "correct": True},
+    ...         {"tool": "e", "variant": "c-x2", "orders_per_s": 15_000, "correct": True,
+    ...          "processes": 2}]
+    >>> scaling(runs)
+    ['e:c-x2 (2 processes, one consumer group): 15,000 orders/s, right; 1.5× e:c (10,000).']
+    """
+    rows = {r["tool"]: r for r in choose_rows(runs)}
+    out = []
+    for r in runs:
+        if processes(r) == 1:
+            continue
+        head = (
+            f"{r['tool']}:{r['variant']} ({processes(r)} processes, one consumer group): "
+            f"{r['orders_per_s'] or 0:,} orders/s, {verdict(r)}"
+        )
+        one = rows.get(r["tool"])
+        if one and one["orders_per_s"] and r["orders_per_s"]:
+            ratio = r["orders_per_s"] / one["orders_per_s"]
+            head += f"; {ratio:.1f}× {one['tool']}:{one['variant']} ({one['orders_per_s']:,})"
+        out.append(head + ".")
+    return out
+
+
+def _rss(r: dict[str, Any]) -> str:
+    """Peak RSS in MB: each worker's when there were several.
+
+    >>> _rss({"peak_rss_mb": 40}), _rss({"peak_rss_mb": 81, "peak_rss_mb_each": [40, 41]})
+    ('40', '40 + 41')
+    """
+    each = r.get("peak_rss_mb_each")
+    return " + ".join(map(str, each)) if each else str(r["peak_rss_mb"])
+
+
+def merge_runs(
+    earlier: list[dict[str, Any]], runs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """This run's runs with the earlier ones of contenders it did not run (the caller checks
+    they were on the same input), and those kept. Nothing kept: this run's, in its order;
+    else each rerun takes its earlier one's place and new ones come last.
+
+    >>> old = [{"tool": "a", "variant": "1", "n": 0}, {"tool": "b", "variant": "1", "n": 0}]
+    >>> runs, kept = merge_runs(old, [{"tool": "c", "variant": "1", "n": 1},
+    ...                               {"tool": "a", "variant": "1", "n": 1}])
+    >>> [(r["tool"], r["n"]) for r in runs], [r["tool"] for r in kept]
+    ([('a', 1), ('b', 0), ('c', 1)], ['b'])
+    >>> [r["tool"] for r in merge_runs(old[:1], runs[::-1])[0]]
+    ['c', 'b', 'a']
+    """
+
+    def key(r: dict[str, Any]) -> tuple[str, str]:
+        return r["tool"], r["variant"]
+
+    new = {key(r): r for r in runs}
+    kept = [r for r in earlier if key(r) not in new]
+    if not kept:
+        return runs, []
+    merged = [new.pop(key(r), r) for r in earlier]
+    return merged + list(new.values()), kept
+
+
+def _sessions(runs: list[dict[str, Any]]) -> list[str]:
+    """A line naming the bench sessions of the runs when there were several (``merge_runs``).
+
+    >>> a = {"at": "2026-11-25T12:00:00+00:00", "etastream_commit": "abc"}
+    >>> b = {"at": "2026-12-02T01:00:00+00:00", "etastream_commit": "def"}
+    >>> runs = [{"tool": "q", "variant": "x", "session": a},
+    ...         {"tool": "e", "variant": "y", "session": b}, {"tool": "e", "variant": "z"}]
+    >>> print(_sessions(runs)[0])
+    Runs of 2 bench sessions on the same input: abc at 2026-11-25 12:00 UTC (q:x); def at \
+2026-12-02 01:00 UTC (e:y).
+    >>> _sessions(runs[:1])
+    []
+    """
+    by: dict[tuple[str, str], list[str]] = {}
+    for r in runs:
+        if r.get("session"):
+            at, commit = r["session"]["at"], r["session"].get("etastream_commit") or "?"
+            by.setdefault((at, commit), []).append(f"{r['tool']}:{r['variant']}")
+    if len(by) < 2:
+        return []
+    parts = [
+        f"{commit} at {at[:10]} {at[11:16]} UTC ({', '.join(names)})"
+        for (at, commit), names in sorted(by.items())
+    ]
+    return [f"Runs of {len(by)} bench sessions on the same input: " + "; ".join(parts) + "."]
+
+
 def _tool(r: dict[str, Any], chosen: bool) -> str:
     """The tool column: the reference row says so and is never starred as a tool's row."""
     if r["tool"] == REFERENCE:
@@ -129,8 +234,9 @@ def _ceiling_sentence(c: dict[str, Any]) -> str:
 
 
 def verdict(r: dict[str, Any]) -> str:
-    """``right``; ``WRONG`` with what was wrong; ``INCOMPLETE`` when every answer it gave was
-    right but some orders got none (the worker stalled or the bench's time limit came).
+    """``right``; ``WRONG`` with what was wrong (an order answered twice is wrong: duplicated);
+    ``INCOMPLETE`` when every answer it gave was right but some orders got none (the worker
+    stalled or the bench's time limit came).
 
     >>> verdict({"correct": False, "wrong": 0, "missing": 5, "duplicated": 0, "unexpected": 0})
     'INCOMPLETE: 5 missing, the rest right'
@@ -166,7 +272,7 @@ def print_table(
             "*" if id(r) in chosen and r["tool"] != REFERENCE else "",
             f"{r['orders_per_s'] or 0:,}",
             verdict(r),
-            str(r["peak_rss_mb"]),
+            _rss(r),
             str(cpu.get("worker", "-")),
             str(cpu.get("broker (Tansu)", "-")),
             str(cpu.get("redis-server", "-")),
@@ -185,6 +291,8 @@ def print_table(
     ref = ceiling(rows)
     if ref:
         console.print(_ceiling_sentence(ref))
+    for line in scaling(runs):
+        console.print(line)
 
 
 def print_profile(console: Console, profile: dict[str, Any]) -> None:
@@ -236,7 +344,7 @@ def readme_block(result: dict[str, Any]) -> str:
         label = r.get("label") or r["variant"]
         lines.append(
             f"| {tool} | {label} | {r['orders_per_s'] or 0:,} | {verdict(r)} "
-            f"| {r['peak_rss_mb']} | {_cpu(r)} |"
+            f"| {_rss(r)} | {_cpu(r)} |"
         )
     m, v = result["machine"], result["versions"]
     loads = [x for r in result["runs"] for x in (r["loadavg_before"][0], r["loadavg_after"][0])]
@@ -269,5 +377,7 @@ def readme_block(result: dict[str, Any]) -> str:
     ref = ceiling(result["rows"])
     if ref:
         lines.append(_ceiling_sentence(ref))
+    lines += scaling(result["runs"])
+    lines += _sessions(result["runs"])
     lines.append(README_END)
     return "\n".join(lines)

@@ -14,6 +14,17 @@ measures:
 * CPU seconds of the worker, the broker, Redis and this reader over that span (``CpuShare``);
 * the worker's peak RSS over its life (``Worker``), and its CPU from launch to the end;
 * the answers against the oracle (``peers_check``).
+
+A contender of several processes (``etastream:confluent-x2``: two ``eta predict stream`` in
+one consumer group, on the same broker and Redis) is started on an empty ``orders`` topic;
+the backlog is produced once the group has settled (``peers_group``: each member holds its
+share), so the join and any rebalance it brings are not in the span; the span may then begin
+while the backlog is still being produced, by this process on the same cores (``group``'s
+``span_during_load_s`` says how long; ``load_topic_s`` at most). Its CPU is the workers'
+summed (``worker``, and each as ``worker 1``, ``worker 2``), its RSS each worker's peak and
+their sum, and it counts the assignments logged after the group settled (a rebalance inside
+the span). Its answers are checked as
+any: a duplicate (an order answered again after a rebalance) makes the row wrong.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +43,7 @@ import orjson
 import psutil  # type: ignore[import-untyped]
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from peers_check import check_outputs
+from peers_group import Log, log_from_end, read_holdings, wait_settled
 from peers_input import BenchInput, load_topic
 from peers_profile import PySpy
 from stream import CpuShare, Worker
@@ -41,6 +54,7 @@ __all__ = ["CONTENDERS", "ETA_FEATURE", "Contender", "EtaSetup", "run_contender"
 
 BENCH = Path(__file__).resolve().parent
 ETA_FEATURE = "store__orders_created__10m"
+SETTLE_S = 120.0  # how long the workers of a several-process contender may take to join
 END_DEADLINE_S = 30.0  # how long a worker that stops at the end may take to exit by itself
 EXITED_QUIET_S = 2.0  # after the worker exited, how long to read on with nothing new
 Parse = Callable[[bytes], tuple[str, int, float]]
@@ -53,6 +67,7 @@ class Contender:
     script: str | None = None  # the peer's worker in bench/; None: ``eta predict stream``
     label: str = ""  # what the variant does, for the README
     stops_at_end: bool = False  # the worker exits by itself once it has read the backlog
+    processes: int = 1  # workers in one consumer group (etastream only: it logs assignments)
 
     @property
     def name(self) -> str:
@@ -61,6 +76,13 @@ class Contender:
 
 CONTENDERS = (
     Contender("etastream", "confluent", None, "`eta predict stream`, whole pipeline"),
+    Contender(  # the second core: never a tool's row (peers_report), every peer runs one
+        "etastream",
+        "confluent-x2",
+        None,
+        "`eta predict stream`, two processes in one consumer group",
+        processes=2,
+    ),
     Contender("quix", "window", "peers_quix.py", "hopping window, `Count` + `Last`"),
     Contender("quix", "apply", "peers_quix.py", "stateful `apply`, minute buckets"),
     Contender("faust", "table", "peers_faust.py", "table of minute buckets"),
@@ -220,14 +242,66 @@ def _redis_commands(url: str, top: int = 6) -> dict[str, dict[str, float]]:
     }
 
 
-def _start_worker(c: Contender, settings: Settings, workdir: Path) -> tuple[Worker, Parse]:
-    log = workdir / f"{c.tool}-{c.variant}.log"
+def _log_path(c: Contender, workdir: Path, index: int) -> Path:
+    return workdir / f"{c.tool}-{c.variant}{f'-{index + 1}' if c.processes > 1 else ''}.log"
+
+
+def _start_workers(
+    c: Contender, settings: Settings, workdir: Path
+) -> tuple[list[Worker], Parse, list[Log]]:
+    """The contender's workers, all launched before any is waited for, and their logs."""
     if c.script is None:
-        return Worker(settings, "confluent", log), _parse_eta
+        logs = [log_from_end(_log_path(c, workdir, i)) for i in range(c.processes)]
+        return [Worker(settings, "confluent", path) for path, _ in logs], _parse_eta, logs
+    assert c.processes == 1, "a peer's worker logs no assignments to wait for"
+    log = _log_path(c, workdir, 0)
     state = workdir / f"state-{c.tool}-{c.variant}"
     bootstrap, redis_url = settings.kafka_bootstrap_servers or "", settings.redis_url_value() or ""
     cmd = _peer_cmd(c, bootstrap, redis_url, settings.predictions_topic, state)
-    return Worker(settings, c.tool, log, cmd=cmd), _parse_peer
+    return [Worker(settings, c.tool, log, cmd=cmd)], _parse_peer, [log_from_end(log)]
+
+
+def _cpu_pids(urls: Any, workers: Sequence[Worker]) -> dict[str, int]:
+    """``CpuShare``'s processes: the stack's, and ``worker`` or ``worker 1``, ``worker 2``…"""
+    pids = CpuShare.stack_pids(urls, workers[0].proc.pid)
+    if len(workers) > 1:
+        del pids["worker"]
+        pids |= {f"worker {i + 1}": w.proc.pid for i, w in enumerate(workers)}
+    return pids
+
+
+def _cpu_from_launch(workers: Sequence[Worker]) -> list[float | None]:
+    """Each worker's user + system CPU seconds so far (it has not been reaped yet)."""
+    out: list[float | None] = []
+    for w in workers:
+        try:
+            out.append(sum(psutil.Process(w.proc.pid).cpu_times()[:2]))
+        except psutil.Error:
+            out.append(None)
+    return out
+
+
+def _settle(
+    workers: Sequence[Worker], logs: Sequence[Log], reader: Consumer, topic: str
+) -> dict[str, Any]:
+    """Wait until the workers' group holds every partition of ``topic``, each once: what it
+    took and each member's share (or that it did not settle: the backlog comes anyway)."""
+    partitions = len(reader.list_topics(topic, timeout=10).topics[topic].partitions)
+    started = time.monotonic()
+
+    def alive() -> bool:
+        return not any(_exited(w.proc.pid) for w in workers)
+
+    held = wait_settled(logs, topic, partitions, SETTLE_S, alive)
+    now = read_holdings(logs, topic)
+    return {
+        "settled_before_load": held is not None,
+        "settle_s": round(time.monotonic() - started, 2),
+        "partitions": [sorted(h.partitions) for h in now],
+        "assignments": sum(h.assignments for h in now),  # replaced by those logged later
+        "span": "from the first answer, which may come while the backlog is still produced "
+        "(span_during_load_s of it): the group's join and any first rebalance came before",
+    }
 
 
 def _exited(pid: int) -> bool:
@@ -297,35 +371,49 @@ def run_contender(
         )
         load_before = os.getloadavg()
         _prepare(c, settings, eta)
-        load_s = load_topic(urls.kafka_bootstrap_servers, settings.orders_topic, data)
         reader = _reader(urls.kafka_bootstrap_servers, settings.predictions_topic)
-        worker, parse = _start_worker(c, settings, workdir)
-        launched = time.time()
-        cpu = CpuShare(CpuShare.stack_pids(urls, worker.proc.pid))
+        group: dict[str, Any] = {}
+        if c.processes == 1:  # on the backlog, as a worker restarted behind its input
+            load_s = load_topic(urls.kafka_bootstrap_servers, settings.orders_topic, data)
+            workers, parse, logs = _start_workers(c, settings, workdir)
+            launched = time.time()
+            cpu = CpuShare(_cpu_pids(urls, workers))
+        else:  # the group settles on the empty topic, then the backlog comes
+            workers, parse, logs = _start_workers(c, settings, workdir)
+            launched = time.time()
+            cpu = CpuShare(_cpu_pids(urls, workers))  # the span starts during the load
+            group = _settle(workers, logs, reader, settings.orders_topic)
+            load_s = load_topic(urls.kafka_bootstrap_servers, settings.orders_topic, data)
+            group["loaded_at_s"] = time.time()
         spy: list[PySpy] = []
 
         def on_first() -> None:
-            if profile and c.script is None:  # etastream's worker only
-                spy.append(PySpy(worker.proc.pid, workdir / f"pyspy-{c.tool}.txt"))
+            # etastream's one worker only: py-spy on one of two would slow that one alone
+            if profile and c.script is None and c.processes == 1:
+                spy.append(PySpy(workers[0].proc.pid, workdir / f"pyspy-{c.tool}.txt"))
 
         def alive() -> bool:
-            return not _exited(worker.proc.pid)
+            return not any(_exited(w.proc.pid) for w in workers)
 
         got = read_outputs(
             reader, len(data.expected), parse, alive, on_first, limit_s, idle_s=idle_s
         )
         profiled = spy[0].stop() if spy else None
         redis_time = _redis_commands(settings.redis_url_value() or "")
-        try:
-            worker_cpu_s = sum(psutil.Process(worker.proc.pid).cpu_times()[:2])
-        except psutil.Error:
-            worker_cpu_s = None
+        worker_cpu_s = _cpu_from_launch(workers)
         # None: it is stopped with SIGTERM; else whether it exited by itself within the deadline
-        by_itself = _wait_exit(worker.proc.pid, END_DEADLINE_S) if c.stops_at_end else None
-        exit_code = worker.stop()
+        by_itself = _wait_exit(workers[0].proc.pid, END_DEADLINE_S) if c.stops_at_end else None
+        if group:  # assignments logged since the group settled: rebalances in the span
+            after = sum(h.assignments for h in read_holdings(logs, settings.orders_topic))
+            group["assignments_after_settling"] = after - group.pop("assignments")
+            loaded = group.pop("loaded_at_s") - got.first_stamp_ms / 1000
+            group["span_during_load_s"] = round(max(0.0, loaded), 2) if got.outputs else None
+        with ThreadPoolExecutor(len(workers)) as pool:  # together: none rebalances onto another
+            exit_codes = list(pool.map(Worker.stop, workers))
         cpu.close()
         reader.close()
-    return _row(c, data, got, cpu, worker, exit_code, worker_cpu_s, launched, load_s) | {
+    return _row(c, data, got, cpu, workers, exit_codes, worker_cpu_s, launched, load_s) | {
+        "group": group or None,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "redis_commands": redis_time,
@@ -339,9 +427,9 @@ def _row(
     data: BenchInput,
     got: Reading,
     cpu: CpuShare,
-    worker: Worker,
-    exit_code: int,
-    worker_cpu_s: float | None,
+    workers: Sequence[Worker],
+    exit_codes: Sequence[int],
+    worker_cpu_s: Sequence[float | None],
     launched: float,
     load_s: float,
 ) -> dict[str, Any]:
@@ -351,10 +439,25 @@ def _row(
     span = (end_s - start_s) if end_s is not None and got.outputs else None
     cores = cpu.between(start_s, end_s) if end_s is not None and span else {}
     window = cores.get("window_s", 0.0)
+    each = sorted(k for k in cores if k.startswith("worker "))
+    if each:  # several workers: ``worker`` is their sum (``total`` already counts each once)
+        cores = {"worker": round(sum(cores[k] for k in each), 2), **cores}
+    rss_mb = [round(w.rss_max / 2**20) for w in workers]
+    cpu_known = [x for x in worker_cpu_s if x is not None]
+    multi: dict[str, Any] = {}
+    if len(workers) > 1:
+        multi = {
+            "peak_rss_mb_each": rss_mb,
+            "worker_cpu_s_from_launch_each": [
+                None if x is None else round(x, 2) for x in worker_cpu_s
+            ],
+            "exit_codes": list(exit_codes),
+        }
     return {
         "tool": c.tool,
         "variant": c.variant,
         "label": c.label,
+        "processes": len(workers),
         "orders": len(data.expected),
         "answered": unique,
         "orders_per_s": round(unique / span) if span else None,
@@ -365,14 +468,14 @@ def _row(
         "duplicated": check.duplicated,
         "unexpected": check.unexpected,
         "wrong_examples": [list(e) for e in check.examples],
-        "peak_rss_mb": round(worker.rss_max / 2**20),
+        "peak_rss_mb": sum(rss_mb),  # several workers: the sum of each one's peak
         "cpu_s": {
             k: round(v * window, 2) for k, v in cores.items() if k not in ("total", "window_s")
         },
         "cpu_cores": cores,
-        "worker_cpu_s_from_launch": round(worker_cpu_s, 2) if worker_cpu_s else None,
+        "worker_cpu_s_from_launch": round(sum(cpu_known), 2) if cpu_known else None,
         "startup_s": round(got.first_read_s - launched, 2) if got.first_read_s else None,
         "load_topic_s": round(load_s, 2),
         "stalled": got.stalled,
-        "exit_code": exit_code,
-    }
+        "exit_code": next((code for code in exit_codes if code), 0),
+    } | multi

@@ -90,12 +90,17 @@ def _register_model(settings: Settings, workdir: Path) -> str:
 
 
 def _env(settings: Settings) -> dict[str, str]:
+    """The worker's environment: ours without ``ETA_*``, then ``settings`` as ``ETA_*``
+    (a list or tuple as JSON, which is how pydantic-settings reads one from the environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETA_")}
     for name, value in settings.model_dump(exclude_defaults=True).items():
         if value is None or name == "kafka":
             continue
         secret = getattr(value, "get_secret_value", None)
-        env[f"ETA_{name.upper()}"] = str(secret() if secret else value)
+        if isinstance(value, list | tuple):
+            env[f"ETA_{name.upper()}"] = orjson.dumps(value).decode()
+        else:
+            env[f"ETA_{name.upper()}"] = str(secret() if secret else value)
     return env
 
 

@@ -22,12 +22,14 @@ import pytest
 
 from stream_features.contract import to_ms
 from stream_features.replay_state import ReplayState
+from stream_features.settings import Settings
 from tests.feature_events import T0, order
 
 MIN = 60_000
 
 
 ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results" / "peers.json"
 
 
 def _load(name: str) -> ModuleType:
@@ -207,7 +209,14 @@ def test_bytewax_answers_as_the_oracle() -> None:
 
 
 def _peers() -> ModuleType:
-    for name in ("peers_input", "peers_profile", "stream", "peers_run", "peers_report"):
+    for name in (
+        "peers_input",
+        "peers_profile",
+        "peers_group",
+        "stream",
+        "peers_run",
+        "peers_report",
+    ):
         _load(name)
     return _load("peers")
 
@@ -272,6 +281,177 @@ def test_readme_peer_table_is_the_last_saved_run() -> None:
 
 def test_doctests_of_the_pure_bench_modules() -> None:
     """bench/ is outside pytest's doctest paths: run its pure modules' examples here."""
-    for name in ("peers_check", "peers_report", "peers_profile", "peers_ceiling"):
+    for name in ("peers_check", "peers_report", "peers_profile", "peers_ceiling", "peers_group"):
         failed, tried = doctest.testmod(_load(name))
         assert tried > 0 and failed == 0, name
+
+
+def test_two_processes_are_a_contender_of_their_own_in_the_order_given() -> None:
+    peers = _peers()
+    assert [c.name for c in peers._selected("etastream")] == [
+        "etastream:confluent",
+        "etastream:confluent-x2",
+    ]
+    (x2,) = peers._selected("etastream:confluent-x2")
+    assert (x2.processes, x2.script) == (2, None)
+
+
+def _run(tool: str, variant: str, per_s: int, **more: Any) -> dict[str, Any]:
+    run = {"tool": tool, "variant": variant, "label": variant, "orders_per_s": per_s}
+    run |= {"correct": True, "wrong": 0, "missing": 0, "duplicated": 0, "unexpected": 0}
+    run |= {"peak_rss_mb": 100, "cpu_s": {"worker": 1.0}}
+    return run | {"loadavg_before": [1.0], "loadavg_after": [2.0]} | more
+
+
+def test_two_processes_are_shown_never_etastreams_row() -> None:
+    report = _load("peers_report")
+    x2 = _run("etastream", "confluent-x2", 500, processes=2, peak_rss_mb=201)
+    x2["peak_rss_mb_each"] = [100, 101]
+    runs = [_run("etastream", "confluent", 300), x2, _run("quix", "apply", 100)]
+    rows = report.choose_rows(runs)
+    assert [(r["tool"], r["variant"]) for r in rows] == [
+        ("etastream", "confluent"),
+        ("quix", "apply"),
+    ]
+    assert report.speedup(rows)["etastream_orders_per_s"] == 300  # one process against one
+    result = {
+        "runs": runs,
+        "rows": rows,
+        "speedup_vs_best_correct_peer": report.speedup(rows),
+        "machine": {"cpus": 2, "cpu": "X", "memory_gib": 8, "python": "3.11"},
+        "versions": {},
+    }
+    block = report.readme_block(result)
+    assert "| etastream * | confluent | 300 | right | 100 |" in block
+    assert "| etastream | confluent-x2 | 500 | right | 100 + 101 |" in block
+    assert "(2 processes, one consumer group): 500 orders/s, right; 1.7× etastream:confluent" in (
+        block
+    )
+    alone = report.choose_rows([x2])  # a partial run of the two processes alone
+    assert alone == [] and report.speedup(alone) is None
+    assert "500 orders/s, right." in report.readme_block(result | {"runs": [x2], "rows": []})
+
+
+def test_a_partial_run_on_the_same_input_keeps_the_other_runs(tmp_path: Path) -> None:
+    peers = _peers()
+    report = _load("peers_report")
+    described = {"orders": 20_000, "event_time_from": "2026-11-25T08:30:00Z"}
+    old = [_run("etastream", "confluent", 300), _run("quix", "apply", 100)]
+    saved = {"at": "2026-11-25T12:00:00+00:00", "versions": {"etastream_commit": "abc"}}
+    out = tmp_path / "peers.json"
+    out.write_text(json.dumps(saved | {"input": described, "runs": old}))
+    earlier = peers._earlier_runs(out, described, fresh=False)
+    assert [r["session"]["etastream_commit"] for r in earlier] == ["abc", "abc"]
+    new = {"at": "2026-12-02T01:00:00+00:00", "etastream_commit": "def"}
+    x2 = _run("etastream", "confluent-x2", 500, processes=2, session=new)
+    runs, kept = report.merge_runs(earlier, [x2])
+    assert [r["variant"] for r in runs] == ["confluent", "apply", "confluent-x2"]
+    assert [r["variant"] for r in kept] == ["confluent", "apply"]
+    rows = report.choose_rows(runs)
+    block = report.readme_block(
+        {
+            "runs": runs,
+            "rows": rows,
+            "speedup_vs_best_correct_peer": report.speedup(rows),
+            "machine": {"cpus": 2, "cpu": "X", "memory_gib": 8, "python": "3.11"},
+            "versions": {},
+        }
+    )
+    assert "| etastream * | confluent | 300 |" in block and "| quix * | apply | 100 |" in block
+    assert "abc at 2026-11-25 12:00 UTC (etastream:confluent, quix:apply)" in block
+    assert "def at 2026-12-02 01:00 UTC (etastream:confluent-x2)" in block
+    assert peers._earlier_runs(out, described | {"orders": 5}, fresh=False) == []  # another input
+    assert peers._earlier_runs(out, described, fresh=True) == []
+
+
+def test_the_group_settles_on_each_workers_latest_assignment(tmp_path: Path) -> None:
+    group = _load("peers_group")
+    one, two = tmp_path / "1.log", tmp_path / "2.log"
+    one.write_text('{"msg": "partitions assigned", "partitions": ["orders[0]"]}\n')  # kept log
+    logs = [group.log_from_end(one), group.log_from_end(two)]
+
+    def say(path: Path, msg: str, *parts: int) -> None:
+        names = [f"orders[{p}]" for p in parts] + [f"deliveries[{p}]" for p in parts]
+        with path.open("a") as f:
+            f.write(json.dumps({"msg": msg, "partitions": names}) + "\nplain text line\n")
+
+    assert not group.settled(group.read_holdings(logs, "orders"), 4)  # this run: nothing yet
+    say(one, "partitions assigned", 0, 1, 2, 3)  # the first member alone holds all
+    say(two, "partitions assigned", 2, 3)  # the second in, the first not yet revoked
+    assert not group.settled(group.read_holdings(logs, "orders"), 4)
+    say(one, "partitions revoked", 0, 1, 2, 3)
+    say(one, "partitions assigned", 0, 1)
+    held = group.read_holdings(logs, "orders")
+    assert group.settled(held, 4)
+    assert [sorted(h.partitions) for h in held] == [[0, 1], [2, 3]]
+    assert [h.assignments for h in held] == [2, 1]
+    assert group.wait_settled(logs, "orders", 4, 1.0, lambda: True) == held
+    assert group.wait_settled(logs, "orders", 5, 0.2, lambda: True) is None
+
+
+class _Cpu:
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        cores = {"worker 1": 0.5, "worker 2": 0.75, "broker (Tansu)": 0.25}
+        return cores | {"total": 1.5, "window_s": 2.0}
+
+
+class _Worker:
+    def __init__(self, rss_mb: int) -> None:
+        self.rss_max = rss_mb * 2**20
+
+
+def test_a_row_of_two_workers_sums_their_cpu_and_keeps_each() -> None:
+    _peers()
+    run, check = _load("peers_run"), _load("peers_input")
+    (x2,) = [c for c in run.CONTENDERS if c.processes == 2]
+    data = check.BenchInput([b"s"] * 2, [b"{}"] * 2, [0, 1], {"a": 0, "b": 1}, 1, 1)
+    got = run.Reading(outputs=[("a", 0), ("b", 1)], first_stamp_ms=1_000.0)
+    got.first_read_s, got.last_new_read_s = 1.5, 3.0
+    row = run._row(x2, data, got, _Cpu(), [_Worker(100), _Worker(120)], [0, 0], [4.0, 5.5], 0, 1)
+    assert row["cpu_cores"]["worker"] == 1.25 and row["cpu_cores"]["total"] == 1.5
+    assert row["cpu_s"] == {"worker": 2.5, "worker 1": 1.0, "worker 2": 1.5, "broker (Tansu)": 0.5}
+    assert (row["peak_rss_mb"], row["peak_rss_mb_each"]) == (220, [100, 120])
+    assert row["worker_cpu_s_from_launch"] == 9.5 and row["exit_code"] == 0
+    assert (row["processes"], row["orders_per_s"], row["correct"]) == (2, 1, True)
+
+
+def test_the_workers_environment_reads_back_as_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tuple setting (the bench's ``stream_feature_names``) goes over as JSON."""
+    stream = _load("stream")
+    settings = Settings(
+        stream_include_features=True,
+        stream_feature_names=("store__orders_created__10m",),
+        registry_dir=Path("/tmp/models"),
+        metrics_port=0,
+    )
+    env = stream._env(settings)
+    assert env["ETA_STREAM_FEATURE_NAMES"] == '["store__orders_created__10m"]'
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    back = Settings()
+    assert back.stream_feature_names == settings.stream_feature_names
+    assert (back.registry_dir, back.metrics_port) == (Path("/tmp/models"), 0)
+
+
+def test_a_run_of_the_two_processes_alone_keeps_the_saved_table() -> None:
+    """Merged into bench/results/peers.json, a new run adds its row and a line or two under
+    the table; the saved rows are rendered as before."""
+    peers, report = _peers(), _load("peers_report")
+    saved = json.loads((ROOT / "bench" / "results" / "peers.json").read_text())
+    session = {"at": "2026-12-02T01:00:00+00:00", "etastream_commit": "def"}
+    x2 = _run("etastream", "confluent-x2", 20_000, processes=2, session=session)
+    runs, kept = report.merge_runs(peers._earlier_runs(RESULTS, saved["input"], False), [x2])
+    assert len(kept) == len(saved["runs"]) and runs[-1] is x2
+    rows = report.choose_rows(runs)
+    assert [(r["tool"], r["variant"]) for r in rows] == [
+        (r["tool"], r["variant"]) for r in saved["rows"]
+    ]
+    result = saved | {"runs": runs, "rows": rows, "speedup_vs_best_correct_peer": None}
+    result["speedup_vs_best_correct_peer"] = report.speedup(rows)
+    assert result["speedup_vs_best_correct_peer"] == saved["speedup_vs_best_correct_peer"]
+    before, after = report.readme_block(saved), report.readme_block(result)
+    table = [line for line in before.splitlines() if line.startswith("| ")]
+    assert all(line in after.splitlines() for line in table)
+    assert "| etastream | confluent-x2 | 20,000 | right | 100 |" in after
