@@ -13,6 +13,7 @@ from predictor.errors import ModelNotBetterError
 from predictor.models.artifact import write_artifact
 from predictor.models.dataset import Split, load_training_set, split_by_time
 from predictor.models.metadata import build_metadata
+from predictor.models.quantiles import RangeResult, range_metadata, train_range
 from predictor.models.registry import AliasMove, Registry
 from predictor.models.training import TrainConfig, TrainResult, train_model
 from stream_features.definitions import FEATURES, feature_names, registry_hash
@@ -29,6 +30,7 @@ class TrainOutcome:
     promotion: AliasMove | None
     forced: bool
     """True when the model did not beat every baseline and was kept because of ``force``."""
+    range: RangeResult | None = None
 
 
 def feature_dtypes() -> dict[str, str]:
@@ -52,8 +54,10 @@ def train_to_artifact(
     promote: str | None = None,
     force: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    with_range: bool = True,
 ) -> TrainOutcome:
-    """Train, refuse a model that loses to a baseline (unless ``force``), write, register."""
+    """Train, refuse a model that loses to a baseline (unless ``force``), fit the ETA range
+    beside it (``quantiles``; ``with_range=False`` leaves it out), write, register."""
     dtypes = feature_dtypes()
     result = train_model(split, dtypes, config, progress)
     worse = result.worse_than()
@@ -69,10 +73,15 @@ def train_to_artifact(
         feature_registry_hash=registry_hash(),
         training_set=training_set,
     )
+    fitted_range = train_range(split, dtypes, result) if with_range else None
+    if fitted_range is not None:
+        metadata["range"] = range_metadata(fitted_range)
     model_text = result.booster.model_to_string(num_iteration=result.best_iteration)
-    write_artifact(out_dir, model_text, metadata)
+    write_artifact(
+        out_dir, model_text, metadata, fitted_range.model_texts() if fitted_range else None
+    )
     version = registry.register(out_dir, name) if registry is not None else None
     promotion = None
     if registry is not None and version is not None and promote:
         promotion = registry.promote(name, version, promote)
-    return TrainOutcome(result, split, out_dir, version, promotion, bool(worse))
+    return TrainOutcome(result, split, out_dir, version, promotion, bool(worse), fitted_range)
