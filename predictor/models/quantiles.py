@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
+from rich.table import Table
 
 from predictor.models.artifact import LOWER_FILE, UPPER_FILE, range_bounds
 from predictor.models.dataset import Split
@@ -35,12 +36,15 @@ __all__ = [
     "conformal_offset",
     "range_metadata",
     "range_metrics",
+    "range_table",
     "train_range",
 ]
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
 LOWER_ALPHA, UPPER_ALPHA = 0.1, 0.9
+NOMINAL = UPPER_ALPHA - LOWER_ALPHA
+"""The share of durations the range claims to hold."""
 
 
 class RangeMetrics(TypedDict):
@@ -145,9 +149,8 @@ def train_range(
         )
 
     stop_lo, stop_hi = raw(split.x_train[-n_stop:])
-    nominal = UPPER_ALPHA - LOWER_ALPHA
     calib_y = split.y_train[-n_stop:]
-    offset = conformal_offset(calib_y, stop_lo, stop_hi, 1 - nominal) if conformal else 0.0
+    offset = conformal_offset(calib_y, stop_lo, stop_hi, 1 - NOMINAL) if conformal else 0.0
     valid_point = point.predict(split.x_valid)
     valid_lo, valid_hi = raw(split.x_valid)
     plain = range_bounds(valid_point, valid_lo, valid_hi, 0.0)
@@ -172,8 +175,27 @@ def range_metadata(result: RangeResult) -> dict[str, Any]:
         "method": "conformalised quantile regression",
         "lower": {"file": LOWER_FILE, "alpha": LOWER_ALPHA, "num_trees": result.lower_trees},
         "upper": {"file": UPPER_FILE, "alpha": UPPER_ALPHA, "num_trees": result.upper_trees},
-        "nominal_coverage": round(UPPER_ALPHA - LOWER_ALPHA, 6),
+        "nominal_coverage": round(NOMINAL, 6),
         "conformal_offset_s": result.offset_s,
         "calibration": {"rows": result.calibration_rows, "source": "stop rows (latest train)"},
         "validation": result.validation,
     }
+
+
+def range_table(result: RangeResult) -> Table:
+    """What ``eta train`` prints of the range: coverage and mean width on the validation rows,
+    the conformalised range (served) beside the bounds as fit, against the 80% target."""
+    table = Table(title=f"ETA range p10–p90 (validation; target {NOMINAL:.0%} ± 3 points)")
+    for column in ("range", "coverage", "mean width", "below p10", "above p90"):
+        table.add_column(column, justify="left" if column == "range" else "right")
+    for label, key in (
+        (f"conformalised (served, offset {result.offset_s:+.0f} s)", "conformal"),
+        ("quantile models as fit", "quantile"),
+    ):
+        m = result.validation[key]
+        inside = abs(m["coverage"] - NOMINAL) <= 0.03
+        shown = f"{m['coverage']:.1%}" if inside else f"[bold red]{m['coverage']:.1%}[/]"
+        table.add_row(
+            label, shown, f"{m['mean_width_s']:.0f} s", f"{m['below']:.1%}", f"{m['above']:.1%}"
+        )
+    return table
