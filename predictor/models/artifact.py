@@ -167,8 +167,10 @@ def _parse_metadata(directory: Path) -> dict[str, Any]:
 
 
 def _check_range(directory: Path, spec: Any) -> None:
-    offset = spec.get("conformal_offset_s") if isinstance(spec, dict) else None
-    files = [spec.get(side, {}).get("file") for side in ("lower", "upper")] if offset else []
+    if not isinstance(spec, dict):
+        spec = {}
+    offset = spec.get("conformal_offset_s")  # 0.0 is a valid offset
+    files = [(spec.get(side) or {}).get("file") for side in ("lower", "upper")]
     if not (isinstance(offset, int | float) and np.isfinite(offset)) or files != list(RANGE_FILES):
         raise ArtifactError(
             directory,
