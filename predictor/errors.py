@@ -12,7 +12,8 @@ EtaError                          http_status 500
 ├── ModelNotFoundError            404  no such model name or version in the registry
 ├── StageNotSetError              404  the alias points at nothing
 ├── NothingToRollBackError        409  the alias has no earlier version in its history
-└── CompiledScoringError          500  lleaves missing, failed, or disagrees with LightGBM
+├── CompiledScoringError          500  lleaves missing, failed, or disagrees with LightGBM
+└── ExplainUnavailable            409  the model cannot give contributions in seconds
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactTamperedError",
     "CompiledScoringError",
+    "ExplainUnavailable",
     "FeatureRegistryMismatch",
     "ModelNotBetterError",
     "ModelNotFoundError",
@@ -145,4 +147,15 @@ class CompiledScoringError(EtaError):
             f"compiled scoring is not available: {reason}; set ETA_SCORING=lightgbm (or auto "
             "to fall back by itself), or `pip install 'etastream[compiled]'` "
             "(`pip install -e '.[compiled]'` in a checkout)"
+        )
+
+
+class ExplainUnavailable(EtaError):
+    http_status = 409
+
+    def __init__(self, model: str, why: str) -> None:
+        self.model, self.why = model, why
+        super().__init__(
+            f"model {model} cannot explain its predictions: {why}; ask without explain=true, "
+            "or serve a model trained on seconds (any objective but log_l2)"
         )

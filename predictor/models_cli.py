@@ -196,6 +196,10 @@ def train(
         )
         title = f"{name}: {how}, {result.best_iteration} trees (validation)"
         _console.print(metrics_table(result.metrics, title))
+        if outcome.range is not None:
+            from predictor.models.quantiles import range_table
+
+            _console.print(range_table(outcome.range))
         if outcome.forced:
             _console.print("[bold yellow]kept with --force: it does not beat every baseline[/]")
         if outcome.version is not None:

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from stream_features.errors import RejectedMessage
@@ -37,6 +38,7 @@ __all__ = [
     "DeadLetter",
     "DeliveryPrediction",
     "Event",
+    "Explanation",
     "Id",
     "IdText",
     "MarketSupplySnapshot",
@@ -222,15 +224,46 @@ _EVENT: TypeAdapter[OrderCreated | DasherEvent | MarketSupplySnapshot | OrderDel
 _EVENT_NAMES = {"OrderCreated", "DasherEvent", "MarketSupplySnapshot", "OrderDelivered"}
 
 
+_Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Explanation(BaseModel):
+    """Why the model said what it said: each input's contribution in seconds (LightGBM's
+    ``pred_contrib``, SHAP values of the trees); ``bias_s`` plus every contribution is the
+    model's output, which is ``predicted_duration_s`` unless that was clipped at zero."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bias_s: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        description="the model's expected output before any input is known"
+    )
+    contributions_s: dict[str, float] = Field(
+        description="feature name -> seconds it adds (negative: removes), every model input"
+    )
+    top: list[str] = Field(description="the largest five contributions as readable text")
+
+
 class DeliveryPrediction(_Message):
-    """What etastream emits (topic ``delivery-eta-predictions``, key ``order_id``)."""
+    """What etastream emits (topic ``delivery-eta-predictions``, key ``order_id``).
+
+    ``predicted_duration_p10_s`` and ``predicted_duration_p90_s`` (added in schema_version 1,
+    optional: models trained without a range, and older producers, leave them out) are the ETA
+    range: 80% of deliveries are meant to take between them, and they always hold
+    ``predicted_duration_s``.
+    """
 
     type: Literal["DeliveryPrediction"] = "DeliveryPrediction"
     order_id: IdText
     store_id: IdText
     market_id: IdText
     created_at: AwareDatetime
-    predicted_duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    predicted_duration_s: _Seconds
+    predicted_duration_p10_s: _Seconds | None = Field(
+        None, description="lower end of the ETA range (10th percentile), seconds"
+    )
+    predicted_duration_p90_s: _Seconds | None = Field(
+        None, description="upper end of the ETA range (90th percentile), seconds"
+    )
     predicted_delivery_at: AwareDatetime
     model_name: str
     model_version: str
@@ -242,6 +275,21 @@ class DeliveryPrediction(_Message):
     features: dict[str, float] | None = Field(
         None, description="the model inputs, when the worker is asked to include them"
     )
+    explanation: Explanation | None = Field(
+        None, description="each input's contribution, when asked for (?explain=true)"
+    )
+
+    @model_validator(mode="after")
+    def _range_holds_the_eta(self) -> DeliveryPrediction:
+        low, high = self.predicted_duration_p10_s, self.predicted_duration_p90_s
+        if (low is None) != (high is None):
+            raise ValueError("predicted_duration_p10_s and _p90_s come together or not at all")
+        if low is not None and high is not None and not low <= self.predicted_duration_s <= high:
+            raise ValueError(
+                f"the range {low}..{high} s does not hold predicted_duration_s "
+                f"{self.predicted_duration_s}"
+            )
+        return self
 
 
 class DeadLetter(_Message):

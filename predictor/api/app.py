@@ -28,6 +28,7 @@ from predictor.api.middleware import ApiKeyAuth, BodyLimit, RequestContext
 from predictor.api.parsing import MAX_PROBLEMS
 from predictor.api.routes import ApiConfig, ModelSource, Services, build_router
 from predictor.batch_scoring.store import BatchPredictionStore
+from predictor.errors import ExplainUnavailable
 
 __all__ = ["create_app"]
 
@@ -83,7 +84,12 @@ def _install_handlers(app: FastAPI) -> None:
         detail = "the feature store (Redis) is unavailable; retry shortly"
         return _json(503, {"detail": detail}, request)
 
+    async def cannot_explain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ExplainUnavailable)
+        return _json(exc.http_status, {"detail": str(exc)}, request)
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(ExplainUnavailable, cannot_explain)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(redis.RedisError, redis_down)

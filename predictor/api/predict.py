@@ -14,12 +14,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import numpy as np
 import redis
 
 from predictor.api.errors import UnusablePrediction
 from predictor.serving.encoding import encode_prediction
+from predictor.serving.explain import explanations
 from predictor.serving.pipeline import ScoringModel
+from predictor.serving.ranges import predict_with_range, range_columns
 from stream_features.contract import OrderCreated
 from stream_features.online import get_online_features
 
@@ -42,18 +43,23 @@ def score_orders(
     key_prefix: str = "",
     served_at: datetime | None = None,
     mode: str = "online",
+    explain: bool = False,
 ) -> list[bytes | UnusablePrediction]:
     """One ``DeliveryPrediction`` JSON per order, in order, or the reason the model's answer for
-    it is unusable (what the stream would dead-letter); one Redis round trip, one predict.
+    it is unusable (what the stream would dead-letter); one Redis round trip, one predict (of
+    the point and the range). ``explain`` adds each input's contribution (``serving.explain``).
 
-    Raises ``redis.RedisError`` when the state cannot be read.
+    Raises ``redis.RedisError`` when the state cannot be read, ``ExplainUnavailable`` when
+    ``explain`` is asked of a model that cannot.
     """
     rows = get_online_features(client, orders, key_prefix=key_prefix)
-    durations = np.asarray(model.predict(rows.values), dtype=np.float64).reshape(-1)
+    durations, bounds = predict_with_range(model, rows.values)
+    lows, highs = range_columns(bounds, len(rows.orders))
+    reasons = explanations(model, rows.values) if explain else None
     stamp = served_at or served_now()
     out: list[bytes | UnusablePrediction] = []
-    for order, duration, fresh in zip(
-        rows.orders, durations.tolist(), rows.freshness_s.tolist(), strict=True
+    for i, (order, duration, fresh) in enumerate(
+        zip(rows.orders, durations.tolist(), rows.freshness_s.tolist(), strict=True)
     ):
         if not (math.isfinite(duration) and duration <= MAX_DURATION_S):
             out.append(UnusablePrediction(model.name, model.version, order.order_id, duration))
@@ -67,6 +73,9 @@ def score_orders(
                 served_at=stamp,
                 feature_freshness_s=None if math.isnan(fresh) else max(fresh, 0.0),
                 mode=mode,
+                p10_s=lows[i],
+                p90_s=highs[i],
+                explanation=None if reasons is None else reasons[i],
             )
         )
     return out
@@ -80,11 +89,18 @@ def predict_orders(
     key_prefix: str = "",
     served_at: datetime | None = None,
     mode: str = "online",
+    explain: bool = False,
 ) -> list[bytes]:
     """``score_orders``, raising ``UnusablePrediction`` for the first unusable answer."""
     out = []
     for value in score_orders(
-        client, orders, model, key_prefix=key_prefix, served_at=served_at, mode=mode
+        client,
+        orders,
+        model,
+        key_prefix=key_prefix,
+        served_at=served_at,
+        mode=mode,
+        explain=explain,
     ):
         if isinstance(value, UnusablePrediction):
             raise value

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 import redis
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from predictor.api import schemas
 from predictor.api.batcher import OnlineBatcher
@@ -25,7 +25,7 @@ from predictor.api.errors import (
 )
 from predictor.api.metrics import ApiMetrics
 from predictor.api.parsing import parse_orders
-from predictor.api.predict import score_orders
+from predictor.api.predict import predict_orders, score_orders
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.serving.latest import latest_key
 from predictor.serving.pipeline import PipelineConfig, ScoringModel
@@ -162,7 +162,16 @@ def build_router(services: Services) -> APIRouter:
             **_UNAVAILABLE,
         },
     )
-    async def predict(request: Request) -> Response:
+    async def predict(
+        request: Request,
+        explain: Annotated[
+            bool,
+            Query(
+                description="add each input's contribution in seconds and the top five as "
+                "text (`explanation`); scored apart from the shared micro-batch"
+            ),
+        ] = False,
+    ) -> Response:
         """Predict the delivery duration of one order or a list of up to 1000, now.
 
         Orders are read by the stream's rules (what the worker would dead-letter is a 422 that
@@ -172,15 +181,24 @@ def build_router(services: Services) -> APIRouter:
 
         The features are read from the stream's state as the stream would read them for the
         order at this moment (without applying it); the answer is the stream's
-        DeliveryPrediction with ``mode`` "online", scored by the production model. Concurrent
-        requests share one feature read and one predict (see ``predictor.api.batcher``).
+        DeliveryPrediction with ``mode`` "online", scored by the production model, with its
+        ETA range (``predicted_duration_p10_s`` .. ``_p90_s``) when the model has one.
+        Concurrent requests share one feature read and one predict (see
+        ``predictor.api.batcher``). With ``explain=true`` each answer also carries
+        ``explanation``: the model's bias and each input's contribution in seconds (they sum
+        to the prediction), and the five largest as text.
         """
         found: Counter[str] = Counter()
         orders, many = parse_orders(
             await request.body(), config.max_orders, stream=config.stream, findings=found
         )
-        model_or_503(services.models, config)  # before parking: 503 at once without a model
-        values = await online.predict(orders)
+        model = model_or_503(services.models, config)  # before parking: 503 without a model
+        if explain:  # rare and heavier (SHAP over every tree): not in the shared batch
+            values = predict_orders(
+                client, orders, model, key_prefix=config.key_prefix, explain=True
+            )
+        else:
+            values = await online.predict(orders)
         services.metrics.predictions.inc(len(values))
         for rule, n in found.items():
             services.metrics.findings.labels(rule).inc(n)

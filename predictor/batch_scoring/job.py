@@ -37,6 +37,7 @@ from predictor.batch_scoring.summary import BatchRun, new_version
 from predictor.models.artifact import atomic_write
 from predictor.serving.encoding import encode_prediction
 from predictor.serving.pipeline import ScoringModel
+from predictor.serving.ranges import predict_with_range, range_columns
 from stream_features.contract import OrderCreated
 
 __all__ = ["BatchRun", "new_version", "run_batch"]  # BatchRun, new_version: re-exported
@@ -103,6 +104,7 @@ def _encode(
     model: ScoringModel,
     run: BatchRun,
     served_at: datetime,
+    bounds: tuple[list[float | None], list[float | None]],
 ) -> _Chunk:
     """Each store's JSON (its K predictions as the stream encodes them) and the Parquet rows."""
     k = run.slots
@@ -124,6 +126,8 @@ def _encode(
                     served_at=served_at,
                     feature_freshness_s=_fresh(freshness[j]),
                     mode="batch",
+                    p10_s=bounds[0][j],
+                    p90_s=bounds[1][j],
                 )
             )
             for j in block
@@ -138,7 +142,7 @@ def _encode(
         }
         stores.append((profile["store_id"], orjson.dumps(store_json, option=orjson.OPT_UTC_Z)))
         keep.extend(block)
-    frame = prediction_frame(orders, keep, durations, freshness, model, run)
+    frame = prediction_frame(orders, keep, durations, freshness, model, run, bounds)
     return _Chunk(stores, frame, skipped)
 
 
@@ -190,9 +194,13 @@ def run_batch(
         values, freshness, read_s = read.result()
         run.stage_seconds["features"] += read_s
         with _stage(run, "scoring"):
-            durations = np.asarray(model.predict(values), dtype=np.float64).reshape(-1).tolist()
+            point, ranges = predict_with_range(model, values)
+            durations = point.tolist()
         with _stage(run, "encoding"):
-            chunk = _encode(chunk_profiles, orders, durations, freshness, model, run, served_at)
+            bounds = range_columns(ranges, len(durations))
+            chunk = _encode(
+                chunk_profiles, orders, durations, freshness, model, run, served_at, bounds
+            )
         if store is not None:
             with _stage(run, "redis"):
                 store.write(run.version, chunk.stores)

@@ -22,8 +22,10 @@ def prediction_frame(
     freshness: list[float],
     model: ScoringModel,
     run: BatchRun,
+    bounds: tuple[list[float | None], list[float | None]] | None = None,
 ) -> pl.DataFrame:
-    """The Parquet rows of the kept predictions (row ``j`` is store ``j // K``, slot ``j % K``)."""
+    """The Parquet rows of the kept predictions (row ``j`` is store ``j // K``, slot ``j % K``);
+    the range columns are null where a prediction has no range."""
     k = run.slots
     rows = np.asarray(keep, dtype=np.int64)
     slot = rows % k
@@ -31,6 +33,7 @@ def prediction_frame(
     seconds = np.maximum(np.asarray(durations, dtype=np.float64)[rows], 0.0)
     fresh = np.asarray(freshness, dtype=np.float64)[rows]
     kept = [orders[j] for j in keep]
+    low, high = bounds or ([None] * len(orders), [None] * len(orders))
     return pl.DataFrame(
         {
             "store_id": [o.store_id for o in kept],
@@ -39,6 +42,8 @@ def prediction_frame(
             "order_id": [o.order_id for o in kept],
             "created_ms": created_ms,
             "predicted_duration_s": seconds,
+            "predicted_duration_p10_s": pl.Series([low[j] for j in keep], dtype=pl.Float64),
+            "predicted_duration_p90_s": pl.Series([high[j] for j in keep], dtype=pl.Float64),
             "delivery_ms": created_ms + np.rint(seconds * 1000).astype(np.int64),
             "feature_freshness_s": fresh,
         }
@@ -49,6 +54,8 @@ def prediction_frame(
         "order_id",
         pl.from_epoch("created_ms", "ms").dt.replace_time_zone("UTC").alias("created_at"),
         "predicted_duration_s",
+        "predicted_duration_p10_s",
+        "predicted_duration_p90_s",
         pl.from_epoch("delivery_ms", "ms")
         .dt.replace_time_zone("UTC")
         .alias("predicted_delivery_at"),

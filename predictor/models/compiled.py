@@ -4,7 +4,9 @@ The compiled library is cached in the artifact's ``compiled/`` directory under a
 the model's SHA-256, the lleaves and llvmlite versions and the host CPU, so a cache built for
 another model, compiler or machine is never picked up. Before use, the compiled scorer must
 agree with LightGBM's own predict on a sample (max abs diff <= 1e-6 s); otherwise it is
-refused and LightGBM's predict, always kept, scores instead.
+refused and LightGBM's predict, always kept, scores instead. An artifact with an ETA range has
+three models (the point and both bounds): each is compiled and cached under its own SHA-256 and
+checked the same way, under one lock, and either all three score compiled or none does.
 
 A version is compiled once however many processes want it: the first takes an exclusive
 ``flock`` on ``<cache>.lock`` and compiles; the others wait on that lock, then load its
@@ -32,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from predictor.errors import CompiledScoringError
-from predictor.models.artifact import EtaModel, atomic_write
+from predictor.models.artifact import MODEL_FILE, RANGE_FILES, EtaModel, atomic_write
 
 __all__ = [
     "PARITY_TOLERANCE_S",
@@ -58,17 +60,23 @@ def lleaves_version() -> str | None:
         return None
 
 
-def _cache_key(model: EtaModel) -> str:
+def _cache_key(model: EtaModel, file: str = MODEL_FILE) -> str:
     import llvmlite.binding as llvm  # type: ignore[import-untyped]
 
     cpu = f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
-    parts = [model.model_sha256, lleaves_version() or "", version("llvmlite"), cpu]
+    parts = [model.file_sha256[file], lleaves_version() or "", version("llvmlite"), cpu]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
-def _compile_cache(model: EtaModel) -> Path:
-    """Where the model's compiled library is cached (its lock is ``<that>.lock``)."""
-    return model.path / "compiled" / f"lleaves-{_cache_key(model)}.bin"
+def _compile_cache(model: EtaModel, file: str = MODEL_FILE) -> Path:
+    """Where a model file's compiled library is cached; the point model's ``<that>.lock`` is
+    the lock of all the artifact's compiles."""
+    return model.path / "compiled" / f"lleaves-{_cache_key(model, file)}.bin"
+
+
+def _files(model: EtaModel) -> list[str]:
+    """The model files scoring runs: the point model, and both bounds when there is a range."""
+    return [MODEL_FILE, *(RANGE_FILES if model.has_range else ())]
 
 
 def parity_sample(model: EtaModel, rows: int = 2000, seed: int = 0) -> Array:
@@ -139,10 +147,10 @@ def _compile_lock(
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _compile(model: EtaModel, cache: Path | None, cache_hit: bool) -> Any:
+def _compile(model: EtaModel, file: str, cache: Path | None, cache_hit: bool) -> Any:
     import lleaves
 
-    compiled = lleaves.Model(model_file=str(model.path / "model.txt"))
+    compiled = lleaves.Model(model_file=str(model.path / file))
     if cache is None or cache_hit:
         compiled.compile(cache=str(cache) if cache else None)
         return compiled
@@ -174,33 +182,49 @@ def compile_model(
         raise CompiledScoringError("lleaves is not installed")
     started = time.perf_counter()
     ref = f"{model.name}:{model.version}"
-    cache = _compile_cache(model) if use_cache and os.access(model.path, os.W_OK) else None
-    if cache is not None:
-        cache.parent.mkdir(exist_ok=True)
+    use = use_cache and os.access(model.path, os.W_OK)
+    files = _files(model)
+    caches = {f: _compile_cache(model, f) for f in files} if use else None
+    if caches is not None:
+        caches[MODEL_FILE].parent.mkdir(exist_ok=True)
     waited_s = 0.0
     try:
-        if cache is not None and _cache_intact(cache):
-            cache_hit, compiled = True, _compile(model, cache, True)
-        elif cache is None:
-            cache_hit, compiled = False, _compiled_logged(model, None, ref)
+        if caches is not None and all(_cache_intact(c) for c in caches.values()):
+            cache_hit, built = True, {f: _compile(model, f, caches[f], True) for f in files}
+        elif caches is None:
+            cache_hit, built = False, _compiled_logged(model, None, ref)
         else:
-            with _compile_lock(cache, ref, on_wait) as waited_s:
-                cache_hit = _cache_intact(cache)  # built by the process we waited for
+            with _compile_lock(caches[MODEL_FILE], ref, on_wait) as waited_s:
+                # built by the process we waited for?
+                cache_hit = all(_cache_intact(c) for c in caches.values())
                 if cache_hit:
-                    compiled = _compile(model, cache, True)
+                    built = {f: _compile(model, f, caches[f], True) for f in files}
                 else:
-                    compiled = _compiled_logged(model, cache, ref)
+                    built = _compiled_logged(model, caches, ref)
     except Exception as exc:  # lleaves/llvmlite raise many kinds; all mean "not compiled"
         raise CompiledScoringError(f"lleaves could not compile {model.path} ({exc})") from exc
 
-    def raw_predict(values: Array) -> Array:
-        n_jobs = 1 if values.shape[0] < _SINGLE_THREAD_ROWS else (os.cpu_count() or 1)
-        result: Array = compiled.predict(values, n_jobs=n_jobs)
-        return result
+    def scorer(compiled: Any) -> Callable[[Array], Array]:
+        def raw_predict(values: Array) -> Array:
+            n_jobs = 1 if values.shape[0] < _SINGLE_THREAD_ROWS else (os.cpu_count() or 1)
+            result: Array = compiled.predict(values, n_jobs=n_jobs)
+            return result
 
+        return raw_predict
+
+    raw_predict = scorer(built[MODEL_FILE])
+    raw_bounds = (
+        (scorer(built[RANGE_FILES[0]]), scorer(built[RANGE_FILES[1]]))
+        if (model.bounds is not None)
+        else None
+    )
     candidate = model.with_backend(raw_predict, "compiled", {})
     rows = sample if sample is not None else parity_sample(model)
-    diff = float(np.max(np.abs(candidate.predict(rows) - model.predict_lightgbm(rows))))
+    diffs = [np.max(np.abs(candidate.predict(rows) - model.predict_lightgbm(rows)))]
+    if raw_bounds is not None and model.bounds is not None:
+        for compiled_bound, booster in zip(raw_bounds, model.bounds, strict=True):
+            diffs.append(np.max(np.abs(compiled_bound(rows) - booster.predict(rows))))
+    diff = float(np.max(diffs))  # a NaN anywhere stays NaN
     if not diff <= tolerance_s:  # also catches NaN
         raise CompiledScoringError(
             f"compiled and LightGBM predictions differ by up to {diff:.3g} s on "
@@ -212,21 +236,23 @@ def compile_model(
         "parity_rows": int(rows.shape[0]),
         "compile_s": round(time.perf_counter() - started, 3),
         "waited_s": round(waited_s, 3),
-        "cache": str(cache) if cache else None,
+        "cache": str(caches[MODEL_FILE]) if caches else None,
         "cache_hit": cache_hit,
+        "models": len(files),
     }
     log.info("%s compiled: %s", ref, info)
-    return model.with_backend(raw_predict, "compiled", info)
+    return model.with_backend(raw_predict, "compiled", info, raw_bounds)
 
 
-def _compiled_logged(model: EtaModel, cache: Path | None, ref: str) -> Any:
-    """``_compile`` on a cold cache, with a line at the start and one with the seconds taken
-    (tens of seconds to minutes for a large model, during which nothing else is said)."""
-    log.info("compiling %s with lleaves (its trees to machine code)…", ref)
+def _compiled_logged(model: EtaModel, caches: dict[str, Path] | None, ref: str) -> dict[str, Any]:
+    """``_compile`` of every model file on a cold cache, with a line at the start and one with
+    the seconds taken (tens of seconds to minutes for a large model, nothing said meanwhile)."""
+    files = _files(model)
+    log.info("compiling %s with lleaves (the trees of %d models to machine code)…", ref, len(files))
     started = time.perf_counter()
-    compiled = _compile(model, cache, False)
+    built = {f: _compile(model, f, caches[f] if caches else None, False) for f in files}
     log.info("%s compiled in %.1f s", ref, time.perf_counter() - started)
-    return compiled
+    return built
 
 
 def with_scoring(model: EtaModel, scoring: Scoring, sample: Array | None = None) -> EtaModel:

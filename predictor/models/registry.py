@@ -44,9 +44,11 @@ from predictor.models.artifact import (
     CHECKSUM_FILE,
     METADATA_FILE,
     MODEL_FILE,
+    RANGE_FILES,
     EtaModel,
     atomic_write,
     load_artifact,
+    range_texts,
     write_artifact,
 )
 
@@ -133,7 +135,8 @@ class Registry:
         if not (path / CHECKSUM_FILE).is_file():
             raise ModelNotFoundError(self.root, name, version)
         compiled = path / "compiled"
-        read = [path / f for f in (MODEL_FILE, METADATA_FILE, CHECKSUM_FILE)]
+        read = [path / f for f in (MODEL_FILE, METADATA_FILE, CHECKSUM_FILE, *RANGE_FILES)]
+        read = [f for f in read if f.name not in RANGE_FILES or f.exists() or f.is_symlink()]
         if compiled.is_dir():
             read += [compiled, *compiled.iterdir()]
         for file in read:
@@ -233,7 +236,12 @@ class Registry:
             staging = Path(tempfile.mkdtemp(dir=directory, prefix=".incoming-"))
             staging.chmod(0o755)
             try:
-                write_artifact(staging, model_text, {**metadata, "version": version})
+                write_artifact(
+                    staging,
+                    model_text,
+                    {**metadata, "version": version},
+                    range_texts(source.path, source.metadata),
+                )
                 os.rename(staging, directory / version)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,7 @@ from predictor.errors import ModelNotBetterError
 from predictor.models.artifact import write_artifact
 from predictor.models.dataset import Split, load_training_set, split_by_time
 from predictor.models.metadata import build_metadata
+from predictor.models.quantiles import RangeResult, range_metadata, train_range
 from predictor.models.registry import AliasMove, Registry
 from predictor.models.search import Candidate, search_model
 from predictor.models.training import TrainConfig, TrainResult, train_model
@@ -34,6 +35,7 @@ class TrainOutcome:
     """With ``search``: every configuration tried (its config equals the chosen result's)."""
     searched_rows: int = 0
     """With ``search``: the training rows the candidates were fitted on."""
+    range: RangeResult | None = None
 
 
 def feature_dtypes() -> dict[str, str]:
@@ -59,9 +61,11 @@ def train_to_artifact(
     progress: Callable[[int, float], None] | None = None,
     search: bool = False,
     on_candidate: Callable[[TrainConfig], Callable[[int, float], None] | None] | None = None,
+    with_range: bool = True,
 ) -> TrainOutcome:
     """Train (with ``search``, choose among ``search_model``'s candidates, ``config`` as the
-    base), refuse a model that loses to a baseline (unless ``force``), write, register."""
+    base), refuse a model that loses to a baseline (unless ``force``), fit the ETA range
+    beside it (``quantiles``; ``with_range=False`` leaves it out), write, register."""
     dtypes = feature_dtypes()
     candidates: tuple[Candidate, ...] = ()
     searched_rows = 0
@@ -99,12 +103,25 @@ def train_to_artifact(
             }
             for c in candidates
         ]
+    fitted_range = train_range(split, dtypes, result) if with_range else None
+    if fitted_range is not None:
+        metadata["range"] = range_metadata(fitted_range)
     model_text = result.booster.model_to_string(num_iteration=result.best_iteration)
-    write_artifact(out_dir, model_text, metadata)
+    write_artifact(
+        out_dir, model_text, metadata, fitted_range.model_texts() if fitted_range else None
+    )
     version = registry.register(out_dir, name) if registry is not None else None
     promotion = None
     if registry is not None and version is not None and promote:
         promotion = registry.promote(name, version, promote)
     return TrainOutcome(
-        result, split, out_dir, version, promotion, bool(worse), candidates, searched_rows
+        result,
+        split,
+        out_dir,
+        version,
+        promotion,
+        bool(worse),
+        candidates,
+        searched_rows,
+        fitted_range,
     )

@@ -51,9 +51,14 @@ def encode_prediction(
     feature_freshness_s: float | None,
     features: dict[str, float] | None = None,
     mode: str = "streaming",
+    p10_s: float | None = None,
+    p90_s: float | None = None,
+    explanation: dict[str, Any] | None = None,
 ) -> bytes:
-    """One ``DeliveryPrediction`` as wire JSON; the duration must be finite and >= 0. The
-    order is either decoder's (a pydantic model or a ``wire_decode`` Struct)."""
+    """One ``DeliveryPrediction`` as wire JSON; the duration must be finite and >= 0, and the
+    range (``p10_s``, ``p90_s``: both or neither) must hold it. The order is either decoder's
+    (a pydantic model or a ``wire_decode`` Struct). ``explanation`` is an ``Explanation``'s
+    fields in declaration order (``predictor.serving.explain`` builds it)."""
     message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "type": "DeliveryPrediction",
@@ -62,6 +67,11 @@ def encode_prediction(
         "market_id": order.market_id,
         "created_at": order.created_at,
         "predicted_duration_s": predicted_duration_s,
+    }
+    if p10_s is not None:
+        message["predicted_duration_p10_s"] = p10_s
+        message["predicted_duration_p90_s"] = p90_s
+    message |= {
         "predicted_delivery_at": order.created_at + timedelta(seconds=predicted_duration_s),
         "model_name": model_name,
         "model_version": model_version,
@@ -72,4 +82,6 @@ def encode_prediction(
         message["feature_freshness_s"] = feature_freshness_s
     if features is not None:
         message["features"] = features
+    if explanation is not None:
+        message["explanation"] = explanation
     return orjson.dumps(message, option=_OPTIONS)

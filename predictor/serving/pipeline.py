@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from predictor.serving.dlq import dead_letter
 from predictor.serving.encoding import encode_prediction, finite_features
+from predictor.serving.ranges import predict_with_range, range_columns
 from predictor.serving.records import OutRecord, SourceRecord
 from stream_features.contract import event_time, to_ms
 from stream_features.errors import RejectedMessage
@@ -199,9 +200,10 @@ def score_batch(
         )
     if not len(rows):
         return result
-    durations = np.asarray(model.predict(rows.values), dtype=np.float64).reshape(-1)
+    durations, bounds = predict_with_range(model, rows.values)  # range: the same rows, same call
     if durations.shape[0] != len(rows):
         raise RuntimeError(f"model {model.name} returned {durations.shape[0]} for {len(rows)}")
+    lows, highs = range_columns(bounds, len(rows))
     served_at = datetime.fromtimestamp(now_ms / 1000, UTC)
     freshness = rows.freshness_s.tolist()
     features = _included_features(rows, config) if config.include_features else None
@@ -228,6 +230,8 @@ def score_batch(
             served_at=served_at,
             feature_freshness_s=None if math.isnan(fresh) else max(fresh, 0.0),
             features=None if features is None else features[i],
+            p10_s=lows[i],
+            p90_s=highs[i],
         )
         result.predictions.append(OutRecord(order.order_id.encode(), value))
         result.created_ms.append(to_ms(order.created_at))

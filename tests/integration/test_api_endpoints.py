@@ -94,6 +94,37 @@ def test_a_list_is_answered_in_order_by_one_model_version(
     assert len({a.predicted_duration_s for a in answers}) > 1  # the rows differ
 
 
+def test_an_explained_prediction_adds_up_to_the_eta(
+    served: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    now = datetime.now(UTC)
+    seed_state(redis_client, key_prefix, now)
+    orders = [order(f"why-{i}", now, store=f"s{i}", market=f"m{i % 2}") for i in range(3)]
+    body = orjson.dumps([orjson.loads(o.model_dump_json()) for o in orders])
+
+    with api_client(served, key_prefix) as api:
+        plain = api.post("/v1/predictions", content=body)
+        explained = api.post("/v1/predictions?explain=true", content=body)
+
+    assert plain.status_code == 200 and explained.status_code == 200, explained.text
+    model = _model(served)
+    for without, with_ in zip(plain.json(), explained.json(), strict=True):
+        answer = DeliveryPrediction.model_validate(with_)
+        assert answer.explanation is not None and "explanation" not in without
+        why = answer.explanation
+        assert list(why.contributions_s) == model.feature_names
+        total = why.bias_s + sum(why.contributions_s.values())
+        assert abs(total - answer.predicted_duration_s) <= 1e-6, (total, answer)
+        assert answer.predicted_duration_p10_s is not None
+        assert {k: v for k, v in with_.items() if k not in ("explanation", "served_at")} == {
+            k: v for k, v in without.items() if k != "served_at"
+        }  # the same answer, reasons added
+        biggest = sorted(why.contributions_s.items(), key=lambda kv: -abs(kv[1]))[:5]
+        assert len(why.top) == 5
+        for text, (name, seconds) in zip(why.top, biggest, strict=True):
+            assert text.startswith(f"{seconds:+.0f} s from {name} = "), (text, name)
+
+
 def test_the_streamed_prediction_is_returned_byte_for_byte(
     served: Settings, redis_client: redis.Redis, key_prefix: str
 ) -> None:

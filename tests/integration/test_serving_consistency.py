@@ -11,8 +11,9 @@ arriving, one probe order is scored three ways, each through its own production 
   order (the state the other two read), scores and produces it.
 
 All three agree within 1e-6 s, and their JSON is identical but for ``mode``, ``served_at`` (and
-the batch order's synthetic id); ``GET /v1/predictions/{id}`` returns the streamed bytes. So do
-they for a probe without a store category and one with numeric ids (issue #17).
+the batch order's synthetic id), the ETA range (p10..p90, from the artifact's bound models)
+included; ``GET /v1/predictions/{id}`` returns the streamed bytes. So do they for a probe
+without a store category and one with numeric ids (issue #17).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 import redis
 
@@ -139,6 +141,10 @@ def test_streaming_online_and_batch_agree(
         produce(served, ((*_topic(served, e), encode(e)) for e in seed))
         _wait(lambda: worker.stats.records >= len(seed), 60, "the worker to apply the seed")
         state = get_online_features(redis_client, [probe], key_prefix=key_prefix)
+        state_of = {
+            name: get_online_features(redis_client, [p], key_prefix=key_prefix).values
+            for name, p in probes.items()
+        }
 
         online = {name: api.post("/v1/predictions", content=raw) for name, raw in raws.items()}
         run = run_batch(
@@ -188,6 +194,26 @@ def test_streaming_online_and_batch_agree(
         )
         assert _without(batch_json, "mode", "served_at", "order_id") == _without(
             stream_json, "mode", "served_at", "order_id"
+        )
+        ranges = {
+            path: (j["predicted_duration_p10_s"], j["predicted_duration_p90_s"])
+            for path, j in (("streaming", stream_json), ("online", online_json),
+                            ("batch", batch_json))
+        }  # fmt: skip
+        assert len(set(ranges.values())) == 1, (name, ranges)  # identical, not merely close
+        low, high = ranges["streaming"]
+        assert low <= durations["streaming"] <= high and high - low > 60, (name, ranges)
+        expected = model.predict_range(state_of[name])[1]
+        assert expected is not None and (low, high) == tuple(expected[:, 0].tolist())
+    assert model.has_range
+    parquet = pl.read_parquet(run.parquet_dir / "predictions.parquet").filter(pl.col("slot") == 0)
+    by_store = {r["store_id"]: r for r in parquet.iter_rows(named=True)}
+    for name, p in probes.items():
+        batch_json = orjson.loads(stored[name])["predictions"][0]
+        row = by_store[p.store_id]
+        assert (row["predicted_duration_p10_s"], row["predicted_duration_p90_s"]) == (
+            batch_json["predicted_duration_p10_s"],
+            batch_json["predicted_duration_p90_s"],
         )
     assert orjson.loads(streamed["3"])["store_id"] == "7000"
     assert looked_up.content == streamed["probe-1"]

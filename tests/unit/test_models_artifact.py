@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from predictor.errors import ArtifactError, ArtifactTamperedError, FeatureRegistryMismatch
-from predictor.models.artifact import load_artifact, read_metadata, write_artifact
+from predictor.models.artifact import RANGE_FILES, load_artifact, read_metadata, write_artifact
 from predictor.models.reference import psi
+from predictor.models.workflow import train_to_artifact
 from stream_features.definitions import FEATURES, feature_names, registry_hash
-from tests.unit._training_data import rows, write_small_artifact
+from tests.unit._training_data import SMALL, rows, small_split, write_small_artifact
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,63 @@ def test_wrong_number_of_features_says_what_is_expected(artifact: Path) -> None:
         model.predict(np.zeros((2, 3)))
 
 
-def test_model_is_text_not_pickle_and_checksums_cover_both_files(artifact: Path) -> None:
-    assert (artifact / "model.txt").read_text().startswith("tree\n")
+def test_models_are_text_not_pickle_and_checksums_cover_every_file(artifact: Path) -> None:
+    for name in ("model.txt", *RANGE_FILES):
+        assert (artifact / name).read_text().startswith("tree\n")
     listed = (artifact / "checksum.sha256").read_text().split()
-    assert listed[1::2] == ["model.txt", "metadata.json"]
+    assert listed[1::2] == ["model.txt", "metadata.json", *RANGE_FILES]
+
+
+def test_the_range_holds_the_point_and_comes_from_the_bound_models(artifact: Path) -> None:
+    model = load_artifact(artifact)
+    x = rows(200)
+
+    point, bounds = model.predict_range(x)
+
+    assert model.has_range and bounds is not None and bounds.shape == (2, 200)
+    np.testing.assert_array_equal(point, model.predict(x))
+    assert (bounds[0] >= 0).all() and (bounds[0] <= point).all() and (point <= bounds[1]).all()
+    assert model.bounds is not None
+    offset = model.metadata["range"]["conformal_offset_s"]
+    raw_upper = model.bounds[1].predict(x) + offset
+    np.testing.assert_array_equal(bounds[1], np.maximum(raw_upper, point))
+    assert (bounds[1] - bounds[0]).mean() > 60  # a range, not a point
+    empty_point, empty_bounds = model.predict_range(x[:0])
+    assert empty_point.shape == (0,) and empty_bounds is not None and empty_bounds.shape == (2, 0)
+
+
+def test_an_artifact_without_a_range_still_loads_and_predicts(tmp_path: Path) -> None:
+    directory = tmp_path / "plain"
+    train_to_artifact(
+        small_split(), directory, name="eta", training_set="x", config=SMALL, with_range=False
+    )
+
+    model = load_artifact(directory)
+
+    assert not model.has_range and "range" not in model.metadata
+    assert not any((directory / name).exists() for name in RANGE_FILES)
+    point, bounds = model.predict_range(rows(5))
+    assert bounds is None and point.shape == (5,)
+
+
+@pytest.mark.parametrize("name", RANGE_FILES)
+def test_an_edited_or_missing_bound_model_is_refused(copy: Path, name: str) -> None:
+    text = (copy / name).read_text()
+    (copy / name).write_text(text.replace("leaf_value=", "leaf_value=1", 1))
+    with pytest.raises(ArtifactTamperedError, match=name.replace(".", r"\.")):
+        load_artifact(copy)
+    (copy / name).unlink()
+    with pytest.raises(ArtifactError, match=f"{name.replace('.', '.')} is missing"):
+        load_artifact(copy)
+
+
+def test_a_range_the_checksums_do_not_cover_is_refused(copy: Path) -> None:
+    lines = (copy / "checksum.sha256").read_text().splitlines()
+    kept = [line for line in lines if not line.endswith(RANGE_FILES[1])]
+    (copy / "checksum.sha256").write_text("".join(f"{line}\n" for line in kept))
+
+    with pytest.raises(ArtifactError, match=f"does not cover {RANGE_FILES[1]}"):
+        load_artifact(copy)
 
 
 def test_metadata_describes_the_model(artifact: Path) -> None:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from predictor.errors import ArtifactError, ArtifactTamperedError, RegistryNameError
-from predictor.models.artifact import CHECKSUM_FILE, load_artifact
+from predictor.models.artifact import CHECKSUM_FILE, RANGE_FILES, load_artifact
 from predictor.models.registry import Registry, check_name
 from tests.unit._training_data import write_small_artifact
 
@@ -39,7 +39,8 @@ def reseal(directory: Path) -> None:
     do, and why the checksum is a corruption check, not a signature (docs/security.md)."""
     lines = "".join(
         f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}\n"
-        for n in ("model.txt", "metadata.json")
+        for n in ("model.txt", "metadata.json", *RANGE_FILES)
+        if (directory / n).exists()
     )
     (directory / CHECKSUM_FILE).write_text(lines)
 
