@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     stream_include_features: bool = Field(
         False, description="write the model inputs into each streaming prediction (features)"
     )
+    stream_range: bool = Field(
+        True,
+        description="give each streaming prediction the model's p10-p90 range when it has "
+        "one (scores its two bound models too: docs/models.md has the cost)",
+    )
     stream_feature_names: tuple[str, ...] = Field(
         (),
         description="with stream_include_features, only these model inputs (a JSON list); "

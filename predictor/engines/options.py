@@ -89,6 +89,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         contract_strict=settings.contract_strict,
         include_features=settings.stream_include_features,
         feature_names=settings.stream_feature_names,
+        with_range=settings.stream_range,
         max_dead_letter_bytes=DEAD_LETTER_MAX_BYTES,
         topic_types={
             settings.orders_topic: frozenset({"OrderCreated"}),

@@ -70,6 +70,7 @@ class PipelineConfig:
     contract_strict: bool = False
     include_features: bool = False
     feature_names: tuple[str, ...] = ()  # with include_features: only these; empty: all
+    with_range: bool = True  # the model's p10-p90 range on each prediction, when it has one
     max_dead_letter_bytes: int = 10_000_000
     topic_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -200,7 +201,7 @@ def score_batch(
         )
     if not len(rows):
         return result
-    durations, bounds = predict_with_range(model, rows.values)  # range: the same rows, same call
+    durations, bounds = predict_with_range(model, rows.values, with_range=config.with_range)
     if durations.shape[0] != len(rows):
         raise RuntimeError(f"model {model.name} returned {durations.shape[0]} for {len(rows)}")
     lows, highs = range_columns(bounds, len(rows))

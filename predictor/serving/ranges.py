@@ -18,9 +18,12 @@ __all__ = ["predict_with_range", "range_columns"]
 Array = npt.NDArray[np.float64]
 
 
-def predict_with_range(model: Any, values: Array) -> tuple[Array, Array | None]:
-    """The point ETAs (n,) and the range (2, n: p10, p90), or None when the model has none."""
-    scorer = getattr(model, "predict_range", None)
+def predict_with_range(
+    model: Any, values: Array, *, with_range: bool = True
+) -> tuple[Array, Array | None]:
+    """The point ETAs (n,) and the range (2, n: p10, p90), or None when the model has none
+    (or ``with_range`` is off: the point alone, a third of the trees to score)."""
+    scorer = getattr(model, "predict_range", None) if with_range else None
     if scorer is None:
         return np.asarray(model.predict(values), dtype=np.float64).reshape(-1), None
     point, bounds = scorer(values)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -104,6 +106,23 @@ def test_the_feature_vector_can_be_cut_to_named_inputs() -> None:
     assert [p.features for p in preds] == [
         {"store__orders_created__10m": float(i)} for i in range(3)
     ]
+
+
+class _RangedModel(LinearModel):
+    def predict_range(self, values: Any, /) -> tuple[Any, Any]:
+        point = self.predict(values)
+        return point, np.stack([point - 60.0, point + 120.0])
+
+
+@pytest.mark.parametrize("with_range", [True, False])
+def test_the_range_rides_along_unless_turned_off(with_range: bool) -> None:
+    config = PipelineConfig(with_range=with_range)
+    [pred] = predictions(run([order_bytes(0)], _RangedModel(), config=config))
+    assert pred.predicted_duration_s == 600.0
+    if with_range:
+        assert (pred.predicted_duration_p10_s, pred.predicted_duration_p90_s) == (540.0, 720.0)
+    else:
+        assert pred.predicted_duration_p10_s is None and pred.predicted_duration_p90_s is None
 
 
 def test_an_unknown_feature_name_stops_the_worker_at_start() -> None:
