@@ -159,6 +159,12 @@ def build_router(services: Services) -> APIRouter:
         responses={
             **_error(413, schemas.ErrorBody, "the body is over ETA_MAX_REQUEST_BYTES"),
             **_BAD_INPUT,
+            **_error(
+                409,
+                schemas.ErrorBody,
+                "explain=true, and the model served cannot explain in seconds (not LightGBM, "
+                "or trained on log seconds)",
+            ),
             **_UNAVAILABLE,
         },
     )
