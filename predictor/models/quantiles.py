@@ -123,7 +123,7 @@ def conformal_offset(y: Array, lower: Array, upper: Array, miscoverage: float) -
     ``max(lower - y, y - upper)`` on calibration rows.
 
     >>> conformal_offset(np.arange(10.0), np.full(10, 2.0), np.full(10, 6.0), 0.2)
-    3.0
+    2.0
     """
     scores = np.maximum(lower - y, y - upper)
     level = min(1.0, (1 - miscoverage) * (1 + 1 / scores.size))
