@@ -24,7 +24,7 @@ from rich.table import Table
 
 from producers.replay import Rejection
 from producers.tail import Shown
-from stream_features.contract import Event, event_time
+from stream_features.contract import Event, event_time, shown
 from stream_features.event_log import LogLine
 from stream_features.log_report import LogReport
 
@@ -49,9 +49,7 @@ def _printable(text: str) -> str:
     >>> _printable("ok\\x1b[2J\\n")
     'ok\\\\x1b[2J\\\\n'
     """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown(text, limit=None)
 
 
 def _progress() -> Progress:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from stream_features.contract import DeadLetter, DeliveryPrediction, decode
+from stream_features.contract import DeadLetter, DeliveryPrediction, decode, rejection
 from stream_features.errors import RejectedMessage
 from stream_features.settings import Settings
 
@@ -82,9 +82,7 @@ def describe(
         try:
             return model.model_validate(data).model_dump(mode="json", exclude_none=True), None
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in err["loc"])
-            return None, f"{where}: {err['msg']}" if where else err["msg"]
+            return None, str(rejection(exc))
     if not strict and isinstance(data, dict) and kind not in _EVENT_TYPES:
         return data, None
     try:

@@ -54,6 +54,8 @@ __all__ = [
     "event_time",
     "id_text",
     "json_schemas",
+    "rejection",
+    "shown",
     "to_ms",
 ]
 
@@ -306,35 +308,38 @@ class DeadLetter(_Message):
     failed_at: AwareDatetime
 
 
-def _shown(text: str, limit: int = 200) -> str:
-    """``text`` safe to print and log: control characters escaped, about ``limit`` characters.
+def shown(text: str, limit: int | None = 200) -> str:
+    """``text`` safe to print and log: control characters escaped, about ``limit`` characters
+    (all of it with None).
 
     Reasons quote the sender's values (an unknown tag, an unknown field's name); a hostile sender
     must not be able to write terminal escapes, fake log lines or megabytes into them. A long
     text keeps its start and its end (where pydantic says what was expected).
 
-    >>> _shown("a\\n\\x1b[2Jb")
+    >>> shown("a\\n\\x1b[2Jb")
     'a\\\\n\\\\x1b[2Jb'
-    >>> _shown("x" * 150 + "y" * 150, limit=20)
+    >>> shown("x" * 150 + "y" * 150, limit=20)
     'xxxxx… (280 characters cut) …yyyyyyyyyyyyyyy'
     """
     if not text.isprintable():
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    if len(text) <= limit:
+    if limit is None or len(text) <= limit:
         return text
     head, tail = limit // 4, limit - limit // 4
     return f"{text[:head]}… ({len(text) - limit} characters cut) …{text[-tail:]}"
 
 
-def _first_error(exc: ValidationError) -> RejectedMessage:
+def rejection(exc: ValidationError) -> RejectedMessage:
+    """pydantic's first error as a rejection: the field's path and the reason, both ``shown``
+    (a field named by the sender is the sender's text), and how many more errors there were."""
     err = exc.errors(include_url=False)[0]
     loc = [str(part) for part in err["loc"]]
     if loc and loc[0] in _EVENT_NAMES:  # the union's tag is not part of the field path
         loc = loc[1:]
     field = ".".join(loc) or ("type" if err["type"].startswith("union_tag") else None)
     more = exc.error_count() - 1
-    reason = _shown(err["msg"]) + (f" (and {more} more)" if more else "")
-    return RejectedMessage(reason, None if field is None else _shown(field, 100))
+    reason = shown(err["msg"]) + (f" (and {more} more)" if more else "")
+    return RejectedMessage(reason, None if field is None else shown(field, 100))
 
 
 BOOLEAN_REASON = "true/false is not a valid value: no event field is a boolean"
@@ -390,13 +395,12 @@ def check_object(data: Any) -> dict[str, Any]:
     version = data.get("schema_version", SCHEMA_VERSION)
     if type(version) is not int or version != SCHEMA_VERSION:  # true and 1.0 are not 1 either
         raise RejectedMessage(
-            f"unknown schema_version {_shown(repr(version), 40)}; "
-            f"this build reads {SCHEMA_VERSION}",
+            f"unknown schema_version {shown(repr(version), 40)}; this build reads {SCHEMA_VERSION}",
             "schema_version",
         )
     flagged = boolean_fields(data)
     if flagged:
-        raise RejectedMessage(BOOLEAN_REASON, _shown(flagged[0], 100) or None)
+        raise RejectedMessage(BOOLEAN_REASON, shown(flagged[0], 100) or None)
     return data
 
 
@@ -422,9 +426,9 @@ def decode(raw: bytes | bytearray | memoryview | str, max_bytes: int = 1_000_000
     try:
         return _EVENT.validate_python(data)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise rejection(exc) from None
     except (ValueError, TypeError, OverflowError) as exc:  # defensive: validators raising oddly
-        raise RejectedMessage(_shown(str(exc)) or type(exc).__name__) from None
+        raise RejectedMessage(shown(str(exc)) or type(exc).__name__) from None
 
 
 def encode(message: BaseModel) -> bytes:

@@ -51,7 +51,10 @@ def test_the_fuzzer_runs_over_the_corpus_without_a_crash(tmp_path: Path) -> None
         text=True,
         timeout=FUZZ_SECONDS + 120,
     )
-    report = proc.stderr[-4000:]
+    # atheris prints an uncaught exception's traceback on stdout and libFuzzer's account on
+    # stderr: a report needs both, and the input that did it
+    crashes = [f"{p.name}: {p.read_bytes()[:2000]!r}" for p in tmp_path.glob("crash-*")]
+    report = "\n".join([proc.stdout[-6000:], proc.stderr[-2000:], *crashes])
     assert proc.returncode == 0, report
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*")), report
     stats = dict(re.findall(r"stat::(\w+):\s+(\d+)", proc.stderr))

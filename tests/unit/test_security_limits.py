@@ -186,3 +186,19 @@ def test_tail_prints_a_hostile_message_inert(
     err = capsys.readouterr().err
     assert "undecodable" in err and "partition 0 offset 1" in err
     assert "\x1b" not in err and "\x07" not in err
+
+
+def test_tail_quotes_a_prediction_field_name_printably() -> None:
+    """Found by the fuzzer in CI: one flipped bit turns ``_`` into DEL in a field's name, and
+    the prediction model's reason quoted it raw. Predictions and dead letters now give their
+    reasons through the contract's one ``rejection``."""
+    value = (
+        b'{"type":"DeliveryPrediction","schema_version":1,"order_id":"o-1","store_id":"s42",'
+        b'"market_id":"m1","created_at":"2026-03-01T12:00:00Z","predicted_duration_s":2460.5,'
+        b'"predicted_delivery_at":"2026-03-01T12:41:00.500000Z","model_name":"eta",'
+        b'"model_version":"3","mode":"streaming","served_at":"2026-03-01T12:00:00.020000Z",'
+        b'"feature\x7ffreshness_s":1.5}'
+    )
+    message, reason = describe(value)
+    assert message is None and reason is not None
+    assert reason.isprintable() and "feature\\x7ffreshness_s" in reason
