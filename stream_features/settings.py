@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="events older than this behind their entity's "
         "newest event are counted and left out of windows",
     )
+    stream_redis_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="the stream worker's Redis timeout: a hung Redis fails the batch after "
+        "this, and it is rewound and retried with backoff",
+    )
     align_margin_s: int = Field(
         60,
         ge=0,
@@ -179,6 +185,12 @@ class Settings(BaseSettings):
         "needs 'Authorization: Bearer <key>' or 'X-API-Key'",
     )
     max_request_bytes: int = Field(2_000_000, ge=1024)
+    api_redis_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description="the HTTP API's Redis timeout: with Redis hung, a request gets its 503 and "
+        "/readyz its answer after this (an online read takes well under a millisecond)",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins the HTTP API allows (CORS), a JSON list such as "

@@ -7,6 +7,7 @@ serves one request at a time either way. The client's socket timeout bounds a st
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,8 +123,8 @@ def build_router(services: Services) -> APIRouter:
     async def readyz() -> Response:
         """Ready to predict: Redis answers and a model is loaded."""
         reasons = []
-        try:
-            client.ping()
+        try:  # on a thread: a hung Redis must not hold the event loop (and /healthz) with it
+            await asyncio.to_thread(client.ping)
         except (redis.RedisError, OSError) as exc:
             reasons.append(f"Redis is unreachable ({type(exc).__name__})")
         model = services.models.peek()

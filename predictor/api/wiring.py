@@ -32,10 +32,11 @@ class ApiConfigError(EtaError):
 
 
 def fast_retry() -> Retry:
-    """One immediate retry (a connection Redis closed while idle), then the error: redis-py's
+    """One immediate retry of a connection Redis closed (while idle), then the error: redis-py's
     default backs off for seconds, which would hold a request and the event loop that long
-    before its 503."""
-    return Retry(NoBackoff(), 1)
+    before its 503. A timeout is not retried: a Redis that did not answer in time (hung, or
+    stopped) would only make the request wait that long again."""
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 def api_config(settings: Settings, key_prefix: str = "") -> ApiConfig:
@@ -65,8 +66,8 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
         raise ApiConfigError()
     client = redis.Redis.from_url(
         url,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
+        socket_timeout=settings.api_redis_timeout_s,
+        socket_connect_timeout=settings.api_redis_timeout_s,
         health_check_interval=30,
         retry=fast_retry(),
     )

@@ -25,12 +25,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from predictor.engines.alignment import Aligner, Moves
 from predictor.engines.options import EngineOptions, WorkerStats
 from predictor.engines.transactions import produce_in_transaction
 from predictor.serving.backoff import backoff_s
+from predictor.serving.broker_watch import BrokerWatch
 from predictor.serving.commits import CommitTracker, TopicPartitionKey, offset_span
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import (
@@ -92,13 +94,25 @@ class ConfluentWorker:
             # a resumed partition is fetched at once, not after librdkafka's 1 s backoff for a
             # full queue (measured: a 200k backlog drained at 15k events/s with it, 30k without)
             consumer_config = {"fetch.queue.backoff.ms": 20, **consumer_config}
-        self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
+        # librdkafka's statistics each second: how the worker notices a hung broker
+        self._broker = BrokerWatch(options.stall_after_s)
+        consumer_config = {"statistics.interval.ms": 1000, **consumer_config}
+        producer_config = {"statistics.interval.ms": 1000, **producer_config}
+        self._consumer = Consumer(
+            {
+                **consumer_config,
+                "on_commit": self._on_commit,
+                "stats_cb": lambda text: self._on_stats("consumer", text),
+            }
+        )
         if options.exactly_once:
             producer_config = {
                 **producer_config,
                 "transactional.id": f"{consumer_config['group.id']}-{time.time_ns():x}",
             }
-        self._producer = Producer(producer_config)
+        self._producer = Producer(
+            {**producer_config, "stats_cb": lambda text: self._on_stats("producer", text)}
+        )
         # one thread: feature round trips run one at a time, in batch order
         self._store = ThreadPoolExecutor(1, thread_name_prefix="eta-features")
         self._batches: deque[_Batch] = deque()
@@ -340,6 +354,22 @@ class ConfluentWorker:
                 self._to_commit[tp] = max(offset, self._to_commit.get(tp, offset))
             if batch.acked_wall_ms is not None:
                 self._metrics.observe_acked(batch.created_ms, batch.acked_wall_ms)
+
+    def _on_stats(self, client: str, text: str) -> None:
+        """Say once when the broker goes silent (a hung broker closes nothing, so no error
+        comes; ``broker_watch``), and once when it answers again; batches wait, uncommitted."""
+        change = self._broker.observe(client, orjson.loads(text))
+        if change == "stalled":
+            self._metrics.stalled.set(1)
+            log.warning(
+                "the broker has answered nothing for %.0f s; the worker waits for it, "
+                "committing nothing it has not acknowledged",
+                self._o.stall_after_s,
+                extra={"unacknowledged": self._tracker.pending, "batches": len(self._tracker)},
+            )
+        elif change == "answering":
+            self._metrics.stalled.set(0)
+            log.info("the broker answers again", extra={"silent_s": round(self._broker.longest_s)})
 
     def _commit(self, sync: bool) -> None:
         if not self._to_commit:

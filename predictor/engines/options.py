@@ -54,6 +54,7 @@ class EngineOptions:
     shutdown_timeout_s: float = 30.0
     align_margin_s: int = 60
     align_idle_ms: int = 1000
+    stall_after_s: float = 5.0  # a broker connection silent this long while owing answers
 
     @property
     def source_topics(self) -> list[str]:

@@ -55,7 +55,10 @@ def redis_features(settings: Settings, redis_url: str, key_prefix: str = "") -> 
     from stream_features.redis_windows import RedisFeatureSource
 
     client = redis.Redis.from_url(
-        redis_url, socket_timeout=10.0, socket_connect_timeout=2.0, health_check_interval=30
+        redis_url,
+        socket_timeout=settings.stream_redis_timeout_s,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
     )
     return RedisFeatureSource(
         client,

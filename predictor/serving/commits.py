@@ -101,6 +101,11 @@ class CommitTracker:
         return batch
 
     @property
+    def pending(self) -> int:
+        """Records produced and not yet acknowledged."""
+        return sum(max(b.pending, 0) for b in self._batches)
+
+    @property
     def failed(self) -> list[str]:
         """Delivery errors of batches not yet committed (empty when all is well)."""
         return [e for b in self._batches for e in b.errors]

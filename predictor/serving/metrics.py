@@ -115,6 +115,11 @@ class StreamMetrics:
             "Partitions paused because they run ahead of the others in event time",
             registry=r,
         )
+        self.stalled = Gauge(
+            "eta_stream_broker_stalled",
+            "1 while a connection to the broker owes answers and has received nothing for 5 s",
+            registry=r,
+        )
         self.retries = Counter(
             "eta_stream_retries", "Batches read again, by cause", ["cause"], registry=r
         )

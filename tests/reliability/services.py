@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import psutil  # type: ignore[import-untyped]
 import redis
 
 from stream_features.settings import Settings
 from stream_features.stack import StackUrls, start_stack
-from tests.integration.worker_helpers import WorkerProcess
+from tests.integration.worker_helpers import WorkerProcess, worker_env
 
-__all__ = ["FaultStack", "Spawn", "fault_stack"]
+__all__ = ["FaultStack", "ServeProcess", "Spawn", "fault_stack"]
 
 Spawn = Callable[[Settings, str], WorkerProcess]
 """Starts an ``eta predict stream`` process with these settings, its log named after it."""
@@ -32,7 +35,8 @@ Spawn = Callable[[Settings, str], WorkerProcess]
 
 class FaultStack:
     """The scenario's broker and Redis; ``kill_redis`` / ``start_redis`` restart Redis,
-    ``kill_broker`` takes the broker away."""
+    ``kill_broker`` takes the broker away, ``pause_*`` / ``resume_*`` hang either and let it go
+    on."""
 
     def __init__(self, urls: StackUrls, data_dir: Path, services: contextlib.ExitStack) -> None:
         self.urls = urls
@@ -65,9 +69,27 @@ class FaultStack:
 
     def kill_broker(self, timeout_s: float = 10.0) -> None:
         """SIGKILL the broker (it is not started again); waits until it is gone."""
-        proc = self._child("broker", f"--listener-url tcp://{self.urls.kafka_bootstrap_servers} ")
+        proc = self._broker_process()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout_s)
+
+    def pause_broker(self) -> None:
+        """SIGSTOP the broker: its connections stay open and nothing answers (a hung broker)."""
+        self._broker_process().send_signal(signal.SIGSTOP)
+
+    def resume_broker(self) -> None:
+        self._broker_process().send_signal(signal.SIGCONT)
+
+    def pause_redis(self) -> None:
+        """SIGSTOP redis-server: connections stay open, the kernel even accepts new ones, and
+        no command is answered (a hung Redis, which times out instead of refusing)."""
+        self._redis_process().send_signal(signal.SIGSTOP)
+
+    def resume_redis(self) -> None:
+        self._redis_process().send_signal(signal.SIGCONT)
+
+    def _broker_process(self) -> psutil.Process:
+        return self._child("broker", f"--listener-url tcp://{self.urls.kafka_bootstrap_servers} ")
 
     def kill_redis(self, timeout_s: float = 10.0) -> None:
         """SIGKILL the redis-server: no shutdown, no final AOF rewrite; waits until it is gone."""
@@ -108,3 +130,43 @@ def fault_stack(data_dir: Path) -> Iterator[FaultStack]:
     with contextlib.ExitStack() as services:
         urls = services.enter_context(start_stack(Settings(data_dir=data_dir)))
         yield FaultStack(urls, data_dir, services)
+
+
+class ServeProcess:
+    """``eta serve`` in a subprocess on the scenario's stack, its log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.base = f"http://{settings.http_host}:{settings.http_port}"
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from predictor.cli import main; main()", "serve"],
+            env=worker_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until ``/readyz`` says 200 (Redis answers and the model is loaded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.05)
+        raise AssertionError(f"eta serve not ready in {timeout_s} s")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            self._log.close()
