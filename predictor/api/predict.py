@@ -9,7 +9,6 @@ are equal byte for byte but for ``mode`` and ``served_at``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,17 +16,14 @@ from datetime import UTC, datetime
 import redis
 
 from predictor.api.errors import UnusablePrediction
-from predictor.serving.encoding import encode_prediction
+from predictor.serving.encoding import answer
 from predictor.serving.explain import explanations
 from predictor.serving.pipeline import ScoringModel
 from predictor.serving.ranges import predict_with_range, range_columns
 from stream_features.contract import OrderCreated
 from stream_features.online import get_online_features
 
-__all__ = ["MAX_DURATION_S", "predict_orders", "score_orders", "served_now"]
-
-MAX_DURATION_S = 365 * 86400.0
-"""Beyond a year a prediction is a model fault, not an ETA (the stream core's bound too)."""
+__all__ = ["predict_orders", "score_orders", "served_now"]
 
 
 def served_now() -> datetime:
@@ -61,23 +57,22 @@ def score_orders(
     for i, (order, duration, fresh) in enumerate(
         zip(rows.orders, durations.tolist(), rows.freshness_s.tolist(), strict=True)
     ):
-        if not (math.isfinite(duration) and duration <= MAX_DURATION_S):
-            out.append(UnusablePrediction(model.name, model.version, order.order_id, duration))
-            continue
-        out.append(
-            encode_prediction(
-                order,
-                max(duration, 0.0),
-                model_name=model.name,
-                model_version=model.version,
-                served_at=stamp,
-                feature_freshness_s=None if math.isnan(fresh) else max(fresh, 0.0),
-                mode=mode,
-                p10_s=lows[i],
-                p90_s=highs[i],
-                explanation=None if reasons is None else reasons[i],
-            )
+        value = answer(
+            order,
+            duration,
+            fresh,
+            model_name=model.name,
+            model_version=model.version,
+            served_at=stamp,
+            mode=mode,
+            p10_s=lows[i],
+            p90_s=highs[i],
+            explanation=None if reasons is None else reasons[i],
         )
+        if value is None:
+            out.append(UnusablePrediction(model.name, model.version, order.order_id, duration))
+        else:
+            out.append(value)
     return out
 
 

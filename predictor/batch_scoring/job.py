@@ -11,7 +11,6 @@ wrote and leaves the previous run current.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -28,14 +27,13 @@ import orjson
 import polars as pl
 import redis
 
-from predictor.api.predict import MAX_DURATION_S
 from predictor.batch_scoring.parquet import prediction_frame, write_run
 from predictor.batch_scoring.profiles import BASKET_FIELDS, profile_order
 from predictor.batch_scoring.slots import batch_order_id, slot_orders, slot_rows
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.batch_scoring.summary import BatchRun, new_version
 from predictor.models.artifact import atomic_write
-from predictor.serving.encoding import encode_prediction
+from predictor.serving.encoding import answer
 from predictor.serving.pipeline import ScoringModel
 from predictor.serving.ranges import predict_with_range, range_columns
 from stream_features.contract import OrderCreated
@@ -57,15 +55,6 @@ def _stage(run: BatchRun, name: str) -> Iterator[None]:
         yield
     finally:
         run.stage_seconds[name] += time.perf_counter() - started
-
-
-def _usable(duration: float) -> bool:
-    return math.isfinite(duration) and duration <= MAX_DURATION_S
-
-
-def _fresh(age_s: float) -> float | None:
-    """The stream's rule: NaN (no state yet) is left out, a negative age is 0."""
-    return None if math.isnan(age_s) else max(age_s, 0.0)
 
 
 def _basket(profile: dict[str, Any]) -> dict[str, Any]:
@@ -113,25 +102,24 @@ def _encode(
     skipped = 0
     for i, profile in enumerate(profiles):
         block = range(i * k, (i + 1) * k)
-        if not all(_usable(durations[j]) for j in block):
-            skipped += 1  # the stream would dead-letter these: leave the store out
-            continue
-        predictions = [
-            orjson.Fragment(
-                encode_prediction(
-                    orders[j],
-                    max(durations[j], 0.0),
-                    model_name=model.name,
-                    model_version=model.version,
-                    served_at=served_at,
-                    feature_freshness_s=_fresh(freshness[j]),
-                    mode="batch",
-                    p10_s=bounds[0][j],
-                    p90_s=bounds[1][j],
-                )
+        answers = [
+            answer(
+                orders[j],
+                durations[j],
+                freshness[j],
+                model_name=model.name,
+                model_version=model.version,
+                served_at=served_at,
+                mode="batch",
+                p10_s=bounds[0][j],
+                p90_s=bounds[1][j],
             )
             for j in block
         ]
+        if any(a is None for a in answers):
+            skipped += 1  # the stream would dead-letter these: leave the store out
+            continue
+        predictions = [orjson.Fragment(a) for a in answers if a is not None]
         store_json = {
             "store_id": profile["store_id"],
             "market_id": profile["market_id"],

@@ -1,4 +1,6 @@
-"""Predictions to wire bytes, fast: the hot path skips pydantic but writes the same JSON.
+"""Predictions to wire bytes, fast: the hot path skips pydantic but writes the same JSON; and
+the one rule that turns a model's duration into a prediction (``answer``), which the stream,
+the HTTP API and the batch job all follow.
 
 ``encode(DeliveryPrediction(...))`` costs about 5 µs a record; building the dict in declaration
 order and handing it to orjson costs under 1 µs, which matters at tens of thousands of orders a
@@ -7,6 +9,7 @@ second. A unit test holds the two byte-for-byte equal, so the contract stays the
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -17,7 +20,17 @@ import orjson
 from stream_features.contract import SCHEMA_VERSION
 from stream_features.wire_decode import AnyOrder
 
-__all__ = ["encode_prediction", "finite_features"]
+__all__ = [
+    "MAX_DURATION_S",
+    "answer",
+    "encode_prediction",
+    "finite_features",
+    "freshness",
+    "usable",
+]
+
+MAX_DURATION_S = 365 * 86400.0
+"""Beyond a year a prediction is a model fault, not an ETA."""
 
 _OPTIONS = orjson.OPT_UTC_Z
 
@@ -85,3 +98,57 @@ def encode_prediction(
     if explanation is not None:
         message["explanation"] = explanation
     return orjson.dumps(message, option=_OPTIONS)
+
+
+def usable(duration: float) -> bool:
+    """Whether a model's duration can be an ETA: finite and within ``MAX_DURATION_S`` (a
+    negative one is clamped to 0 by ``answer``; anything else is the model's fault, and the
+    order is dead-lettered, refused or left out instead).
+
+    >>> usable(1800.0), usable(-5.0), usable(float("nan")), usable(2 * MAX_DURATION_S)
+    (True, True, False, False)
+    """
+    return math.isfinite(duration) and duration <= MAX_DURATION_S
+
+
+def freshness(age_s: float) -> float | None:
+    """A row's feature age as the prediction states it: None without state yet (NaN), never
+    negative (an order stamped before the newest event its entities applied).
+
+    >>> freshness(float("nan")), freshness(-0.2), freshness(3.5)
+    (None, 0.0, 3.5)
+    """
+    return None if math.isnan(age_s) else max(age_s, 0.0)
+
+
+def answer(
+    order: AnyOrder,
+    duration: float,
+    age_s: float,
+    *,
+    model_name: str,
+    model_version: str,
+    served_at: datetime,
+    mode: str,
+    p10_s: float | None = None,
+    p90_s: float | None = None,
+    features: dict[str, float] | None = None,
+    explanation: dict[str, Any] | None = None,
+) -> bytes | None:
+    """The prediction for ``order`` from the model's ``duration`` and the row's feature age,
+    or None when the duration is not ``usable``: the one rule of every serving path."""
+    if not usable(duration):
+        return None
+    return encode_prediction(
+        order,
+        max(duration, 0.0),
+        model_name=model_name,
+        model_version=model_version,
+        served_at=served_at,
+        feature_freshness_s=freshness(age_s),
+        features=features,
+        mode=mode,
+        p10_s=p10_s,
+        p90_s=p90_s,
+        explanation=explanation,
+    )

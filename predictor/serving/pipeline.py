@@ -9,7 +9,6 @@ a model swap happens between calls, so a batch is scored by exactly one model ve
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from predictor.serving.dlq import dead_letter
-from predictor.serving.encoding import encode_prediction, finite_features
+from predictor.serving.encoding import answer, finite_features
 from predictor.serving.ranges import predict_with_range, range_columns
 from predictor.serving.records import OutRecord, SourceRecord
 from stream_features.contract import event_time, to_ms
@@ -41,7 +40,6 @@ __all__ = [
 ]
 
 _TIME_FIELD = {"OrderCreated": "created_at", "OrderDelivered": "delivered_at"}
-_MAX_DURATION_S = 365 * 86400.0  # beyond a year a prediction is a model fault, not an ETA
 
 
 class ScoringModel(Protocol):
@@ -209,7 +207,19 @@ def score_batch(
     freshness = rows.freshness_s.tolist()
     features = _included_features(rows, config) if config.include_features else None
     for i, (order, duration) in enumerate(zip(rows.orders, durations.tolist(), strict=True)):
-        if not (math.isfinite(duration) and duration <= _MAX_DURATION_S):
+        value = answer(
+            order,
+            duration,
+            freshness[i],
+            model_name=model.name,
+            model_version=model.version,
+            served_at=served_at,
+            mode="streaming",
+            p10_s=lows[i],
+            p90_s=highs[i],
+            features=None if features is None else features[i],
+        )
+        if value is None:
             result.dead_letters.append(
                 dead_letter(
                     order_sources[i],
@@ -222,18 +232,6 @@ def score_batch(
             )
             result.dead_letters_by_topic[order_sources[i].topic() or ""] += 1
             continue
-        fresh = freshness[i]
-        value = encode_prediction(
-            order,
-            max(duration, 0.0),
-            model_name=model.name,
-            model_version=model.version,
-            served_at=served_at,
-            feature_freshness_s=None if math.isnan(fresh) else max(fresh, 0.0),
-            features=None if features is None else features[i],
-            p10_s=lows[i],
-            p90_s=highs[i],
-        )
         result.predictions.append(OutRecord(order.order_id.encode(), value))
         result.created_ms.append(to_ms(order.created_at))
     return result
