@@ -24,6 +24,7 @@ __all__ = [
     "BUCKET_S",
     "FEATURES",
     "ORDER_FEATURES",
+    "SIGNAL_UNITS",
     "STREAM_FEATURES",
     "BatchFeature",
     "OrderFeature",
@@ -38,6 +39,18 @@ __all__ = [
 BUCKET_S = 60
 """Width of the event-time buckets every streaming window is built from."""
 
+SIGNAL_UNITS: dict[str, float] = {
+    "created": 1.0,
+    "delivered": 1.0,
+    "duration_s": 1000.0,
+    "outstanding": 1.0,
+    "onshift": 1.0,
+    "busy": 1.0,
+}
+"""Every per-event quantity the state keeps (``StreamFeature.signal``), with how many of its
+stored units make one unit of a feature over it: ``duration_s`` is summed in milliseconds (the
+event times' own unit, exact in integers) and read in seconds; the rest are counts."""
+
 Entity = Literal["store_id", "market_id"]
 StreamAgg = Literal["count", "sum", "mean", "last", "running", "ratio"]
 
@@ -46,7 +59,7 @@ StreamAgg = Literal["count", "sum", "mean", "last", "running", "ratio"]
 class StreamFeature:
     """A feature kept fresh from the event stream, in Redis, per entity.
 
-    ``signal`` names the per-event quantity (see ``signals`` in ``redis_windows``): ``created``
+    ``signal`` names the per-event quantity (each is in ``SIGNAL_UNITS``): ``created``
     (1 per OrderCreated), ``delivered``/``duration_s`` (per OrderDelivered joined to its order),
     ``outstanding`` (+1 created, -1 delivered), ``onshift``/``busy`` (snapshot value, adjusted by
     DasherEvents). ``ratio`` divides feature ``of[0]`` by ``of[1]``.
@@ -212,6 +225,14 @@ STREAM_FEATURES: tuple[StreamFeature, ...] = (
         doc="Outstanding orders per on-shift dasher: the market's backlog.",
     ),
 )
+_unknown = {  # a ratio's ``of`` names two features, a mean's two signals
+    signal
+    for f in STREAM_FEATURES
+    if f.agg != "ratio"
+    for signal in (f.signal, *(f.of or ()))
+    if signal
+} - SIGNAL_UNITS.keys()
+assert not _unknown, f"signals without a unit in SIGNAL_UNITS: {sorted(_unknown)}"
 
 BATCH_FEATURES: tuple[BatchFeature, ...] = (
     BatchFeature(

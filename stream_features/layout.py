@@ -20,6 +20,7 @@ from stream_features.definitions import (
     BATCH_FEATURES,
     BUCKET_S,
     ORDER_FEATURES,
+    SIGNAL_UNITS,
     STREAM_FEATURES,
     BatchFeature,
     category_code,
@@ -188,7 +189,7 @@ def _stream_plan() -> tuple[_Column, ...]:
         assert feature.of is not None
         if feature.agg == "mean":
             num, den = at(feature.of[0], feature.window_s), at(feature.of[1], feature.window_s)
-            scale = 1000.0 if feature.of[0].endswith("_s") else 1.0  # durations summed in ms
+            scale = SIGNAL_UNITS[feature.of[0]]  # a duration is summed in ms, read in s
         else:  # ratio of two other features
             a, b = (by_name[name] for name in feature.of)
             num, den, scale = at(a.signal, a.window_s), at(b.signal, b.window_s), 1.0

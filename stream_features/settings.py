@@ -129,7 +129,13 @@ class Settings(BaseSettings):
         description="a partition that delivered nothing for this long no longer holds the "
         "others back (as Kafka Streams' max.task.idle.ms)",
     )
-    dedup_ttl_s: int = Field(2 * 86400, ge=60, description="how long an event id is remembered")
+    dedup_ttl_s: int = Field(
+        2 * 86400,
+        ge=60,
+        description="how long Redis keeps a partition's state (dedup ids, outstanding orders) "
+        "with no write, at least; in memory an id is kept for lateness_s behind its entity, "
+        "and anything older is late rather than a duplicate",
+    )
     entity_ttl_s: int = Field(7 * 86400, ge=60, description="idle entity state expires after this")
     max_future_skew_s: int = Field(
         3600, ge=0, description="events stamped further than this in the future are rejected"
