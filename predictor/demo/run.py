@@ -30,7 +30,15 @@ from rich.live import Live
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column
 
-from predictor.demo.dashboard import DriftRule, Figures, Tick, figures, render, status_line
+from predictor.demo.dashboard import (
+    DriftRule,
+    Figures,
+    Tick,
+    catching_up,
+    figures,
+    render,
+    status_line,
+)
 from predictor.demo.plan import ETA, DemoConfig, history_end, live_traffic, prepare_steps
 from predictor.demo.processes import DemoError, Service, run_step
 from predictor.demo.scrape import scrape
@@ -298,13 +306,15 @@ def _dashboard(
             )
             last = current
             current = figures(prev, cur, orders_topic, rule)
-            if current.p50_ms is None:  # nothing new in this interval: show the last seen
+            if current.p50_ms is None and not catching_up(current):  # none new: the last seen
                 current.p50_ms, current.p99_ms = last.p50_ms, last.p99_ms
             if swap is None and elapsed >= config.live_s / 2:
                 swap = threading.Thread(target=_promote, args=(env, staged), daemon=True)
                 swap.start()
                 summary.swap_at_s = round(elapsed, 1)
-            if traffic.alive():
+            if catching_up(current):
+                phase = "warm-up: the worker drains the burn-in backlog"
+            elif traffic.alive():
                 phase = f"live traffic {min(elapsed, config.live_s):.0f}/{config.live_s:.0f} s"
             else:
                 phase = "draining"
