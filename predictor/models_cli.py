@@ -263,11 +263,19 @@ def _versions_table(registry: Registry, name: str) -> Table:
         except ArtifactError as exc:  # one broken version must not hide the others
             table.add_row(v, "", f"[red]unusable: {exc.reason}[/]", "", "", "", stages)
             continue
-        mae = meta["metrics"]["validation"]["model"]["mae_s"]
+        mae = meta.get("metrics", {}).get("validation", {}).get("model", {}).get("mae_s")
         created = str(meta.get("created_at", ""))[:19]
-        trees = str(meta["num_trees"])
-        table.add_row(v, created, meta["objective"], trees, _trained_on(meta), f"{mae:.1f}", stages)
+        trees = str(meta.get("num_trees", "—"))
+        objective = str(meta.get("objective", "—"))
+        shown_mae = "—" if mae is None else f"{mae:.1f}"  # an imported model has no validation
+        table.add_row(v, created, objective, trees, _trained_on(meta), shown_mae, stages)
     return table
+
+
+def _window(part: dict[str, Any] | None) -> str:
+    if not part:
+        return "—"
+    return f"{part['min_created_at']} → {part['max_created_at']}, {part['rows']} rows"
 
 
 def _trained_on(meta: dict[str, Any]) -> str:
@@ -300,30 +308,27 @@ def show(ref: str = typer.Argument(..., help="NAME or NAME:VERSION")) -> None:
             return
         meta = read_metadata(registry.path(name, version))
         stages = [s for s, target in registry.aliases(name).items() if target == version]
-        train_, valid = meta["training"]["train"], meta["training"]["valid"]
+        training = meta.get("training", {})
         info = Table(title=f"{name}:{version}", show_header=False)
         for key, value in (
             ("stages", ", ".join(stages) or "—"),
-            ("created / registered", f"{meta['created_at']} / {meta.get('registered_at')}"),
-            ("objective / trees", f"{meta['objective']} / {meta['num_trees']}"),
+            ("created / registered", f"{meta.get('created_at')} / {meta.get('registered_at')}"),
+            ("objective / trees", f"{meta.get('objective', '—')} / {meta.get('num_trees', '—')}"),
             (
                 "features",
                 f"{len(meta['feature_names'])} (registry {meta['feature_registry_hash']})",
             ),
-            (
-                "train",
-                f"{train_['min_created_at']} → {train_['max_created_at']}, {train_['rows']} rows",
-            ),
-            (
-                "valid",
-                f"{valid['min_created_at']} → {valid['max_created_at']}, {valid['rows']} rows",
-            ),
+            ("train", _window(training.get("train"))),
+            ("valid", _window(training.get("valid"))),
             ("training set", str(meta.get("training_set"))),
-            ("libraries", ", ".join(f"{k} {v}" for k, v in meta["libraries"].items())),
+            ("libraries", ", ".join(f"{k} {v}" for k, v in meta.get("libraries", {}).items())),
         ):
             info.add_row(key, value)
         _console.print(info)
-        _console.print(metrics_table(meta["metrics"]["validation"], "validation metrics"))
+        if "metrics" in meta:
+            _console.print(metrics_table(meta["metrics"]["validation"], "validation metrics"))
+        else:
+            _console.print("no validation metrics: not trained here (see imported_from)")
 
 
 @models_app.command("register")
@@ -434,6 +439,55 @@ def sync_redis() -> None:
             _console.print("[yellow]no Redis (set ETA_REDIS_URL): nothing written[/]")
             raise typer.Exit(1)
         _console.print(f"{registry.sync_redis()} pointers written to Redis")
+
+
+def _version_of(registry: Registry, ref: str, default_name: str) -> tuple[str, str]:
+    """``NAME@STAGE``, ``NAME:VERSION`` or ``NAME`` (its latest version) as (name, version)."""
+    from predictor.errors import ModelNotFoundError
+
+    if "@" in ref:
+        name, _, stage = ref.partition("@")
+        name = name or default_name
+        return name, registry.resolve(name, stage)
+    name, version = _split_ref(ref, default_name)
+    version = version or next(reversed(registry.versions(name)), None)
+    if version is None:
+        raise ModelNotFoundError(registry.root, name)
+    return name, version
+
+
+@models_app.command("export")
+def export_model(
+    ref: str = typer.Argument(..., help="NAME@STAGE, NAME:VERSION, or NAME for its latest"),
+    mlflow: Path = typer.Option(..., "--mlflow", help="a new directory for the MLflow model"),
+) -> None:
+    """Write a version as an MLflow model: its LightGBM flavour and a pyfunc that scores as
+    etastream does (feature order, target transform), with a signature and the feature
+    registry's hash (``pip install -e '.[mlflow]'``; docs/models.md)."""
+    settings = Settings()
+    with _errors():
+        registry = _registry(settings)
+        name, version = _version_of(registry, ref, settings.model_name)
+        from predictor.models.mlflow_io import export_mlflow
+
+        out = export_mlflow(registry.load(name, version), mlflow)
+    _console.print(f"{name}:{version} written as an MLflow model to {out}")
+
+
+@models_app.command("import")
+def import_model(
+    directory: Path = typer.Argument(..., help="an MLflow LightGBM model directory"),
+    name: str | None = typer.Option(None, "--name", help="model name; default ETA_MODEL_NAME"),
+) -> None:
+    """Register an MLflow LightGBM model whose signature names the feature registry's inputs
+    in order (refused, saying why, otherwise) as the next version of NAME."""
+    settings = Settings()
+    with _errors():
+        from predictor.models.mlflow_io import import_mlflow
+
+        model = name or settings.model_name
+        version = import_mlflow(directory, _registry(settings), model)
+    _console.print(f"registered {model}:{version} from {directory}")
 
 
 def register(app: typer.Typer) -> None:
