@@ -237,7 +237,8 @@ def test_replay_interrupted_by_ctrl_c_reports_what_it_sent(
     finally:
         proc.kill()
     assert proc.returncode == 130, out + err
-    assert "interrupted: Ctrl-C" in out and "Traceback" not in err, out + err
+    said = " ".join(out.split())  # rich may wrap the line whatever COLUMNS says
+    assert "interrupted: Ctrl-C" in said and "Traceback" not in err, out + err
     sent = next(line for line in out.splitlines() if " sent " in f" {line} ")
     assert int("".join(c for c in sent.split("sent")[1] if c.isdigit())) >= 1, out
 
