@@ -74,7 +74,9 @@ def batch(n: int = 6, first: int = 0) -> tuple[FeatureRows | None, BatchResult]:
     return rows, score_batch(decoded, rows, LinearModel("1"), now_ms=NOW, config=CONFIG)
 
 
-def stage_with(model: Any | None, sink: ListSink | None = None) -> tuple[ShadowStage, StreamMetrics]:
+def stage_with(
+    model: Any | None, sink: ListSink | None = None
+) -> tuple[ShadowStage, StreamMetrics]:
     metrics = StreamMetrics(CollectorRegistry())
     scorer = ShadowScorer(cast(ModelHandle, StageOf(model)))
     stage = ShadowStage(
@@ -127,9 +129,7 @@ def test_primary_predictions_are_byte_identical_with_the_shadow_on_and_off() -> 
     stage.close()
 
     assert [(r.key, r.value) for r in on.predictions] == before
-    assert [(r.key, r.value) for r in on.predictions] == [
-        (r.key, r.value) for r in off.predictions
-    ]
+    assert [(r.key, r.value) for r in on.predictions] == [(r.key, r.value) for r in off.predictions]
     assert on.created_ms == off.created_ms
 
 
