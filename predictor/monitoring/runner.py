@@ -150,6 +150,7 @@ def build_service(
         IntakeConfig(
             deliveries_topic=settings.deliveries_topic,
             predictions_topic=settings.predictions_topic,
+            shadow_topic=settings.shadow_topic,
             max_message_bytes=settings.max_message_bytes,
             max_future_skew_s=settings.max_future_skew_s,
         ),
@@ -160,6 +161,7 @@ def build_service(
             dlq_topic=settings.dlq_topic,
             batch_max_events=max(settings.batch_max_events, 2000),
             publish_s=settings.monitor_publish_s,
+            shadow_topic=settings.shadow_topic,
         ),
         metrics=metrics,
         record_dir=record_dir(settings),
