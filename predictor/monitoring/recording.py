@@ -35,6 +35,7 @@ from stream_features.definitions import feature_names
 __all__ = [
     "JoinedLog",
     "frame_to_joined",
+    "frame_to_paired",
     "joined_frame",
     "joined_to_predictions",
     "paired_frame",
@@ -96,6 +97,25 @@ def paired_frame(pairs: Sequence[PairedJoined]) -> pl.DataFrame:
             "actual_duration_s": pl.Series([p.actual_s for p in pairs], dtype=pl.Float64),
         }
     )
+
+
+def frame_to_paired(frame: pl.DataFrame) -> list[PairedJoined]:
+    """Rows written by ``paired_frame`` back as pairs (the monitor restores its windows)."""
+    return [
+        PairedJoined(
+            order_id=row["order_id"],
+            model_name=row["model_name"],
+            champion_version=row["champion_version"],
+            challenger_version=row["challenger_version"],
+            challenger_stage=row["challenger_stage"],
+            market_id=row["market_id"],
+            created_ms=_ms(row["created_at"]),
+            delivered_ms=_ms(row["delivered_at"]),
+            champion_s=float(row["champion_duration_s"]),
+            challenger_s=float(row["challenger_duration_s"]),
+        )
+        for row in frame.iter_rows(named=True)
+    ]
 
 
 def read_paired(directory: Path) -> pl.DataFrame:

@@ -39,9 +39,11 @@ from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.recording import (
     JoinedLog,
     frame_to_joined,
+    frame_to_paired,
     joined_to_predictions,
     paired_frame,
     read_joined,
+    read_paired,
     write_summaries,
 )
 from predictor.monitoring.retrain_job import Retrainer, RetrainJob
@@ -181,6 +183,12 @@ class MonitorService:
 
     def restore(self, record_dir: Path) -> int:
         """Feed the recorded pairs of the last 24 h of event time back into the windows."""
+        shadow = read_paired(record_dir)
+        if not shadow.is_empty():
+            newest_shadow = shadow["delivered_at"].max()
+            assert isinstance(newest_shadow, datetime)
+            recent = shadow.filter(pl.col("delivered_at") > newest_shadow - timedelta(days=1))
+            self._monitor.add_paired(frame_to_paired(recent))
         frame = read_joined(record_dir)
         if frame.is_empty():
             return 0

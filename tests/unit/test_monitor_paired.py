@@ -13,7 +13,7 @@ from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
 from predictor.monitoring.join import SHADOW_PREFIX, MemoryJoin, paired_from
 from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.paired import Z_95, PairedWindows, compare
-from predictor.monitoring.recording import JoinedLog, paired_frame, read_paired
+from predictor.monitoring.recording import JoinedLog, frame_to_paired, paired_frame, read_paired
 from predictor.serving.records import RawRecord
 from stream_features.contract import OrderDelivered, ShadowPrediction, encode
 
@@ -127,3 +127,4 @@ def test_windows_keep_each_pairing_of_versions_apart(tmp_path: Path) -> None:
     frame = read_paired(tmp_path)
     assert frame.height == 2
     assert frame["challenger_version"].to_list() == ["2", "3"]
+    assert frame_to_paired(frame) == made  # what a restarted monitor refills its windows with
