@@ -13,7 +13,14 @@ from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
 from predictor.monitoring.join import SHADOW_PREFIX, MemoryJoin, paired_from
 from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.paired import Z_95, PairedWindows, compare
-from predictor.monitoring.recording import JoinedLog, frame_to_paired, paired_frame, read_paired
+from predictor.monitoring.recording import (
+    JoinedLog,
+    frame_to_paired,
+    joined_frame,
+    paired_frame,
+    read_paired,
+)
+from predictor.monitoring.report import render_report
 from predictor.serving.records import RawRecord
 from stream_features.contract import OrderDelivered, ShadowPrediction, encode
 
@@ -87,6 +94,9 @@ def test_shadow_records_join_their_deliveries_apart_from_served_predictions() ->
     assert (c.champion_bias_s, c.challenger_bias_s) == (-200.0, -100.0)
     assert c.mean_abs_error_diff_s == -100.0 and c.challenger_better == 3
     assert monitor.totals["shadow_joined"] == 3
+
+    page, _figures = render_report(joined_frame([]), monitor.summaries(T0), psi_threshold=0.2)
+    assert "eta:1 vs 2" in page and "Champion and challenger" in page
 
     metrics = MonitorMetrics()
     metrics.publish(monitor.summaries(T0))
