@@ -99,6 +99,7 @@ def retrain_once(settings: Settings, registry: Registry, trigger: str) -> Retrai
             work_dir=Path(tmp),
             production_stage=settings.serve_stage,
             min_rows=settings.monitor_retrain_min_rows,
+            live_guard=settings.shadow_stage == "staging",  # retrained models land there
         )
     return RetrainReport(
         model_name=settings.model_name,
