@@ -105,6 +105,11 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     from predictor.models.handle import ModelHandle
     from predictor.models.registry import Registry
 
+    if settings.shadow_stage is not None and engine == "faust":
+        raise EngineConfigError(
+            "ETA_SHADOW_STAGE is served by the confluent engine only; drop --engine faust "
+            "or unset ETA_SHADOW_STAGE"
+        )
     if not settings.kafka_bootstrap_servers:
         raise _missing("ETA_KAFKA_BOOTSTRAP_SERVERS")
     redis_url = settings.redis_url_value()
@@ -143,11 +148,6 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
             build = faust_worker if engine == "faust" else confluent_worker
             stats = build(settings, features, handle.current, metrics, latest).run(stop)
             return 0 if stats.uncommitted_batches == 0 else 3
-        if engine == "faust":
-            raise EngineConfigError(
-                "ETA_SHADOW_STAGE is served by the confluent engine only; drop --engine faust "
-                "or unset ETA_SHADOW_STAGE"
-            )
         with ModelHandle(  # follows its stage as the primary does; none there yet: counted
             Registry(settings.registry_dir, client),
             settings.model_name,
