@@ -491,5 +491,8 @@ def import_model(
 
 
 def register(app: typer.Typer) -> None:
+    from predictor.promote_cli import promote_if_better
+
+    models_app.command("promote-if-better")(promote_if_better)
     app.command()(train)
     app.add_typer(models_app, name="models")

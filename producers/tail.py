@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from stream_features.contract import DeadLetter, DeliveryPrediction, decode, rejection
+from stream_features.contract import (
+    DeadLetter,
+    DeliveryPrediction,
+    ShadowPrediction,
+    decode,
+    rejection,
+)
 from stream_features.errors import RejectedMessage
 from stream_features.settings import Settings
 
@@ -22,6 +28,7 @@ __all__ = ["Shown", "describe", "follow", "resolve_topic", "topic_aliases"]
 
 _OTHER_MESSAGES: dict[str, type[BaseModel]] = {
     "DeliveryPrediction": DeliveryPrediction,
+    "ShadowPrediction": ShadowPrediction,
     "DeadLetter": DeadLetter,
 }
 _EVENT_TYPES = {"OrderCreated", "DasherEvent", "MarketSupplySnapshot", "OrderDelivered"}
@@ -37,6 +44,7 @@ def topic_aliases(settings: Settings) -> dict[str, str]:
         "predictions": settings.predictions_topic,
         "dlq": settings.dlq_topic,
         "monitoring": settings.monitoring_topic,
+        "shadow": settings.shadow_topic,
     }
 
 

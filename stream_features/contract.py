@@ -44,6 +44,7 @@ __all__ = [
     "MarketSupplySnapshot",
     "OrderCreated",
     "OrderDelivered",
+    "ShadowPrediction",
     "as_utc",
     "boolean_fields",
     "check_object",
@@ -294,6 +295,29 @@ class DeliveryPrediction(_Message):
         return self
 
 
+class ShadowPrediction(_Message):
+    """A challenger's prediction next to the champion's (topic ``delivery-eta-shadow``, key
+    ``order_id``).
+
+    The stream worker writes one per served order when ``ETA_SHADOW_STAGE`` names a stage: the
+    same feature row scored by the model at that stage, on the record only (never served).
+    Produced best-effort, at most once: a shadow record may be missing, never a prediction.
+    """
+
+    type: Literal["ShadowPrediction"] = "ShadowPrediction"
+    order_id: IdText
+    store_id: IdText
+    market_id: IdText
+    created_at: AwareDatetime
+    model_name: str
+    champion_version: str = Field(description="the version that served the order")
+    champion_predicted_duration_s: _Seconds = Field(description="what was served, seconds")
+    challenger_stage: str = Field(description="the registry stage the challenger follows")
+    challenger_version: str
+    challenger_predicted_duration_s: _Seconds
+    served_at: AwareDatetime
+
+
 class DeadLetter(_Message):
     """A rejected message with where it came from and why (topic ``orders.dlq``)."""
 
@@ -480,6 +504,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         MarketSupplySnapshot,
         OrderDelivered,
         DeliveryPrediction,
+        ShadowPrediction,
         DeadLetter,
     ]
     return {m.__name__: m.model_json_schema() for m in models}

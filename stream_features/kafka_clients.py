@@ -203,6 +203,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.predictions_topic,
         settings.dlq_topic,
         settings.monitoring_topic,
+        settings.shadow_topic,
     ]
 
 
@@ -226,6 +227,7 @@ def topic_config(settings: Settings, topic: str) -> dict[str, str]:
         settings.predictions_topic: "predictions",
         settings.dlq_topic: "dlq",
         settings.monitoring_topic: "monitoring",
+        settings.shadow_topic: "predictions",  # read by those who read the predictions
     }
     output = emitted.get(topic)
     codec = "producer" if output is None else _codec(settings, output)

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     deliveries_topic: str = "deliveries"
     predictions_topic: str = "delivery-eta-predictions"
     dlq_topic: str = "orders.dlq"
+    shadow_topic: str = Field(
+        "delivery-eta-shadow",
+        description="the challenger's predictions next to the champion's (ETA_SHADOW_STAGE); "
+        "written best-effort, at most once",
+    )
     monitoring_topic: str = "model-monitoring"
     source_compression: Codec = Field(
         "lz4",
@@ -180,7 +185,17 @@ class Settings(BaseSettings):
         "auto", description="compiled (lleaves) when available, else LightGBM's predict"
     )
     model_poll_s: float = Field(0.5, gt=0, description="how often services check the alias")
-    shadow_stage: str | None = Field(None, description="also score with this alias, record only")
+    shadow_stage: str | None = Field(
+        None,
+        description="the stream worker also scores every batch with the model at this alias "
+        "(e.g. staging) and writes both to shadow_topic, never serving it; unset: off",
+    )
+    promote_min_orders: int = Field(
+        500,
+        ge=1,
+        description="`eta models promote-if-better` promotes a challenger only on at least this "
+        "many joined live orders scored by both models",
+    )
 
     # --- HTTP -----------------------------------------------------------------------------
     http_host: str = "127.0.0.1"

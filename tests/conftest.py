@@ -66,6 +66,7 @@ def settings(stack: StackUrls, tmp_path: Path) -> Settings:
         predictions_topic=f"predictions-{tag}",
         dlq_topic=f"orders-dlq-{tag}",
         monitoring_topic=f"monitoring-{tag}",
+        shadow_topic=f"shadow-{tag}",
         consumer_group=f"group-{tag}",
     )
 

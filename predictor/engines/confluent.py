@@ -43,6 +43,7 @@ from predictor.serving.pipeline import (
     decode_batch,
     score_batch,
 )
+from predictor.serving.shadow_stage import ShadowStage
 from stream_features.vectors import (
     FeatureRows,
     FeatureSource,
@@ -80,9 +81,11 @@ class ConfluentWorker:
         metrics: StreamMetrics | None = None,
         retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError),
         after_scored: Callable[[BatchResult], None] | None = None,
+        shadow: ShadowStage | None = None,
     ) -> None:
         self._o = options
         self._after_scored = after_scored
+        self._shadow = shadow
         self._features, self._models, self._config = features, models, config
         self._metrics = metrics or StreamMetrics()
         self._retry_on = retry_on
@@ -249,6 +252,8 @@ class ConfluentWorker:
         except BaseException:
             self._drop_unscored()
             raise
+        if self._shadow is not None:  # queued for its own thread, once the primary is out
+            self._shadow(rows, result)
         return True
 
     def _score(self, batch: _Batch, rows: FeatureRows | None) -> BatchResult:
@@ -472,6 +477,8 @@ class ConfluentWorker:
         finally:
             self._consumer.close()  # leaves the group now instead of after session.timeout.ms
             self._store.shutdown(wait=True)
+            if self._shadow is not None:
+                self._shadow.close(self._o.shutdown_timeout_s)
             log.info("stream worker stopped", extra=vars(self.stats))
 
     def _release_state(self, partitions: list[TopicPartition]) -> None:

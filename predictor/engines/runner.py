@@ -19,7 +19,7 @@ from typing import Protocol
 import redis
 
 from predictor.engines.errors import EngineConfigError
-from predictor.engines.wiring import confluent_worker, faust_worker, redis_features
+from predictor.engines.wiring import confluent_worker, faust_worker, redis_features, shadow_stage
 from predictor.serving.latest import LatestPredictions
 from predictor.serving.metrics import StreamMetrics
 from stream_features.kafka_clients import ensure_topics
@@ -105,6 +105,11 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     from predictor.models.handle import ModelHandle
     from predictor.models.registry import Registry
 
+    if settings.shadow_stage is not None and engine == "faust":
+        raise EngineConfigError(
+            "ETA_SHADOW_STAGE is served by the confluent engine only; drop --engine faust "
+            "or unset ETA_SHADOW_STAGE"
+        )
     if not settings.kafka_bootstrap_servers:
         raise _missing("ETA_KAFKA_BOOTSTRAP_SERVERS")
     redis_url = settings.redis_url_value()
@@ -139,8 +144,22 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         latest = None
         if settings.prediction_ttl_s:
             latest = LatestPredictions(client, ttl_s=settings.prediction_ttl_s).store_result
-        build = faust_worker if engine == "faust" else confluent_worker
-        stats = build(settings, features, handle.current, metrics, latest).run(stop)
+        if settings.shadow_stage is None:
+            build = faust_worker if engine == "faust" else confluent_worker
+            stats = build(settings, features, handle.current, metrics, latest).run(stop)
+            return 0 if stats.uncommitted_batches == 0 else 3
+        with ModelHandle(  # follows its stage as the primary does; none there yet: counted
+            Registry(settings.registry_dir, client),
+            settings.model_name,
+            settings.shadow_stage,
+            client,
+            settings.model_poll_s,
+            scoring=settings.scoring,
+            wait_for_stage=True,
+        ) as shadow_handle:
+            shadow = shadow_stage(settings, shadow_handle, metrics)
+            worker = confluent_worker(settings, features, handle.current, metrics, latest, shadow)
+            stats = worker.run(stop)
         return 0 if stats.uncommitted_batches == 0 else 3
     finally:
         handle.close()

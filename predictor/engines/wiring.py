@@ -16,12 +16,14 @@ from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import engine_options, pipeline_config
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import BatchResult, ScoringModel
+from predictor.serving.shadow_stage import KafkaShadowSink, ShadowStage
 from stream_features.kafka_clients import Output, consumer_config, producer_codec, producer_config
 from stream_features.settings import Settings
 from stream_features.vectors import FeatureSource
 
 if TYPE_CHECKING:
     from predictor.engines.faust_app import FaustWorker
+    from predictor.models.handle import ModelHandle
 
 __all__ = [
     "CO_PARTITIONED",
@@ -31,6 +33,7 @@ __all__ = [
     "confluent_worker",
     "faust_worker",
     "redis_features",
+    "shadow_stage",
 ]
 
 RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, TimeoutError)
@@ -108,8 +111,10 @@ def confluent_worker(
     models: Callable[[], ScoringModel],
     metrics: StreamMetrics | None = None,
     after_scored: Callable[[BatchResult], None] | None = None,
+    shadow: ShadowStage | None = None,
 ) -> ConfluentWorker:
-    """A worker in ``settings.consumer_group`` reading the three source topics."""
+    """A worker in ``settings.consumer_group`` reading the three source topics; with
+    ``shadow`` (``shadow_stage``) a challenger scores every batch too."""
     consumer_tuning, producer_tuning = _latency_tuning(settings)
     return ConfluentWorker(
         {**CO_PARTITIONED, **consumer_config(settings), **consumer_tuning},
@@ -121,6 +126,26 @@ def confluent_worker(
         metrics=metrics,
         retry_on=RETRY_ON,
         after_scored=after_scored,
+        shadow=shadow,
+    )
+
+
+def shadow_stage(settings: Settings, handle: ModelHandle, metrics: StreamMetrics) -> ShadowStage:
+    """The shadow of ``handle`` (the model at ``settings.shadow_stage``), with a producer of its
+    own writing ``settings.shadow_topic``: not idempotent, one ack, no retries to wait for
+    (at most once), so it holds nothing of the primary's back."""
+    from confluent_kafka import Producer
+
+    from predictor.models.shadow import ShadowScorer
+
+    at_most_once = {"enable.idempotence": False, "acks": 1, "linger.ms": 20}
+    producer = Producer({**producer_config(settings, writes=("predictions",)), **at_most_once})
+    sink = KafkaShadowSink(producer, settings.shadow_topic, metrics.shadow_failures)
+    return ShadowStage(
+        ShadowScorer(handle, keep=10),
+        sink,
+        scored=metrics.shadow_predictions,
+        failures=metrics.shadow_failures,
     )
 
 

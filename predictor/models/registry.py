@@ -317,6 +317,20 @@ class Registry:
             return False
         return True
 
+    def append_decision(self, name: str, record: dict[str, Any]) -> None:
+        """Keep a promotion decision (``guard``) in ``<name>/decisions.jsonl``, fsynced."""
+        with self._locked(name) as directory, (directory / "decisions.jsonl").open("ab") as fh:
+            fh.write(orjson.dumps(record) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def decisions(self, name: str) -> list[dict[str, Any]]:
+        """Every promotion decision kept for ``name``, oldest first."""
+        file = self._model_dir(name) / "decisions.jsonl"
+        if not file.is_file():
+            return []
+        return [orjson.loads(line) for line in file.read_bytes().splitlines() if line]
+
     def sync_redis(self, name: str | None = None) -> int:
         """Write every local stage pointer to Redis (after Redis lost its data); count them."""
         if self.redis is None:

@@ -11,20 +11,25 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from predictor.models.artifact import EtaModel
-
 if TYPE_CHECKING:
     from predictor.models.handle import ModelHandle
 
-__all__ = ["ShadowRecord", "ShadowScorer"]
+__all__ = ["ShadowRecord", "ShadowScorer", "Versioned"]
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
+
+
+class Versioned(Protocol):
+    """What the shadow records of the served model: its version (an ``EtaModel`` has one)."""
+
+    @property
+    def version(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -53,13 +58,15 @@ class ShadowScorer:
         self.records: deque[ShadowRecord] = deque(maxlen=keep)
         self.errors = 0
 
-    def score(self, values: Array, primary: EtaModel, served: Array) -> ShadowRecord | None:
+    def score(self, values: Array, primary: Versioned, served: Array) -> ShadowRecord | None:
         """Record the shadow's predictions for ``values``; a failure is counted, not raised."""
         model = self.handle.peek()
         if model is None or values.shape[0] == 0:
             return None
         try:
-            predictions = model.predict(values)
+            predictions = np.asarray(model.predict(values), dtype=np.float64).reshape(-1)
+            if predictions.shape[0] != values.shape[0]:
+                raise ValueError(f"{predictions.shape[0]} predictions for {values.shape[0]} rows")
             diff = np.abs(predictions - served)
             record = ShadowRecord(
                 at=time.time(),

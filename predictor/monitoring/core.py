@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from predictor.monitoring.accuracy import ErrorWindows
 from predictor.monitoring.alerts import AlertBook, Observation
 from predictor.monitoring.drift import DriftWindows, ReferenceLoader
-from predictor.monitoring.join import Joined
+from predictor.monitoring.join import Joined, PairedJoined
 from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorAlert, MonitorSummary
+from predictor.monitoring.paired import PairedWindows
 from predictor.monitoring.rolling import WINDOWS
 from stream_features.contract import DeliveryPrediction
 
@@ -140,6 +141,7 @@ class Monitor:
         self.config = config
         self.errors = ErrorWindows()
         self.drift = DriftWindows(references, config.psi_min_entities)
+        self.paired = PairedWindows()
         self._error_alerts = AlertBook(config.min_samples)
         self._drift_alerts = AlertBook(config.min_samples)
         self.totals: dict[str, int] = {}
@@ -158,6 +160,12 @@ class Monitor:
         if pairs:
             self.errors.add(pairs)
             self.count("joined", len(pairs))
+
+    def add_paired(self, pairs: Sequence[PairedJoined]) -> None:
+        """Shadow records joined with their deliveries: champion and challenger compared."""
+        if pairs:
+            self.paired.add(pairs)
+            self.count("shadow_joined", len(pairs))
 
     def alerts(self, now: datetime) -> list[MonitorAlert]:
         """Alerts for every crossing since the last call: errors read over ``error_window``,
@@ -199,6 +207,7 @@ class Monitor:
                 errors=sorted(self.errors.stats(window).values(), key=lambda s: (s.scope, s.key)),
                 drift=self.drift.summaries(window),
                 totals=totals,
+                shadow=self.paired.stats(window),
             )
             for window, seconds in WINDOWS.items()
         ]

@@ -11,11 +11,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from predictor.monitoring.join import JoinOp, delivery_op, prediction_op
-from predictor.monitoring.messages import decode_prediction
+from predictor.monitoring.join import JoinOp, delivery_op, prediction_op, shadow_op
+from predictor.monitoring.messages import decode_prediction, decode_shadow
 from predictor.serving.dlq import dead_letter
 from predictor.serving.records import OutRecord, SourceRecord
-from stream_features.contract import DeliveryPrediction, OrderDelivered, decode, to_ms
+from stream_features.contract import (
+    DeliveryPrediction,
+    OrderDelivered,
+    decode,
+    to_ms,
+)
 from stream_features.errors import RejectedMessage
 
 __all__ = ["IntakeConfig", "MonitorBatch", "decode_monitor_batch"]
@@ -25,6 +30,8 @@ __all__ = ["IntakeConfig", "MonitorBatch", "decode_monitor_batch"]
 class IntakeConfig:
     deliveries_topic: str
     predictions_topic: str
+    shadow_topic: str | None = None
+    """Where the worker's shadow writes ``ShadowPrediction`` records (None: not read)."""
     max_message_bytes: int = 1_000_000
     max_future_skew_s: int = 3600
     max_dead_letter_bytes: int = 8_000_000
@@ -57,6 +64,10 @@ def _one(record: SourceRecord, config: IntakeConfig, now_ms: int) -> JoinOp | De
     value = record.value()
     if value is None:
         raise RejectedMessage("empty message: no value (a tombstone?)")
+    if config.shadow_topic is not None and record.topic() == config.shadow_topic:
+        shadow = decode_shadow(value, config.max_message_bytes)
+        _future(to_ms(shadow.created_at), now_ms, config.max_future_skew_s, "created_at")
+        return shadow_op(shadow)
     if record.topic() == config.predictions_topic:
         prediction = decode_prediction(value, config.max_message_bytes)
         _future(to_ms(prediction.created_at), now_ms, config.max_future_skew_s, "created_at")

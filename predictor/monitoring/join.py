@@ -7,7 +7,9 @@ of an order is joined, a copy of it (an at-least-once redelivery) is counted as 
 never counted twice. ``JoinStore`` is the port: ``RedisJoin`` keeps this state in Redis with one
 script call per batch, ``MemoryJoin`` keeps it in a dict for tests and tools.
 
-Only what the monitor needs travels through the store, packed as a small JSON array.
+Only what the monitor needs travels through the store, packed as a small JSON array. A shadow
+record (``ShadowPrediction``: champion and challenger of one order) waits under the model name
+``shadow:<name>``, so it joins the delivery on its own and never counts as a served prediction.
 """
 
 from __future__ import annotations
@@ -19,18 +21,25 @@ from typing import Literal, Protocol
 
 import orjson
 
-from stream_features.contract import DeliveryPrediction, OrderDelivered, to_ms
+from stream_features.contract import DeliveryPrediction, OrderDelivered, ShadowPrediction, to_ms
 
 __all__ = [
+    "SHADOW_PREFIX",
     "JoinOp",
     "JoinResult",
     "JoinStore",
     "Joined",
     "MemoryJoin",
+    "PairedJoined",
     "delivery_op",
     "joined_from",
+    "paired_from",
     "prediction_op",
+    "shadow_op",
 ]
+
+SHADOW_PREFIX = "shadow:"
+"""The join's model name of a shadow record is this and the model's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,26 @@ class Joined:
         return self.predicted_s - self.actual_s
 
 
+@dataclass(frozen=True, slots=True)
+class PairedJoined:
+    """One shadow record with its delivery."""
+
+    order_id: str
+    model_name: str
+    champion_version: str
+    challenger_version: str
+    challenger_stage: str
+    market_id: str
+    created_ms: int
+    delivered_ms: int
+    champion_s: float
+    challenger_s: float
+
+    @property
+    def actual_s(self) -> float:
+        return (self.delivered_ms - self.created_ms) / 1000
+
+
 def prediction_op(p: DeliveryPrediction) -> JoinOp:
     packed = orjson.dumps(
         [
@@ -97,6 +126,45 @@ def prediction_op(p: DeliveryPrediction) -> JoinOp:
         ]
     )
     return JoinOp("P", p.order_id, p.model_name, packed)
+
+
+def shadow_op(s: ShadowPrediction) -> JoinOp:
+    packed = orjson.dumps(
+        [
+            s.champion_version,
+            s.challenger_version,
+            s.challenger_stage,
+            s.market_id,
+            to_ms(s.created_at),
+            s.champion_predicted_duration_s,
+            s.challenger_predicted_duration_s,
+        ]
+    )
+    return JoinOp("P", s.order_id, SHADOW_PREFIX + s.model_name, packed)
+
+
+def paired_from(order_id: str, model_name: str, shadow: bytes, delivery: bytes) -> PairedJoined:
+    """A joined shadow record back from the packed sides (``model_name`` as the join keeps it).
+
+    >>> s = orjson.dumps(["1", "2", "staging", "m1", 1000, 1800.0, 1400.0])
+    >>> p = paired_from("o1", "shadow:eta", s, orjson.dumps([1_501_000]))
+    >>> p.model_name, p.actual_s, p.champion_s, p.challenger_s
+    ('eta', 1500.0, 1800.0, 1400.0)
+    """
+    champion, challenger, stage, market, created, champion_s, challenger_s = orjson.loads(shadow)
+    (delivered,) = orjson.loads(delivery)
+    return PairedJoined(
+        order_id=order_id,
+        model_name=model_name.removeprefix(SHADOW_PREFIX),
+        champion_version=str(champion),
+        challenger_version=str(challenger),
+        challenger_stage=str(stage),
+        market_id=str(market),
+        created_ms=int(created),
+        delivered_ms=int(delivered),
+        champion_s=float(champion_s),
+        challenger_s=float(challenger_s),
+    )
 
 
 def delivery_op(d: OrderDelivered) -> JoinOp:

@@ -14,11 +14,12 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from stream_features.contract import SCHEMA_VERSION, DeliveryPrediction
+from stream_features.contract import SCHEMA_VERSION, DeliveryPrediction, ShadowPrediction
 from stream_features.errors import RejectedMessage
 
 __all__ = [
     "AlertKind",
+    "ChampionChallenger",
     "ErrorStats",
     "FeatureDrift",
     "ModelDrift",
@@ -28,6 +29,7 @@ __all__ = [
     "RetrainReport",
     "decode_monitor_record",
     "decode_prediction",
+    "decode_shadow",
 ]
 
 AlertKind = Literal["mae", "psi", "missing_share", "no_state_share", "freshness"]
@@ -91,6 +93,30 @@ class ModelDrift(_Record):
     freshness_p90_s: float | None = None
 
 
+class ChampionChallenger(_Record):
+    """The champion and a challenger (shadow) on the same delivered orders (``paired``)."""
+
+    model_name: str
+    champion_version: str
+    challenger_version: str
+    window_s: int | None = Field(None, description="None: every recorded pair (the guard)")
+    orders: int = Field(description="delivered orders both versions predicted")
+    champion_mae_s: float | None = None
+    challenger_mae_s: float | None = None
+    champion_bias_s: float | None = None
+    challenger_bias_s: float | None = None
+    champion_p90_abs_error_s: float | None = None
+    challenger_p90_abs_error_s: float | None = None
+    mean_abs_error_diff_s: float | None = Field(
+        None, description="mean of |challenger error| - |champion error|: < 0 is better"
+    )
+    diff_ci_low_s: float | None = Field(None, description="95 % CI of that mean, lower end")
+    diff_ci_high_s: float | None = Field(None, description="95 % CI of that mean, upper end")
+    challenger_better: int = Field(0, description="orders the challenger got closer on")
+    challenger_worse: int = Field(0, description="orders the champion got closer on")
+    sign_test_p: float | None = Field(None, description="two-sided, ties left out")
+
+
 class MonitorSummary(_Record):
     type: Literal["MonitorSummary"] = "MonitorSummary"
     window: Literal["15m", "1h", "24h"]
@@ -105,6 +131,10 @@ class MonitorSummary(_Record):
     errors: list[ErrorStats]
     drift: list[ModelDrift]
     totals: dict[str, int] = Field(description="counters since the monitor started")
+    shadow: list[ChampionChallenger] = Field(
+        default_factory=list,
+        description="champion against each challenger on the same orders (ETA_SHADOW_STAGE)",
+    )
 
 
 class MonitorAlert(_Record):
@@ -181,6 +211,15 @@ def decode_prediction(raw: bytes | str, max_bytes: int = 1_000_000) -> DeliveryP
     data = _json(raw, max_bytes)
     try:
         return DeliveryPrediction.model_validate(data)
+    except ValidationError as exc:
+        raise _rejected(exc) from None
+
+
+def decode_shadow(raw: bytes | str, max_bytes: int = 1_000_000) -> ShadowPrediction:
+    """Bytes to a ``ShadowPrediction`` (the worker's shadow), or ``RejectedMessage``."""
+    data = _json(raw, max_bytes)
+    try:
+        return ShadowPrediction.model_validate(data)
     except ValidationError as exc:
         raise _rejected(exc) from None
 

@@ -81,9 +81,38 @@ class MonitorMetrics:
             model,
             registry=r,
         )
+        # champion against challenger on the same orders (role: champion or challenger)
+        paired = ["window", "model", "champion", "challenger"]
+        self.shadow_orders = Gauge(
+            "eta_monitor_shadow_orders",
+            "Delivered orders both the champion and the challenger predicted",
+            paired,
+            registry=r,
+        )
+        side = [*paired, "role"]
+        self.shadow_mae = Gauge(
+            "eta_monitor_shadow_mae_seconds", "MAE on the paired orders", side, registry=r
+        )
+        self.shadow_bias = Gauge(
+            "eta_monitor_shadow_bias_seconds", "Bias on the paired orders", side, registry=r
+        )
+        self.shadow_p90 = Gauge(
+            "eta_monitor_shadow_p90_abs_error_seconds",
+            "p90 absolute error on the paired orders",
+            side,
+            registry=r,
+        )
+        self.shadow_diff = Gauge(
+            "eta_monitor_shadow_abs_error_diff_seconds",
+            "Mean of |challenger error| - |champion error| (< 0: the challenger is better), "
+            "with its 95 % CI (bound: mean, low, high)",
+            [*paired, "bound"],
+            registry=r,
+        )
         self._gauges = [
             self.samples, self.mae, self.bias, self.p90, self.psi, self.missing, self.no_state,
-            self.freshness, self.covered,
+            self.freshness, self.covered, self.shadow_orders, self.shadow_mae, self.shadow_bias,
+            self.shadow_p90, self.shadow_diff,
         ]  # fmt: skip
         self._shown: dict[Gauge, set[tuple[str, ...]]] = {}
 
@@ -121,6 +150,24 @@ class MonitorMetrics:
                     values[self.no_state][(s.window, model)] = d.no_state_share
                 if d.freshness_p90_s is not None:
                     values[self.freshness][(s.window, model)] = d.freshness_p90_s
+            for c in s.shadow:
+                pair = (s.window, c.model_name, c.champion_version, c.challenger_version)
+                values[self.shadow_orders][pair] = c.orders
+                for gauge, champion, challenger in (
+                    (self.shadow_mae, c.champion_mae_s, c.challenger_mae_s),
+                    (self.shadow_bias, c.champion_bias_s, c.challenger_bias_s),
+                    (self.shadow_p90, c.champion_p90_abs_error_s, c.challenger_p90_abs_error_s),
+                ):
+                    for role, value in (("champion", champion), ("challenger", challenger)):
+                        if value is not None:
+                            values[gauge][(*pair, role)] = value
+                for bound, value in (
+                    ("mean", c.mean_abs_error_diff_s),
+                    ("low", c.diff_ci_low_s),
+                    ("high", c.diff_ci_high_s),
+                ):
+                    if value is not None:
+                        values[self.shadow_diff][(*pair, bound)] = value
         for gauge, by_labels in values.items():
             for label_values, value in by_labels.items():
                 gauge.labels(*label_values).set(value)

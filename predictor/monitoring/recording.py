@@ -6,6 +6,9 @@ Under ``<data_dir>/monitor/``:
                                    seconds, freshness, and the features when predictions
                                    carried them; written at every publish, the oldest parts
                                    deleted beyond ``keep_rows``
+    shadow/part-<ms>-<n>.parquet   joined shadow records: champion and challenger versions and
+                                   predictions of one delivered order (``paired_frame``), for
+                                   ``eta models promote-if-better``; kept as ``joined/`` is
     summaries.json                 the latest MonitorSummary of each window (atomic replace)
 
 Parquet, so the report and ``eta retrain`` read it with Polars and any tool can open it.
@@ -14,16 +17,17 @@ Parquet, so the report and ``eta retrain`` read it with Polars and any tool can 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
 import pyarrow.parquet as pq
 
 from predictor.models.artifact import atomic_write
-from predictor.monitoring.join import Joined
+from predictor.monitoring.join import Joined, PairedJoined
 from predictor.monitoring.messages import MonitorSummary
 from stream_features.contract import DeliveryPrediction
 from stream_features.definitions import feature_names
@@ -31,9 +35,12 @@ from stream_features.definitions import feature_names
 __all__ = [
     "JoinedLog",
     "frame_to_joined",
+    "frame_to_paired",
     "joined_frame",
     "joined_to_predictions",
+    "paired_frame",
     "read_joined",
+    "read_paired",
     "read_summaries",
     "write_summaries",
 ]
@@ -71,6 +78,54 @@ def joined_frame(pairs: Sequence[Joined]) -> pl.DataFrame:
             dtype=pl.Float64,
         )
     return pl.DataFrame(columns)
+
+
+def paired_frame(pairs: Sequence[PairedJoined]) -> pl.DataFrame:
+    """Joined shadow records as rows."""
+    return pl.DataFrame(
+        {
+            "order_id": pl.Series([p.order_id for p in pairs], dtype=pl.String),
+            "model_name": pl.Series([p.model_name for p in pairs], dtype=pl.String),
+            "champion_version": pl.Series([p.champion_version for p in pairs], dtype=pl.String),
+            "challenger_version": pl.Series([p.challenger_version for p in pairs], dtype=pl.String),
+            "challenger_stage": pl.Series([p.challenger_stage for p in pairs], dtype=pl.String),
+            "market_id": pl.Series([p.market_id for p in pairs], dtype=pl.String),
+            "created_at": _ts([p.created_ms for p in pairs]),
+            "delivered_at": _ts([p.delivered_ms for p in pairs]),
+            "champion_duration_s": pl.Series([p.champion_s for p in pairs], dtype=pl.Float64),
+            "challenger_duration_s": pl.Series([p.challenger_s for p in pairs], dtype=pl.Float64),
+            "actual_duration_s": pl.Series([p.actual_s for p in pairs], dtype=pl.Float64),
+        }
+    )
+
+
+def frame_to_paired(frame: pl.DataFrame) -> list[PairedJoined]:
+    """Rows written by ``paired_frame`` back as pairs (the monitor restores its windows)."""
+    return [
+        PairedJoined(
+            order_id=row["order_id"],
+            model_name=row["model_name"],
+            champion_version=row["champion_version"],
+            challenger_version=row["challenger_version"],
+            challenger_stage=row["challenger_stage"],
+            market_id=row["market_id"],
+            created_ms=_ms(row["created_at"]),
+            delivered_ms=_ms(row["delivered_at"]),
+            champion_s=float(row["champion_duration_s"]),
+            challenger_s=float(row["challenger_duration_s"]),
+        )
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+def read_paired(directory: Path) -> pl.DataFrame:
+    """Every recorded shadow pair, once per order and pairing of versions, by delivery time."""
+    parts = sorted((directory / "shadow").glob("part-*.parquet"))
+    if not parts:
+        return paired_frame([])
+    frame = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+    keys = ["order_id", "model_name", "champion_version", "challenger_version"]
+    return frame.unique(keys, keep="last", maintain_order=True).sort("delivered_at")
 
 
 def frame_to_joined(frame: pl.DataFrame) -> list[Joined]:
@@ -129,15 +184,23 @@ def _ms(value: datetime) -> int:
 
 
 class JoinedLog:
-    """Buffers joined pairs and writes them as Parquet parts, keeping at most ``keep_rows``."""
+    """Buffers joined pairs and writes them as Parquet parts, keeping at most ``keep_rows``
+    (``name`` "shadow" and ``frame`` ``paired_frame`` for the shadow records)."""
 
-    def __init__(self, directory: Path, keep_rows: int) -> None:
-        self.directory = directory / "joined"
+    def __init__(
+        self,
+        directory: Path,
+        keep_rows: int,
+        name: str = "joined",
+        frame: Callable[[Sequence[Any]], pl.DataFrame] = joined_frame,
+    ) -> None:
+        self.directory = directory / name
         self.keep_rows = keep_rows
-        self._buffer: list[Joined] = []
+        self._frame = frame
+        self._buffer: list[Any] = []
         self._seq = 0
 
-    def append(self, pairs: Sequence[Joined]) -> None:
+    def append(self, pairs: Sequence[Joined] | Sequence[PairedJoined]) -> None:
         self._buffer.extend(pairs)
 
     def flush(self) -> Path | None:
@@ -145,7 +208,7 @@ class JoinedLog:
         if not self._buffer:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
-        frame = joined_frame(self._buffer)
+        frame = self._frame(self._buffer)
         first = min(p.delivered_ms for p in self._buffer)
         self._seq += 1
         path = (

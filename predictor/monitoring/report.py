@@ -75,6 +75,37 @@ def _error_row(window: str, e: ErrorStats) -> str:
     )
 
 
+def _shadow_table(summaries: Sequence[MonitorSummary]) -> str:
+    """Champion and challenger side by side on the same orders, per window (the shadow)."""
+    rows = []
+    for s in summaries:
+        for c in s.shadow:
+            ci = (
+                "—"
+                if c.diff_ci_low_s is None or c.diff_ci_high_s is None
+                else f"[{c.diff_ci_low_s:+,.0f}, {c.diff_ci_high_s:+,.0f}]"
+            )
+            diff = "—" if c.mean_abs_error_diff_s is None else f"{c.mean_abs_error_diff_s:+,.0f}"
+            p = "—" if c.sign_test_p is None else f"{c.sign_test_p:.3g}"
+            rows.append(
+                f"<tr><td class=l>{s.window}</td><td class=l>{html.escape(c.model_name)}:"
+                f"{html.escape(c.champion_version)} vs {html.escape(c.challenger_version)}</td>"
+                f"<td>{c.orders}</td><td>{_fmt(c.champion_mae_s)} / {_fmt(c.challenger_mae_s)}"
+                f"</td><td>{_fmt(c.champion_bias_s)} / {_fmt(c.challenger_bias_s)}</td><td>"
+                f"{_fmt(c.champion_p90_abs_error_s)} / {_fmt(c.challenger_p90_abs_error_s)}</td>"
+                f"<td>{diff}</td><td>{ci}</td><td>{c.challenger_better} / "
+                f"{c.challenger_worse}</td><td>{p}</td></tr>"
+            )
+    if not rows:
+        return "<p>No shadow (ETA_SHADOW_STAGE) recorded.</p>"
+    head = (
+        "<tr><th class=l>window</th><th class=l>champion vs challenger</th><th>orders</th>"
+        "<th>MAE (s)</th><th>bias (s)</th><th>p90 |error| (s)</th><th>Δ|error| (s)</th>"
+        "<th>95% CI</th><th>challenger closer / farther</th><th>sign test p</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _drift_table(
     drift: Sequence[ModelDrift], window: str, threshold: float, exempt: frozenset[str]
 ) -> str:
@@ -155,6 +186,8 @@ def render_report(
         f"<p class=meta>generated {now:%Y-%m-%d %H:%M} UTC · {html.escape(span)}</p>",
         "<h2>Rolling error</h2>",
         _errors_table(summaries),
+        "<h2>Champion and challenger on the same orders</h2>",
+        _shadow_table(summaries),
         f"<h2>Drift ({html.escape(shown_window)} window, the one alerts use)</h2>",
         _drift_table(drift, shown_window, psi_threshold, psi_exempt),
     ]

@@ -8,6 +8,9 @@ early stopping and trained with ``train_to_artifact`` (which refuses a model tha
 median baselines). The new version is registered and pointed at by the staging alias. It is
 promoted to production only when its MAE on the holdout is below production's on the same
 rows by more than ``min_gain_s``; otherwise production is left alone, and the outcome says why.
+With ``live_guard`` (the worker shadows the staging stage, ``ETA_SHADOW_STAGE``) the holdout
+only reports: the new version stays at staging, where the shadow scores it on live orders, and
+``eta models promote-if-better`` promotes it on that evidence (``predictor.models.guard``).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def retrain_from_joined(
     min_rows: int = 2000,
     min_gain_s: float = 0.0,
     config: TrainConfig | None = None,
+    live_guard: bool = False,
 ) -> RetrainOutcome:
     """Train on the joined pairs of ``name``, register as staging, promote only if better."""
     names = feature_names()
@@ -142,6 +146,14 @@ def retrain_from_joined(
         new_mae,
         production_mae,
     )
+    if live_guard:
+        return _with(
+            result,
+            "staged",
+            f"holdout MAE {new_mae:.1f} s against {production_stage}'s {production_mae:.1f} s; "
+            f"left at {staging_stage}, which the worker shadows: `eta models promote-if-better "
+            f"--stage {staging_stage}` promotes it once it wins on live orders",
+        )
     if new_mae < production_mae - min_gain_s:
         registry.promote(name, staged, production_stage)
         return _with(

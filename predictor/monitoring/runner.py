@@ -99,6 +99,7 @@ def retrain_once(settings: Settings, registry: Registry, trigger: str) -> Retrai
             work_dir=Path(tmp),
             production_stage=settings.serve_stage,
             min_rows=settings.monitor_retrain_min_rows,
+            live_guard=settings.shadow_stage == "staging",  # retrained models land there
         )
     return RetrainReport(
         model_name=settings.model_name,
@@ -150,6 +151,7 @@ def build_service(
         IntakeConfig(
             deliveries_topic=settings.deliveries_topic,
             predictions_topic=settings.predictions_topic,
+            shadow_topic=settings.shadow_topic,
             max_message_bytes=settings.max_message_bytes,
             max_future_skew_s=settings.max_future_skew_s,
         ),
@@ -160,6 +162,7 @@ def build_service(
             dlq_topic=settings.dlq_topic,
             batch_max_events=max(settings.batch_max_events, 2000),
             publish_s=settings.monitor_publish_s,
+            shadow_topic=settings.shadow_topic,
         ),
         metrics=metrics,
         record_dir=record_dir(settings),

@@ -33,14 +33,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from predictor.monitoring.core import Monitor
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
-from predictor.monitoring.join import JoinStore, joined_from
+from predictor.monitoring.join import SHADOW_PREFIX, JoinStore, joined_from, paired_from
 from predictor.monitoring.messages import MonitorAlert, MonitorSummary
 from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.recording import (
     JoinedLog,
     frame_to_joined,
+    frame_to_paired,
     joined_to_predictions,
+    paired_frame,
     read_joined,
+    read_paired,
     write_summaries,
 )
 from predictor.monitoring.retrain_job import Retrainer, RetrainJob
@@ -74,6 +77,8 @@ class ServiceOptions:
     asked to stop (then at most ``CLOSE_GRACE_S`` more to leave the group)."""
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0
+    shadow_topic: str | None = None
+    """The worker's shadow records, joined to compare champion and challenger (None: off)."""
 
 
 @dataclass
@@ -126,6 +131,11 @@ class MonitorService:
         self._metrics = metrics or MonitorMetrics()
         self._record_dir = record_dir
         self._log = JoinedLog(record_dir, keep_rows) if record_dir is not None else None
+        self._shadow_log = (
+            JoinedLog(record_dir, keep_rows, "shadow", paired_frame)
+            if record_dir is not None
+            else None
+        )
         self._retrain = RetrainJob(retrainer, retrain_cooldown_s) if retrainer else None
         self._retry_on = retry_on
         self._consumer = Consumer({**consumer_config, "on_commit": self._on_commit})
@@ -162,14 +172,23 @@ class MonitorService:
         """Restore the windows from the recorded pairs of the last day, then join the group."""
         if self._record_dir is not None:
             self.restore(self._record_dir)
+        topics = [self._o.deliveries_topic, self._o.predictions_topic]
+        if self._o.shadow_topic is not None:
+            topics.append(self._o.shadow_topic)
         self._consumer.subscribe(
-            [self._o.deliveries_topic, self._o.predictions_topic],
+            topics,
             on_assign=lambda _c, _p: self.assigned.set(),
             on_revoke=self._on_revoke,
         )
 
     def restore(self, record_dir: Path) -> int:
         """Feed the recorded pairs of the last 24 h of event time back into the windows."""
+        shadow = read_paired(record_dir)
+        if not shadow.is_empty():
+            newest_shadow = shadow["delivered_at"].max()
+            assert isinstance(newest_shadow, datetime)
+            recent = shadow.filter(pl.col("delivered_at") > newest_shadow - timedelta(days=1))
+            self._monitor.add_paired(frame_to_paired(recent))
         frame = read_joined(record_dir)
         if frame.is_empty():
             return 0
@@ -216,9 +235,11 @@ class MonitorService:
         if self._attempt:
             log.info("Redis is back", extra={"attempts": self._attempt})
             self._attempt = 0
-        pairs = [joined_from(*p) for p in result.pairs]
+        pairs = [joined_from(*p) for p in result.pairs if not p[1].startswith(SHADOW_PREFIX)]
+        shadows = [paired_from(*p) for p in result.pairs if p[1].startswith(SHADOW_PREFIX)]
         self._monitor.add_predictions(batch.predictions)
         self._monitor.add_joined(pairs)
+        self._monitor.add_paired(shadows)
         self._monitor.count("duplicates", result.duplicates)
         self._monitor.count("rejected", sum(batch.rejected.values()))
         for reason in batch.reasons:
@@ -230,6 +251,8 @@ class MonitorService:
             self._send_alert(alert)
         if self._log is not None:
             self._log.append(pairs)
+        if self._shadow_log is not None:
+            self._shadow_log.append(shadows)
         self._maybe_retrain(alerts)
         for topic, n in batch.records.items():
             self._metrics.records.labels(topic).inc(n)
@@ -312,6 +335,8 @@ class MonitorService:
             write_summaries(self._record_dir, summaries)
         if self._log is not None:
             self._log.flush()
+        if self._shadow_log is not None:
+            self._shadow_log.flush()
         left = self._flush() + self._unsent
         if left or self._errors:
             if not self._stopping():  # at a stop, close() says it once, with the totals

@@ -127,6 +127,19 @@ class StreamMetrics:
         self.model = Gauge(
             "eta_stream_model_info", "The model version in use (1)", ["name", "version"], registry=r
         )
+        self.shadow_predictions = Counter(
+            "eta_stream_shadow_predictions",
+            "Shadow records sent: the challenger's prediction next to the served one",
+            registry=r,
+        )
+        self.shadow_failures = Counter(
+            "eta_stream_shadow_failures",
+            "Batches or records the shadow left out, by reason (missing: no model at the "
+            "stage; error: it failed to score; busy: still scoring earlier batches; dropped: "
+            "its producer queue was full; delivery: the broker refused a record)",
+            ["reason"],
+            registry=r,
+        )
         self._model: tuple[str, str] | None = None
 
     def observe_batch(self, result: BatchResult, seconds: float) -> None:

@@ -26,6 +26,7 @@ from predictor.engines.faust_app import FaustWorker
 from predictor.engines.wiring import confluent_worker, faust_worker
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import BatchResult, ScoringModel
+from predictor.serving.shadow_stage import ShadowStage
 from stream_features.contract import OrderCreated, encode
 from stream_features.kafka_clients import producer_config
 from stream_features.settings import Settings
@@ -147,11 +148,16 @@ def running_worker(
     metrics: StreamMetrics | None = None,
     engine: str = "confluent",
     after_scored: Callable[[BatchResult], None] | None = None,
+    shadow: ShadowStage | None = None,
 ) -> Iterator[ConfluentWorker | FaustWorker]:
-    """A worker of ``engine`` in a thread; stopped (finish, flush, commit) when the block ends."""
+    """A worker of ``engine`` in a thread; stopped (finish, flush, commit) when the block ends.
+    ``shadow`` (confluent only) scores every batch with a challenger too."""
     models = model if callable(model) and not hasattr(model, "predict") else (lambda: model)
-    build = faust_worker if engine == "faust" else confluent_worker
-    worker = build(settings, features, models, metrics, after_scored)  # type: ignore[arg-type]
+    worker: ConfluentWorker | FaustWorker
+    if engine == "faust":
+        worker = faust_worker(settings, features, models, metrics, after_scored)  # type: ignore[arg-type]
+    else:
+        worker = confluent_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -108,6 +108,7 @@ def test_every_message_has_a_schema() -> None:
         "MarketSupplySnapshot",
         "OrderDelivered",
         "DeliveryPrediction",
+        "ShadowPrediction",
         "DeadLetter",
     }
     assert "created_at" in schemas["OrderCreated"]["required"]

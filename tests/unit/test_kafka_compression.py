@@ -39,6 +39,7 @@ def test_each_emitted_topic_is_created_with_the_codec_its_producers_send() -> No
         BASE.predictions_topic: WORKER_WRITES,
         BASE.dlq_topic: WORKER_WRITES,
         BASE.monitoring_topic: ("monitoring", "dlq"),
+        BASE.shadow_topic: ("predictions",),  # the worker's shadow producer (shadow_stage)
     }
     for topic in topic_names(BASE):
         config = topic_config(BASE, topic)

@@ -85,6 +85,26 @@ def test_a_better_model_on_shifted_outcomes_is_staged_then_promoted(
     assert [m.to_version for m in registry.history("eta", "production")] == ["1", "2"]
 
 
+def test_with_the_live_guard_a_better_model_waits_at_staging_for_live_evidence(
+    registry: Registry, tmp_path: Path
+) -> None:
+    recent = joined_frame(pairs_from(synthetic_training_set(4000, seed=1), shift_s=900.0))
+
+    result = retrain_from_joined(
+        recent,
+        registry,
+        "eta",
+        work_dir=tmp_path / "work",
+        min_rows=1000,
+        config=SMALL,
+        live_guard=True,
+    )
+
+    assert result.outcome == "staged", result.reason
+    assert "promote-if-better" in result.reason
+    assert registry.aliases("eta") == {"production": "1", "staging": "2"}
+
+
 def test_a_worse_model_is_registered_at_staging_and_never_promoted(
     registry: Registry, tmp_path: Path
 ) -> None:

@@ -1,0 +1,187 @@
+"""Done-when of issue #23: champion and challenger on live traffic, on the real broker and Redis.
+
+The worker serves a simulated stream with production (a small real model) and scores every
+batch in shadow with staging (the same recipe trained on shuffled labels: deliberately worse).
+Deliveries come for the orders served; ``eta monitor``'s service joins both versions with them
+and reports them side by side on the same orders; ``eta models promote-if-better`` then
+refuses the challenger, with its numbers, and keeps the decision in the registry. (The
+decision logic, a better challenger promoted included, is unit-tested on synthetic pairs in
+``tests/unit/test_models_guard.py``; byte-identical primary predictions in
+``tests/unit/test_shadow_stage.py``.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from predictor.cli import app
+from predictor.engines.wiring import redis_features, shadow_stage
+from predictor.models.guard import decisions
+from predictor.models.handle import ModelHandle
+from predictor.models.registry import Registry
+from predictor.monitoring.recording import read_paired, read_summaries
+from predictor.monitoring.runner import build_service, record_dir
+from predictor.serving.metrics import StreamMetrics
+from stream_features.contract import OrderDelivered, ShadowPrediction, encode
+from stream_features.definitions import feature_names
+from stream_features.kafka_clients import ensure_topics
+from stream_features.settings import Settings
+from tests.integration.worker_helpers import (
+    TopicReader,
+    produce,
+    publish_simulated,
+    running_worker,
+)
+from tests.integration.worker_models import registered_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ORDERS = 800
+
+
+def register_shuffled(settings: Settings, tmp_path: Path) -> str:
+    """The champion's recipe on shuffled labels, registered and put at staging."""
+    from predictor.models.dataset import split_by_time
+    from predictor.models.synthetic import LABEL, synthetic_training_set
+    from predictor.models.training import TrainConfig
+    from predictor.models.workflow import train_to_artifact
+
+    frame = synthetic_training_set(3000, seed=0)
+    frame = frame.with_columns(pl.col(LABEL).shuffle(seed=7))
+    split = split_by_time(frame, feature_names(), 0.2)
+    artifact = tmp_path / "shuffled"
+    config = TrainConfig(num_boost_round=40, early_stopping_rounds=10, learning_rate=0.1)
+    train_to_artifact(
+        split,
+        artifact,
+        name=settings.model_name,
+        training_set="shuffled",
+        config=config,
+        force=True,
+    )
+    registry = Registry(settings.registry_dir)
+    version = registry.register(artifact, settings.model_name)
+    registry.promote(settings.model_name, version, "staging")
+    return version
+
+
+def test_the_monitor_compares_champion_and_challenger_and_the_guard_refuses_the_worse(
+    settings: Settings, tmp_path: Path, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = registered_model(settings, tmp_path).model_copy(
+        update={
+            "shadow_stage": "staging",
+            "monitor_group": f"{settings.consumer_group}-monitor",
+            "monitor_publish_s": 1.0,
+        }
+    )
+    challenger = register_shuffled(served, tmp_path)
+    ensure_topics(served)
+    registry = Registry(served.registry_dir)
+    champion = registry.load(served.model_name, registry.resolve(served.model_name, "production"))
+    metrics = StreamMetrics()
+    redis_url = served.redis_url_value()
+    assert redis_url is not None
+
+    with ModelHandle(registry, served.model_name, "staging", None, 0.2) as staging:
+        shadow = shadow_stage(served, staging, metrics)
+        with running_worker(
+            served, redis_features(served, redis_url, key_prefix), champion, metrics, shadow=shadow
+        ):
+            orders = publish_simulated(served, ORDERS)
+            predictions = TopicReader(served, served.predictions_topic)
+            shadows = TopicReader(served, served.shadow_topic)
+            got = predictions.read_until(lambda m: len(m) >= len(orders), 90)
+            got_shadow = shadows.read_until(lambda m: len(m) >= len(orders), 30)
+            predictions.close()
+            shadows.close()
+
+    served_s = {m.key().decode(): orjson.loads(m.value())["predicted_duration_s"] for m in got}
+    records = [ShadowPrediction.model_validate_json(m.value()) for m in got_shadow]
+    assert len(served_s) == len(orders)
+    assert {r.order_id for r in records} == set(served_s)  # none lost on a quiet stack
+    assert {(r.champion_version, r.challenger_version) for r in records} == {
+        (champion.version, challenger)
+    }
+    # what the shadow says was served is what was served, to the bit
+    assert all(r.champion_predicted_duration_s == served_s[r.order_id] for r in records)
+    assert any(
+        r.challenger_predicted_duration_s != r.champion_predicted_duration_s for r in records
+    )
+    assert metrics.registry.get_sample_value("eta_stream_shadow_predictions_total") == len(orders)
+
+    # deliveries: the truth follows the champion's ETA within ±10 % (it is the better model)
+    rng = np.random.default_rng(5)
+    latest = datetime.now(UTC) + timedelta(seconds=3000)
+    truths = []
+    by_id = {o.order_id: o for o in orders}
+    for order_id, eta_s in served_s.items():
+        order = by_id[order_id]
+        at = order.created_at + timedelta(seconds=eta_s * rng.uniform(0.9, 1.1))
+        if at < latest:
+            truths.append(
+                OrderDelivered(
+                    order_id=order_id,
+                    store_id=order.store_id,
+                    market_id=order.market_id,
+                    delivered_at=at,
+                )
+            )
+    assert len(truths) > 300
+    produce(served, ((served.deliveries_topic, t.store_id.encode(), encode(t)) for t in truths))
+
+    service = build_service(served, retrain=False, key_prefix=key_prefix)
+    stop, failure = threading.Event(), []
+
+    def run() -> None:
+        try:
+            service.run(stop)
+        except BaseException as exc:  # re-raised below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="monitor", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    compared = None
+    while time.monotonic() < deadline and not failure:
+        day = [s for s in read_summaries(record_dir(served)) if s.window == "24h"]
+        if day and day[0].shadow and day[0].shadow[0].orders >= len(truths):
+            compared = day[0].shadow[0]
+            break
+        time.sleep(0.2)
+    stop.set()
+    thread.join(60)
+    assert not failure, failure
+    assert compared is not None, "the monitor never compared the two versions on every order"
+    assert (compared.champion_version, compared.challenger_version) == (
+        champion.version,
+        challenger,
+    )
+    assert compared.orders == len(truths)
+    assert compared.champion_mae_s is not None and compared.challenger_mae_s is not None
+    assert compared.challenger_mae_s > compared.champion_mae_s
+    assert compared.diff_ci_low_s is not None and compared.diff_ci_low_s > 0
+    assert read_paired(record_dir(served)).height == len(truths)
+
+    monkeypatch.setenv("ETA_REGISTRY_DIR", str(served.registry_dir))
+    monkeypatch.setenv("ETA_DATA_DIR", str(served.data_dir))
+    monkeypatch.setenv("ETA_MODEL_NAME", served.model_name)
+    monkeypatch.delenv("ETA_REDIS_URL", raising=False)
+    result = CliRunner().invoke(
+        app, ["models", "promote-if-better", "--stage", "staging", "--min-orders", "100"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "refused" in result.output and "not shown better" in result.output
+    assert registry.resolve(served.model_name, "production") == champion.version
+    (kept,) = decisions(registry, served.model_name)
+    assert (kept.outcome, kept.challenger_version) == ("refused", challenger)
+    assert kept.evidence["orders"] == len(truths)
