@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         "needs 'Authorization: Bearer <key>' or 'X-API-Key'",
     )
     max_request_bytes: int = Field(2_000_000, ge=1024)
+    api_max_inflight: int = Field(
+        8,  # measured: docs/reliability.md, api_overload (16 let the accepted p99 reach 3.5x)
+        ge=1,
+        description="requests under /v1/ the API serves at once (per process); one more is "
+        "answered 503 with Retry-After at once instead of queueing",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins the HTTP API allows (CORS), a JSON list such as "

@@ -50,6 +50,7 @@ def api_config(settings: Settings, key_prefix: str = "") -> ApiConfig:
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         max_request_bytes=settings.max_request_bytes,
         cors_origins=tuple(settings.cors_origins),
+        max_inflight=settings.api_max_inflight,
         model_name=settings.model_name,
         serve_stage=settings.serve_stage,
         stream=pipeline_config(settings),  # the worker's limits, so both read orders alike
