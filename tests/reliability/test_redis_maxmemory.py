@@ -5,7 +5,7 @@ feature-store outage like any other: the batch is read again with backoff, nothi
 predicted from it and nothing is committed; the log and ``eta_stream_feature_store_errors``
 name the cause (``maxmemory``). Once memory is raised it resumes, and every order is predicted.
 The transaction is refused whole (MULTI/EXEC aborts on the queued OOM), so no batch is half
-applied.
+applied. A worker started on a Redis whose policy evicts (``allkeys-lru`` here) warns of it.
 """
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ def test_redis_maxmemory(served: Settings, faults: FaultStack, spawn: Spawn, row
     served = served.model_copy(update={"metrics_port": free_port()})
     port = served.metrics_port
     client = faults.client()
-    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"  # eta up's
+    # an evicting policy is warned of at start (then put back: the worker reads it only then)
+    client.config_set("maxmemory-policy", "allkeys-lru")
     worker = spawn(served, "worker")
+    worker.wait_for_log("maxmemory-policy is allkeys-lru", timeout_s=60)
+    client.config_set("maxmemory-policy", "noeviction")
     reader = TopicReader(served, served.predictions_topic)
     before = live_orders(BEFORE, "a")
     produce_orders(served, before)
