@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["request_bytes", "run_load", "summary"]
+__all__ = ["SHED_WITHOUT_RETRY_AFTER", "request_bytes", "run_load", "summary"]
 
 
 def request_bytes(body: bytes) -> bytes:
@@ -26,18 +26,26 @@ def request_bytes(body: bytes) -> bytes:
     return head.encode() + body
 
 
+SHED_WITHOUT_RETRY_AFTER = 599
+"""The status recorded for a 503 that did not say when to come back (``Retry-After``)."""
+
+
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
 ) -> int:
     writer.write(payload)
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
+    retry_after = False
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
+        retry_after |= name == b"retry-after"
     await reader.readexactly(length)
-    return int(head[9:12])
+    status = int(head[9:12])
+    return SHED_WITHOUT_RETRY_AFTER if status == 503 and not retry_after else status
 
 
 async def _open_loop(
@@ -48,6 +56,8 @@ async def _open_loop(
     clock = time.perf_counter
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
     latencies: list[float] = []
+    service: list[float] = []  # from the request's actual send, without the client's queue
+    codes: list[int] = []
     offsets: list[float] = []
     statuses: dict[int, int] = {}
     start = clock() + 0.1
@@ -56,8 +66,12 @@ async def _open_loop(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while (item := await queue.get()) is not None:
             scheduled, payload = item
+            sent_at = clock()
             status = await _exchange(reader, writer, payload)
-            latencies.append(clock() - scheduled)
+            done = clock()
+            latencies.append(done - scheduled)
+            service.append(done - sent_at)
+            codes.append(status)
             offsets.append(scheduled - start)
             statuses[status] = statuses.get(status, 0) + 1
         writer.close()
@@ -78,6 +92,8 @@ async def _open_loop(
     elapsed = clock() - start
     return {
         "latencies_s": latencies,
+        "service_s": service,
+        "codes": codes,
         "offsets_s": offsets,
         "statuses": statuses,
         "elapsed_s": elapsed,

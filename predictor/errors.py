@@ -13,7 +13,8 @@ EtaError                          http_status 500
 ├── StageNotSetError              404  the alias points at nothing
 ├── NothingToRollBackError        409  the alias has no earlier version in its history
 ├── CompiledScoringError          500  lleaves missing, failed, or disagrees with LightGBM
-└── ExplainUnavailable            409  the model cannot give contributions in seconds
+├── ExplainUnavailable            409  the model cannot give contributions in seconds
+└── OutputWriteError              507  a result file could not be written (e.g. the disk is full)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "ModelNotBetterError",
     "ModelNotFoundError",
     "NothingToRollBackError",
+    "OutputWriteError",
     "RegistryNameError",
     "StageNotSetError",
     "TrainingSetError",
@@ -159,3 +161,27 @@ class ExplainUnavailable(EtaError):
             f"model {model} cannot explain its predictions: {why}; ask without explain=true, "
             "or serve a model trained on seconds (any objective but log_l2)"
         )
+
+
+class OutputWriteError(EtaError):
+    """A result (a batch run's Parquet, a report) could not be written; what was there before
+    is left as it was."""
+
+    http_status = 507
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"cannot write {path}: {reason}; nothing was replaced (the previous output is "
+            "intact). Free space there or point the output elsewhere, then run again"
+        )
+
+    @classmethod
+    def of(cls, path: Path, exc: BaseException) -> OutputWriteError:
+        """From an OSError (its strerror) or a Polars I/O error (its message).
+
+        >>> str(OutputWriteError.of(Path("/o/x"), OSError(28, "No space left on device")))[:40]
+        'cannot write /o/x: No space left on devi'
+        """
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return cls(path, reason)

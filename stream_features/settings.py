@@ -212,6 +212,12 @@ class Settings(BaseSettings):
         description="the HTTP API's Redis timeout: with Redis hung, a request gets its 503 and "
         "/readyz its answer after this (an online read takes well under a millisecond)",
     )
+    api_max_inflight: int = Field(
+        8,  # measured: docs/reliability.md, api_overload (16 let the accepted p99 reach 3.5x)
+        ge=1,
+        description="requests under /v1/ the API serves at once (per process); one more is "
+        "answered 503 with Retry-After at once instead of queueing",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins the HTTP API allows (CORS), a JSON list such as "

@@ -281,6 +281,10 @@ def _start_redis(port: int, data_dir: Path, lock_fd: int) -> subprocess.Popen[by
             "yes",
             "--appendfsync",
             "everysec",
+            # at maxmemory refuse writes (the worker retries and says so) rather than evict
+            # feature state; predictor/serving/store_faults.py says why no other policy will do
+            "--maxmemory-policy",
+            "noeviction",
             "--save",
             "",
             "--protected-mode",

@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from predictor.api import schemas
 from predictor.api.errors import ApiError, FieldProblem, InvalidRequest, NotReady
 from predictor.api.metrics import ApiMetrics
-from predictor.api.middleware import ApiKeyAuth, BodyLimit, RequestContext
+from predictor.api.middleware import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RequestContext
 from predictor.api.parsing import MAX_PROBLEMS
 from predictor.api.routes import ApiConfig, ModelSource, Services, build_router
 from predictor.batch_scoring.store import BatchPredictionStore
@@ -41,6 +41,16 @@ DESCRIPTION = """Delivery-time predictions from the same features and model as t
 * Errors are JSON: `{"detail": ..., "request_id": ...}`, or for 422 a list of field problems.
 * With `ETA_API_KEY` set, every route but `/healthz` needs `X-API-Key` or a bearer token.
 """
+
+
+_RETRY_AFTER = {
+    "description": "when overloaded: seconds to wait before trying again",
+    "schema": {"type": "integer"},
+}
+_OVERLOADED = {
+    "description": "the API is overloaded (ETA_API_MAX_INFLIGHT requests in progress)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
 
 
 def _json(status: int, body: dict[str, Any], request: Request) -> Response:
@@ -112,6 +122,12 @@ def _openapi(app: FastAPI, config: ApiConfig) -> Callable[[], dict[str, Any]]:
             components.update(found.pop("$defs", {}))
             components[model.__name__] = found
         components.setdefault("ErrorBody", schemas.ErrorBody.model_json_schema())
+        for path, operations in spec["paths"].items():
+            if not path.startswith("/v1/"):
+                continue
+            for operation in operations.values():  # ConcurrencyLimit may shed any of them
+                answer = operation["responses"].setdefault("503", dict(_OVERLOADED))
+                answer["headers"] = {"Retry-After": _RETRY_AFTER}
         if config.api_key:
             spec["components"]["securitySchemes"] = {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -176,6 +192,7 @@ def create_app(
         allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
         expose_headers=["X-Request-ID"],
     )
+    app.add_middleware(ConcurrencyLimit, max_inflight=config.max_inflight, on_shed=metrics.shed.inc)
     app.add_middleware(RequestContext, metrics=metrics)
     app.openapi = _openapi(app, config)  # type: ignore[method-assign]
     app.state.metrics = metrics

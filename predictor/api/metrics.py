@@ -72,6 +72,11 @@ class ApiMetrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.shed = Counter(
+            "eta_http_shed",
+            "Requests answered 503 at once because ETA_API_MAX_INFLIGHT were in progress",
+            registry=r,
+        )
         self.predictions = Counter(
             "eta_http_predictions", "Orders scored by POST /v1/predictions", registry=r
         )

@@ -1,7 +1,8 @@
 """Plain ASGI middleware: request ids, metrics and the last-resort 500; API keys; body limits.
 
 Outermost first: ``RequestContext`` (an id for every request, the metrics, and a generic 500
-for anything that escapes, its detail logged, never sent), CORS, ``ApiKeyAuth`` (401 before
+for anything that escapes, its detail logged, never sent), ``ConcurrencyLimit`` (503 with
+``Retry-After`` for what the app cannot take in time), CORS, ``ApiKeyAuth`` (401 before
 the body is read), ``BodyLimit`` (413 before the body is parsed). Written as plain ASGI rather
 than Starlette's ``BaseHTTPMiddleware``, which costs a task and a stream per request.
 """
@@ -14,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from predictor.api.errors import RequestTooLarge, Unauthorized
 from predictor.api.metrics import ApiMetrics
 
-__all__ = ["ApiKeyAuth", "BodyLimit", "RequestContext", "request_id", "send_json"]
+__all__ = [
+    "ApiKeyAuth",
+    "BodyLimit",
+    "ConcurrencyLimit",
+    "RequestContext",
+    "request_id",
+    "send_json",
+]
 
 log = logging.getLogger("etastream.api")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,64}$")
@@ -97,6 +105,53 @@ class RequestContext:
             self.metrics.observe(
                 template, scope.get("method", ""), status, time.perf_counter() - started
             )
+
+
+OVERLOADED = "the API is at its limit of requests in progress (ETA_API_MAX_INFLIGHT); retry after"
+
+
+class ConcurrencyLimit:
+    """At most ``max_inflight`` requests under ``prefix`` in the app at once; one more is
+    answered 503 with ``Retry-After`` at once, before its body is read.
+
+    Without it an overloaded server queues every request it accepted (in the event loop, the
+    micro-batcher and Redis) and each one waits longer than the last: all answers come late.
+    With it the ones taken are served in about the time they take unloaded and the rest learn
+    at once to come back (docs/serving.md, "Overload"). One event loop per process, so a plain
+    counter; with ``--workers N`` the limit is per process. Health, readiness and metrics are
+    never shed: an orchestrator must see an overloaded server as alive.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_inflight: int,
+        on_shed: Callable[[], None] | None = None,
+        prefix: str = "/v1/",
+        retry_after_s: int = 1,
+    ) -> None:
+        self.app, self.max_inflight, self._on_shed = app, max_inflight, on_shed
+        self._prefix = prefix
+        self._retry_after = str(retry_after_s).encode()
+        self._detail = f"{OVERLOADED} {retry_after_s} s"
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self._prefix):
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            if self._on_shed is not None:
+                self._on_shed()
+            await send_json(
+                scope, send, 503, {"detail": self._detail}, [(b"retry-after", self._retry_after)]
+            )
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
 
 
 def _digest(value: bytes) -> bytes:

@@ -57,6 +57,7 @@ class ApiConfig:
     max_request_bytes: int = 2_000_000
     max_orders: int = 1000
     cors_origins: tuple[str, ...] = ()
+    max_inflight: int = 8
     model_name: str = "eta"
     serve_stage: str = "production"
     stream: PipelineConfig = field(default_factory=PipelineConfig)
@@ -100,7 +101,12 @@ def _error(status: int, model: type[Any], what: str) -> dict[int | str, dict[str
 
 
 _BAD_INPUT = _error(422, schemas.ValidationErrorBody, "a parameter or field breaks the contract")
-_UNAVAILABLE = _error(503, schemas.ErrorBody, "no model loaded yet, or Redis is unreachable")
+_UNAVAILABLE = _error(
+    503,
+    schemas.ErrorBody,
+    "no model loaded yet, Redis is unreachable, or the API is overloaded (ETA_API_MAX_INFLIGHT "
+    "requests in progress: answered at once, with Retry-After)",
+)
 
 
 def build_router(services: Services) -> APIRouter:

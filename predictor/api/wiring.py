@@ -6,6 +6,8 @@ starts N processes, each of which calls ``app_from_env`` (its own entry point) t
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from fastapi import FastAPI
 from redis.backoff import NoBackoff
@@ -14,10 +16,13 @@ from redis.retry import Retry
 from predictor.api.app import create_app
 from predictor.api.routes import ApiConfig
 from predictor.engines.options import pipeline_config
+from predictor.serving.store_faults import check_eviction_policy
 from stream_features.errors import EtaError
 from stream_features.settings import Settings
 
 __all__ = ["ApiConfigError", "api_config", "app_from_env", "build_app", "fast_retry"]
+
+log = logging.getLogger("etastream.api")
 
 
 class ApiConfigError(EtaError):
@@ -46,6 +51,7 @@ def api_config(settings: Settings, key_prefix: str = "") -> ApiConfig:
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
         max_request_bytes=settings.max_request_bytes,
         cors_origins=tuple(settings.cors_origins),
+        max_inflight=settings.api_max_inflight,
         model_name=settings.model_name,
         serve_stage=settings.serve_stage,
         stream=pipeline_config(settings),  # the worker's limits, so both read orders alike
@@ -71,6 +77,7 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
         health_check_interval=30,
         retry=fast_retry(),
     )
+    check_eviction_policy(client, log)
     handle = ModelHandle(
         Registry(settings.registry_dir, client),
         settings.model_name,

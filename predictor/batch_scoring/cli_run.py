@@ -12,7 +12,7 @@ from rich.console import Console
 from predictor.batch_scoring.job import BatchRun, run_batch
 from predictor.batch_scoring.profiles import PROFILE_SCHEMA, orders_frame, store_profiles
 from predictor.batch_scoring.report import progress_bar, summary_table
-from predictor.errors import StageNotSetError
+from predictor.errors import OutputWriteError, StageNotSetError
 from predictor.models.artifact import EtaModel
 from predictor.models.compiled import with_scoring
 from predictor.models.registry import Registry
@@ -109,6 +109,9 @@ def batch_command(
                 progress=advance,
                 feature_client=client,
             )
+    except OutputWriteError as exc:  # e.g. the disk is full: not a usage problem
+        _console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        return 1
     except (EtaError, ValueError, redis.RedisError) as exc:
         _console.print(f"[bold red]error:[/] {exc}")
         return 2 if not isinstance(exc, redis.RedisError) else 1

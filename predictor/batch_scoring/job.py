@@ -32,6 +32,7 @@ from predictor.batch_scoring.profiles import BASKET_FIELDS, profile_order
 from predictor.batch_scoring.slots import batch_order_id, slot_orders, slot_rows
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.batch_scoring.summary import BatchRun, new_version
+from predictor.errors import OutputWriteError
 from predictor.models.artifact import atomic_write
 from predictor.serving.encoding import answer
 from predictor.serving.pipeline import ScoringModel
@@ -230,6 +231,11 @@ def run_batch(
     run.seconds = time.perf_counter() - started
     if run.parquet_dir is not None:
         summary = orjson.dumps(run.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z)
-        atomic_write(run.parquet_dir / "summary.json", summary)
-        atomic_write(run.parquet_dir.parent / "CURRENT", run.version.encode())
+        target = run.parquet_dir / "summary.json"
+        try:
+            atomic_write(target, summary)
+            target = run.parquet_dir.parent / "CURRENT"
+            atomic_write(target, run.version.encode())
+        except OSError as exc:  # each is a temporary file replaced whole: the old one stands
+            raise OutputWriteError.of(target, exc) from exc
     return run

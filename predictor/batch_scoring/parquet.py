@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from predictor.batch_scoring.summary import BatchRun
+from predictor.errors import OutputWriteError
 from predictor.serving.pipeline import ScoringModel
 from stream_features.contract import OrderCreated, to_ms
 
@@ -71,15 +74,39 @@ def write_run(
 ) -> Path:
     """Write ``out_dir/<version>`` whole (into a temporary sibling, then one rename) and point
     ``out_dir/CURRENT`` at it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / run.version
     partial = out_dir / f".{run.version}.partial"
-    partial.mkdir()
     try:
-        pl.concat(frames, how="vertical").write_parquet(partial / "predictions.parquet")
-        profiles.write_parquet(partial / "profiles.parquet")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial.mkdir()
+    except OSError as exc:
+        raise OutputWriteError.of(partial, exc) from exc
+    target = partial
+    try:
+        target = partial / "predictions.parquet"
+        pl.concat(frames, how="vertical").write_parquet(target)
+        target = partial / "profiles.parquet"
+        profiles.write_parquet(target)
+        target = final
         partial.rename(final)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        # a full disk surfaces from Polars as a ComputeError ("... (os error 28)")
+        shutil.rmtree(partial, ignore_errors=True)
+        raise _write_error(target, exc) from exc
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return final
+
+
+def _write_error(target: Path, exc: BaseException) -> OutputWriteError:
+    """The error to report: Polars's message can hide ENOSPC ("Invalid thrift: transport
+    error" when the disk fills mid-footer), so a full filesystem is said in words."""
+    error = OutputWriteError.of(target, exc)
+    if "os error 28" in error.reason or "No space left" in error.reason:
+        return OutputWriteError(target, "No space left on device")
+    with contextlib.suppress(OSError):
+        existing = next(p for p in (target, *target.parents) if p.exists())
+        if os.statvfs(existing).f_bavail == 0:
+            return OutputWriteError(target, f"No space left on device ({error.reason})")
+    return error

@@ -44,6 +44,7 @@ from predictor.serving.pipeline import (
     score_batch,
 )
 from predictor.serving.shadow_stage import ShadowStage
+from predictor.serving.store_faults import describe_cause, feature_store_cause
 from stream_features.vectors import (
     FeatureRows,
     FeatureSource,
@@ -281,11 +282,14 @@ class ConfluentWorker:
     def _rewind_unscored(self, exc: BaseException, revoked: frozenset[TopicPartitionKey]) -> None:
         """Read every batch not yet scored again, from its first offsets."""
         first = self._drop_unscored()
+        cause = feature_store_cause(exc)
         log.warning(
-            "feature store unavailable; the batch will be read again",
-            extra={"error": repr(exc), "attempt": self._attempt},
+            "feature store unavailable (%s); the batch will be read again",
+            describe_cause(cause),
+            extra={"error": repr(exc), "cause": cause, "attempt": self._attempt},
         )
         self._metrics.retries.labels("features").inc()
+        self._metrics.store_errors.labels(cause).inc()
         self._seek({tp: off for tp, off in first.items() if tp not in revoked})
 
     def _drop_unscored(self) -> dict[TopicPartitionKey, int]:

@@ -22,6 +22,7 @@ from predictor.engines.errors import EngineConfigError
 from predictor.engines.wiring import confluent_worker, faust_worker, redis_features, shadow_stage
 from predictor.serving.latest import LatestPredictions
 from predictor.serving.metrics import StreamMetrics
+from predictor.serving.store_faults import check_eviction_policy
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 
@@ -117,6 +118,7 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         raise _missing("ETA_REDIS_URL")
     ensure_topics(settings)
     client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    check_eviction_policy(client, log)
     handle = ModelHandle(
         Registry(settings.registry_dir, client),
         settings.model_name,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from predictor.models.artifact import atomic_write
 from predictor.monitoring import figures
 from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorSummary
 
@@ -227,5 +228,5 @@ def write_report(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
-    path.write_text(page, encoding="utf-8")
-    return path
+    atomic_write(path, page.encode("utf-8"))  # a temporary file, then os.replace: a full disk
+    return path  # leaves the previous report whole

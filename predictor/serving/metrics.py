@@ -123,6 +123,13 @@ class StreamMetrics:
         self.retries = Counter(
             "eta_stream_retries", "Batches read again, by cause", ["cause"], registry=r
         )
+        self.store_errors = Counter(
+            "eta_stream_feature_store_errors",
+            "Feature round trips Redis failed, by cause (maxmemory: Redis is at its memory "
+            "limit; connection, timeout, error)",
+            ["cause"],
+            registry=r,
+        )
         self.commits = Counter("eta_stream_commits", "Offset commits sent", registry=r)
         self.model = Gauge(
             "eta_stream_model_info", "The model version in use (1)", ["name", "version"], registry=r
