@@ -78,7 +78,7 @@ def report(
     joined = read_joined(directory)
     if since_hours is not None and not joined.is_empty():
         newest = joined["delivered_at"].max()
-        joined = joined.filter(joined["delivered_at"] >= newest - timedelta(hours=since_hours))  # type: ignore[operator]
+        joined = joined.filter(joined["delivered_at"] >= newest - timedelta(hours=since_hours))  # type: ignore[operator]  # a datetime column's max() is a datetime
     summaries = read_summaries(directory)
     if joined.is_empty() and not summaries:
         typer.echo(f"note: nothing recorded under {directory} yet; the report will be empty")

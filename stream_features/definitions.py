@@ -115,7 +115,7 @@ def _sf(
     **kw: object,
 ) -> StreamFeature:
     window = window_m * 60 if window_m is not None else None
-    return StreamFeature(name=name, entity=entity, agg=agg, signal=signal, window_s=window, **kw)  # type: ignore[arg-type]
+    return StreamFeature(name=name, entity=entity, agg=agg, signal=signal, window_s=window, **kw)  # type: ignore[arg-type]  # **kw: StreamFeature's own optional fields
 
 
 STREAM_FEATURES: tuple[StreamFeature, ...] = (

@@ -104,7 +104,7 @@ def log_format(path: str | Path) -> LogFormat:
     name = Path(path).name.lower().removesuffix(".gz")
     for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".csv", "csv")):
         if name.endswith(suffix):
-            return fmt  # type: ignore[return-value]
+            return fmt  # type: ignore[return-value]  # fmt is one of the Literal's values
     if name.endswith(".parquet") and not Path(path).name.lower().endswith(".gz"):
         return "parquet"
     raise ValueError(
@@ -114,7 +114,7 @@ def log_format(path: str | Path) -> LogFormat:
 
 def _open(path: Path, mode: Literal["rb", "wb"]) -> IO[bytes]:
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, mode)  # type: ignore[return-value]
+        return gzip.open(path, mode)  # type: ignore[return-value]  # binary mode: a GzipFile, IO[bytes]
     return path.open(mode)
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined,unused-ignore]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined,unused-ignore]  # not in every release's stubs
 
 from stream_features.settings import Codec, Settings
 

@@ -120,7 +120,7 @@ def batch_lookup_keys(feature: BatchFeature, order: AnyOrder, created_ms: int) -
 
     >>> from stream_features.definitions import BATCH_FEATURES
     >>> f = next(f for f in BATCH_FEATURES if f.keys == ("market_id", "hour_of_day"))
-    >>> batch_lookup_keys(f, None, 1767225600000 + 3 * 3_600_000)  # type: ignore[arg-type]
+    >>> batch_lookup_keys(f, None, 1767225600000 + 3 * 3_600_000)
     '|3'
     """
     parts: list[str] = []

@@ -194,6 +194,6 @@ def create_app(
     )
     app.add_middleware(ConcurrencyLimit, max_inflight=config.max_inflight, on_shed=metrics.shed.inc)
     app.add_middleware(RequestContext, metrics=metrics)
-    app.openapi = _openapi(app, config)  # type: ignore[method-assign]
+    app.openapi = _openapi(app, config)  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     app.state.metrics = metrics
     return app

@@ -53,12 +53,12 @@ class BatchPredictionStore:
         for store_id, value in items:
             pending[store_id] = value
             if len(pending) >= chunk:
-                pipe.hset(key, mapping=pending)  # type: ignore[arg-type]
+                pipe.hset(key, mapping=pending)  # type: ignore[arg-type]  # redis-py types mapping values narrower than it takes (bytes)
                 written += len(pending)
                 pending = {}
                 pipe.execute()
         if pending:
-            pipe.hset(key, mapping=pending)  # type: ignore[arg-type]
+            pipe.hset(key, mapping=pending)  # type: ignore[arg-type]  # as above
             written += len(pending)
             pipe.execute()
         return written

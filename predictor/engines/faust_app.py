@@ -170,8 +170,8 @@ class FaustWorker:
 
         app.timer(o.lag_interval_s, name=f"{self._group}-lag")(report_lag)
         # mode's stubs describe receivers more narrowly than it calls them
-        app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
-        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # as above
+        app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # as above
 
         return app
 

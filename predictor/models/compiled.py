@@ -61,7 +61,7 @@ def lleaves_version() -> str | None:
 
 
 def _cache_key(model: EtaModel, file: str = MODEL_FILE) -> str:
-    import llvmlite.binding as llvm  # type: ignore[import-untyped]
+    import llvmlite.binding as llvm  # type: ignore[import-untyped]  # llvmlite ships no types
 
     cpu = f"{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
     parts = [model.file_sha256[file], lleaves_version() or "", version("llvmlite"), cpu]

@@ -67,7 +67,7 @@ class _EtaPyfunc:  # mlflow.pyfunc.PythonModel, subclassed lazily (mlflow is opt
         self.model = load_artifact(Path(context.artifacts[_ARTIFACT]))
 
     # no type hints: MLflow would read them as the input's schema; the signature says it
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # above
         values = model_input[self.model.feature_names].to_numpy(dtype=np.float64)
         return self.model.predict(values)
 

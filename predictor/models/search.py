@@ -50,7 +50,7 @@ class Candidate:
         """``huber, 31 leaves, lr 0.1``.
 
         >>> from predictor.models.training import TrainConfig
-        >>> Candidate(TrainConfig(objective="l1"), None).label  # type: ignore[arg-type]
+        >>> Candidate(TrainConfig(objective="l1"), None).label
         'l1, 31 leaves, lr 0.1'
         """
         c = self.config

@@ -51,7 +51,7 @@ def predicted_vs_actual(joined: pl.DataFrame) -> bytes:
     if joined.is_empty():
         return _empty(fig, title, "no joined predictions recorded")
     ms = joined["delivered_at"].dt.epoch("ms")
-    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]
+    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]  # polars types max() as any scalar; an int column's is an int
     every = "15m" if span_s <= 2 * 86400 else "1h"
     series = (
         joined.sort("delivered_at")
