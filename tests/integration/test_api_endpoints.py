@@ -250,7 +250,8 @@ def test_concurrent_requests_are_scored_together_with_the_same_answers(
     now = datetime.now(UTC)
     seed_state(redis_client, key_prefix, now)
     orders = [order(f"c-{i}", now, store=f"s{i % 6}", market=f"m{i % 2}") for i in range(20)]
-    app = build_app(served, key_prefix)
+    # all 20 at once: under ETA_API_MAX_INFLIGHT's default (8) the rest would be shed with 503
+    app = build_app(served.model_copy(update={"api_max_inflight": len(orders)}), key_prefix)
 
     async def together() -> tuple[list[httpx.Response], str]:
         transport = httpx.ASGITransport(app=app)
