@@ -21,14 +21,23 @@ def silent_s(stats: dict[str, Any]) -> float:
     """The longest a broker connection of this client has owed an answer and received
     nothing, in seconds (0 when none owes one).
 
+    The group coordinator's connection (librdkafka's ``logical`` broker) is left out: a
+    JoinGroup legitimately waits there until every member has rejoined (up to the rebalance
+    timeout), while the data connections, which fetch and produce, answer within the fetch
+    wait or not at all.
+
     >>> silent_s({"brokers": {"b1": {"waitresp_cnt": 1, "rxidle": 7_500_000},
-    ...                       "b2": {"waitresp_cnt": 0, "rxidle": 90_000_000}}})
+    ...                       "b2": {"waitresp_cnt": 0, "rxidle": 90_000_000},
+    ...                       "GroupCoordinator": {"source": "logical", "waitresp_cnt": 1,
+    ...                                            "rxidle": 30_000_000}}})
     7.5
     >>> silent_s({"brokers": {}})
     0.0
     """
     worst = 0.0
     for broker in (stats.get("brokers") or {}).values():
+        if broker.get("source") in ("logical", "internal"):
+            continue
         if broker.get("waitresp_cnt", 0) > 0 and broker.get("rxidle", -1) > 0:
             worst = max(worst, broker["rxidle"] / 1e6)
     return worst
