@@ -29,6 +29,7 @@ from predictor.api.parsing import MAX_PROBLEMS
 from predictor.api.routes import ApiConfig, ModelSource, Services, build_router
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.errors import ExplainUnavailable
+from predictor.serving.metrics import LoadFailures
 
 __all__ = ["create_app"]
 
@@ -179,6 +180,7 @@ def create_app(
         redoc_url=None,
     )
     metrics = ApiMetrics(models.peek)
+    metrics.registry.register(LoadFailures(lambda: int(getattr(models, "load_failures", 0))))
     batch = BatchPredictionStore(client, config.key_prefix)
     app.include_router(build_router(Services(config, client, models, metrics, batch)))
     _install_handlers(app)

@@ -21,7 +21,7 @@ import redis
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.wiring import confluent_worker, faust_worker, redis_features, shadow_stage
 from predictor.serving.latest import LatestPredictions
-from predictor.serving.metrics import StreamMetrics
+from predictor.serving.metrics import LoadFailures, StreamMetrics
 from predictor.serving.store_faults import check_eviction_policy
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
@@ -133,6 +133,7 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         if not wait_for_model(handle, stop, ref, settings.registry_dir) or stop.is_set():
             return 0
         metrics = StreamMetrics()
+        metrics.registry.register(LoadFailures(lambda: handle.load_failures))
         try:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         except OSError as exc:  # e.g. a second worker on this machine: it still joins the group

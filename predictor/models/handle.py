@@ -68,6 +68,7 @@ class ModelHandle:
         self._redis_down_since: float | None = None  # monotonic, while Redis is unreachable
         self._redis_logged: float | None = None  # when that was last logged
         self.swaps = 0
+        self.load_failures = 0  # versions its stage pointed at that could not be loaded
         self._pubsub: Any = self._subscribe() if redis_client is not None else None
         try:
             version = self._pointer()
@@ -104,6 +105,7 @@ class ModelHandle:
             "version": model.version if model else None,
             "backend": model.backend if model else None,
             "swaps": self.swaps,
+            "load_failures": self.load_failures,
             "last_error": self.last_error,
         }
 
@@ -250,6 +252,7 @@ class ModelHandle:
             model = self._load(target)
         except Exception as exc:  # any failure: keep serving what we have, say why
             self._failed, self.last_error = (target, now), f"{self.name}:{target}: {exc}"
+            self.load_failures += 1
             log.error(
                 "could not load %s:%s for %s; keeping %s: %s",
                 self.name,

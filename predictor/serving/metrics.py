@@ -9,11 +9,11 @@ per cent of the worker at tens of thousands of predictions a second.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from predictor.serving.pipeline import BatchResult
@@ -182,3 +182,26 @@ class StreamMetrics:
         """Expose the metrics over HTTP on ``port`` (0 means off)."""
         if port:
             start_http_server(port, addr=addr, registry=self.registry)
+
+
+class LoadFailures(Collector):
+    """``eta_model_load_failures_total``: versions a service's stage pointed at that it could
+    not load (a corrupt artifact, another feature registry), read from its model handle at
+    each scrape; the service keeps serving the version it had (``ModelHandle``).
+
+    >>> r = CollectorRegistry()
+    >>> r.register(LoadFailures(lambda: 2))
+    >>> r.get_sample_value("eta_model_load_failures_total")
+    2.0
+    """
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "eta_model_load_failures",
+            "Model versions the stage pointed at that could not be loaded (the one before is kept)",
+        )
+        family.add_metric([], float(self._count()))
+        yield family
