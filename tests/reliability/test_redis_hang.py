@@ -116,8 +116,8 @@ def test_redis_hang(served: Settings, faults: FaultStack, spawn: Spawn, row: Row
     for event in orders:
         reference.apply(event)
     probes = live_orders(STORES, "probe")
-    client = faults.client()
-    recovered = RedisFeatureSource(client, lateness_s=served.lateness_s).read(probes)
-    client.close()
+    store = faults.client()
+    recovered = RedisFeatureSource(store, lateness_s=served.lateness_s).read(probes)
+    store.close()
     expected = reference.read(probes)
     np.testing.assert_array_equal(recovered.values, expected.values)
