@@ -408,17 +408,13 @@ def compile_version(
     When another process is compiling the same version, this waits for its library instead
     of compiling it a second time.
     """
-    from predictor.errors import ModelNotFoundError
     from predictor.models.compiled import PARITY_TOLERANCE_S, compile_model
     from predictor.models.tables import compile_table
 
     settings = Settings()
     with _errors():
-        name, version = _split_ref(ref, settings.model_name)
         registry = _registry(settings)
-        version = version or next(reversed(registry.versions(name)), None)
-        if version is None:
-            raise ModelNotFoundError(registry.root, name)
+        name, version = _version_of(registry, ref, settings.model_name)
         ref = f"{name}:{version}"
         with _console.status(f"compiling {ref} with lleaves…") as status:
 

@@ -65,7 +65,6 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
     answer at start (the model handle subscribes to the registry's channel).
     """
     from predictor.models.handle import ModelHandle
-    from predictor.models.registry import Registry
 
     url = settings.redis_url_value()
     if url is None:
@@ -78,15 +77,7 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
         retry=fast_retry(),
     )
     check_eviction_policy(client, log)
-    handle = ModelHandle(
-        Registry(settings.registry_dir, client),
-        settings.model_name,
-        settings.serve_stage,
-        client,
-        settings.model_poll_s,
-        scoring=settings.scoring,
-        wait_for_stage=True,
-    )
+    handle = ModelHandle.following(settings, client)
 
     def close() -> None:
         handle.close()

@@ -104,7 +104,6 @@ def wait_for_model(
 def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     """Run the chosen engine until ``stop``; the exit code (0 when everything was committed)."""
     from predictor.models.handle import ModelHandle
-    from predictor.models.registry import Registry
 
     if settings.shadow_stage is not None and engine == "faust":
         raise EngineConfigError(
@@ -119,15 +118,7 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     ensure_topics(settings)
     client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
     check_eviction_policy(client, log)
-    handle = ModelHandle(
-        Registry(settings.registry_dir, client),
-        settings.model_name,
-        settings.serve_stage,
-        client,
-        settings.model_poll_s,
-        scoring=settings.scoring,
-        wait_for_stage=True,
-    )
+    handle = ModelHandle.following(settings, client)
     try:
         ref = f"{settings.model_name}@{settings.serve_stage}"
         if not wait_for_model(handle, stop, ref, settings.registry_dir) or stop.is_set():
@@ -151,15 +142,8 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
             build = faust_worker if engine == "faust" else confluent_worker
             stats = build(settings, features, handle.current, metrics, latest).run(stop)
             return 0 if stats.uncommitted_batches == 0 else 3
-        with ModelHandle(  # follows its stage as the primary does; none there yet: counted
-            Registry(settings.registry_dir, client),
-            settings.model_name,
-            settings.shadow_stage,
-            client,
-            settings.model_poll_s,
-            scoring=settings.scoring,
-            wait_for_stage=True,
-        ) as shadow_handle:
+        # follows its stage as the primary does; none there yet: counted
+        with ModelHandle.following(settings, client, settings.shadow_stage) as shadow_handle:
             shadow = shadow_stage(settings, shadow_handle, metrics)
             worker = confluent_worker(settings, features, handle.current, metrics, latest, shadow)
             stats = worker.run(stop)

@@ -30,6 +30,7 @@ from predictor.models.artifact import EtaModel
 from predictor.models.compiled import Scoring, lleaves_version, with_scoring
 from predictor.models.registry import Registry
 from predictor.models.shadow import ShadowRecord, ShadowScorer
+from stream_features.settings import Settings
 
 __all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]  # shadow: re-exported
 
@@ -44,6 +45,23 @@ RETRY_FAILED_S = 60.0
 
 class ModelHandle:
     """The model to use for the next batch, following ``name@stage`` without a restart."""
+
+    @classmethod
+    def following(
+        cls, settings: Settings, client: redis.Redis, stage: str | None = None
+    ) -> ModelHandle:
+        """The handle a service keeps: ``settings.model_name`` at ``stage`` (the serve stage
+        when None), its registry on ``client``, the settings' poll and scoring, waiting for a
+        version to be promoted there."""
+        return cls(
+            Registry(settings.registry_dir, client),
+            settings.model_name,
+            stage or settings.serve_stage,
+            client,
+            settings.model_poll_s,
+            scoring=settings.scoring,
+            wait_for_stage=True,
+        )
 
     def __init__(
         self,

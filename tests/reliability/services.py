@@ -14,18 +14,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import numpy as np
 import psutil  # type: ignore[import-untyped]
 import redis
 
+from stream_features.contract import Event
+from stream_features.redis_windows import RedisFeatureSource
+from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
 from stream_features.stack import StackUrls, start_stack
-from tests.integration.worker_helpers import WorkerProcess, worker_env
+from tests.integration.worker_helpers import WorkerProcess, live_orders, worker_env
 
 __all__ = ["FaultStack", "ServeProcess", "Spawn", "fault_stack"]
 
@@ -105,6 +109,24 @@ class FaultStack:
             data_dir=self.data_dir,
         )
         self._services.enter_context(start_stack(again))
+
+    def assert_windows_are_replay(self, events: Iterable[Event], lateness_s: int) -> None:
+        """The feature state in Redis equals a replay of ``events`` through the in-memory
+        rules (``ReplayState``): every streaming feature and its freshness, read for a probe
+        order at each of ``live_orders``' 200 stores. Nothing lost, nothing counted twice."""
+        reference = ReplayState(lateness_s=lateness_s)
+        for event in events:
+            reference.apply(event)
+        probes = live_orders(200, "probe")
+        client = self.client()
+        try:
+            recovered = RedisFeatureSource(client, lateness_s=lateness_s).read(probes)
+        finally:
+            client.close()
+        expected = reference.read(probes)
+        assert recovered.names == expected.names
+        np.testing.assert_array_equal(recovered.values, expected.values)
+        np.testing.assert_array_equal(recovered.freshness_s, expected.freshness_s)
 
     def redis_memory(self) -> dict[str, int]:
         """``used_memory`` and friends, after any AOF rewrite in progress has finished."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from stream_features.contract import (
@@ -31,8 +30,6 @@ from stream_features.contract import (
     OrderDelivered,
     encode,
 )
-from stream_features.redis_windows import RedisFeatureSource
-from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, live_orders, produce
 from tests.reliability.readback import await_predicted, drain, expect_predicted, wait_until
@@ -44,7 +41,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BEFORE, DURING = 3000, 6000
 CHUNK = 500  # records per produce during the outage
-STORES = 200  # live_orders' default: markets m0..m9
 
 
 def _dasher_events(prefix: str, n: int) -> list[DasherEvent]:
@@ -150,14 +146,4 @@ def test_redis_restart(served: Settings, faults: FaultStack, spawn: Spawn, row: 
     assert not early, f"{len(early)} predicted while Redis was down, e.g. {early[:3]}"
 
     # the windows recovered: Redis state after the restart equals the in-memory replay
-    reference = ReplayState(lateness_s=served.lateness_s)
-    for event in [*before, *during]:
-        reference.apply(event)
-    probes = live_orders(STORES, "probe")
-    client = faults.client()
-    recovered = RedisFeatureSource(client, lateness_s=served.lateness_s).read(probes)
-    client.close()
-    expected = reference.read(probes)
-    assert recovered.names == expected.names
-    np.testing.assert_array_equal(recovered.values, expected.values)
-    np.testing.assert_array_equal(recovered.freshness_s, expected.freshness_s)
+    faults.assert_windows_are_replay([*before, *during], served.lateness_s)
