@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +44,11 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     assert any(Path(summary["paths"]["batch predictions"]).rglob("*.parquet"))
     assert "etastream demo: done" in run.stdout
     # not a terminal: a status line as it goes (Live would print only its drained last frame)
-    lines = [line for line in run.stdout.splitlines() if "s] live traffic" in line]
+    # of any phase: on a slow machine the worker may spend the live window catching up, so
+    # the lines after the first say "warm-up" rather than "live traffic"
+    lines = [line for line in run.stdout.splitlines() if re.match(r"\[\d+ s\] ", line)]
     assert len(lines) >= 2 and all("predictions" in line for line in lines), run.stdout[-3000:]
-    assert any("s] draining:" in line for line in run.stdout.splitlines())
+    assert any("s] draining:" in line for line in lines), run.stdout[-3000:]
     assert all("alert > 0.2" in line for line in lines), run.stdout[-3000:]
 
     # no shock: nothing may drift (#22.8). Known to fail today, for causes found but not yet
