@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from predictor.models.shadow import ShadowScorer
 from predictor.serving.pipeline import BatchResult
-from stream_features.contract import SCHEMA_VERSION
+from stream_features.contract import SCHEMA_VERSION, to_json
 from stream_features.vectors import FeatureRows
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("etastream.shadow")
-_OPTIONS = orjson.OPT_UTC_Z
 
 
 class ShadowSink(Protocol):
@@ -123,7 +122,7 @@ def shadow_records(
             "challenger_predicted_duration_s": max(duration, 0.0),
             "served_at": served_at,
         }
-        out.append((order.order_id.encode(), orjson.dumps(message, option=_OPTIONS)))
+        out.append((order.order_id.encode(), to_json(message)))
     return out
 
 
