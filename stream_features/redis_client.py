@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 __all__ = [
     "CLUSTER_SCHEMES",
+    "REDIS_ERRORS",
     "AnyRedis",
     "is_cluster",
     "is_cluster_url",
@@ -34,6 +36,10 @@ AnyRedis = redis.Redis | RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """URL schemes that mean Redis Cluster, and the plain scheme each node is reached with."""
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+"""Every failure of a Redis call: redis-py's cluster client raises some (no node reachable for
+a slot, a slot map it cannot refresh) as ``RedisClusterException``, outside ``RedisError``."""
 
 T = TypeVar("T")
 
