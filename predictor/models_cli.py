@@ -54,11 +54,12 @@ def _registry(settings: Settings) -> Registry:
     import redis
 
     from predictor.models.registry import Registry
+    from stream_features.redis_client import redis_client
 
     url = settings.redis_url_value()
     client = None
     if url is not None:
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        client = redis_client(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         try:
             client.ping()
         except redis.RedisError as exc:

@@ -119,7 +119,6 @@ def batch_command(
     rejects: Path | None = _BATCH_REJECTS,
 ) -> None:
     """Compute batch features from a history and materialise them (Redis + Parquet)."""
-    import redis
 
     from stream_features.batch import (
         compute_batch_tables,
@@ -128,6 +127,7 @@ def batch_command(
         materialise_redis,
     )
     from stream_features.contract import OrderCreated, OrderDelivered
+    from stream_features.redis_client import redis_client
 
     settings = Settings()
     moment = _parse_time(as_of)
@@ -147,7 +147,7 @@ def batch_command(
                 "ETA_REDIS_URL is not set: run `eta up` and export what it "
                 "prints, or pass --no-redis"
             )
-        keys = materialise_redis(redis.Redis.from_url(url), tables, version)
+        keys = materialise_redis(redis_client(url), tables, version)
         _console.print(f"Redis: version {version} is current ({keys} hashes)")
 
 

@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(
         None,
-        description="redis:// or rediss:// URL; unset: `eta up` / `eta demo` start an embedded "
-        "redis-server, other commands ask for it",
+        description="redis:// or rediss:// URL of one Redis, redis+cluster:// or "
+        "rediss+cluster:// of a node of a Redis Cluster (docs/deployment.md); unset: `eta up` / "
+        "`eta demo` start an embedded redis-server, other commands ask for it",
     )
     kafka: dict[str, str] = Field(
         default_factory=dict,

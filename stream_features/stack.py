@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import redis
-
 from stream_features.errors import DataDirInUse, ServiceUnavailable
+from stream_features.redis_client import REDIS_ERRORS, redis_client
 from stream_features.settings import Settings
 
 __all__ = [
@@ -170,19 +169,19 @@ def wait_for_kafka(
 
 def wait_for_redis(url: str, timeout_s: float = 20.0) -> None:
     """Poll with PING until Redis answers, or raise ServiceUnavailable."""
-    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
     deadline = time.monotonic() + timeout_s
     last = "no answer"
-    try:
-        while time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        try:  # a cluster client asks for the slot map as it is made: make it in the loop
+            client = redis_client(url, socket_timeout=1.0, socket_connect_timeout=1.0)
             try:
                 if client.ping():
                     return
-            except redis.RedisError as exc:
-                last = str(exc)
-            time.sleep(0.05)
-    finally:
-        client.close()
+            finally:
+                client.close()
+        except REDIS_ERRORS as exc:
+            last = str(exc)
+        time.sleep(0.05)
     raise ServiceUnavailable("Redis", redacted(url), last)
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from stream_features.redis_client import redis_client as make_redis_client
 from stream_features.settings import Settings
 from stream_features.stack import StackUrls, start_stack
+from tests.redis_cluster import LocalCluster, redis_cluster
 
 
 def _testcontainers_stack() -> Iterator[StackUrls]:  # pragma: no cover - needs Docker
@@ -77,8 +79,34 @@ def key_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}:"
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real 3-master Redis Cluster for the session (``tests/redis_cluster.py``)."""
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as started:
+        yield started
+
+
+REDIS_KINDS = ["single", pytest.param("cluster", marks=[pytest.mark.cluster, pytest.mark.slow])]
+"""``@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)`` runs a test on the
+session's Redis and again on the Redis Cluster (marked ``cluster`` and ``slow``: CI runs it, a
+quick ``-m "not slow"`` run leaves it out)."""
+
+
 @pytest.fixture()
-def redis_client(stack: StackUrls) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url)
+def redis_url(request: pytest.FixtureRequest, stack: StackUrls) -> str:
+    """The session Redis's URL, or the cluster's when the test is parametrised with it."""
+    if getattr(request, "param", "single") == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("cluster")
+        return cluster.url
+    return stack.redis_url
+
+
+@pytest.fixture()
+def redis_client(request: pytest.FixtureRequest, stack: StackUrls) -> Iterator[redis.Redis]:
+    """A client of the session Redis, or (``indirect`` param ``"cluster"``) of the cluster."""
+    url = stack.redis_url
+    if getattr(request, "param", "single") == "cluster":
+        url = request.getfixturevalue("cluster").url
+    client = make_redis_client(url)
     yield client
     client.close()

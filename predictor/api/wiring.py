@@ -18,6 +18,7 @@ from predictor.api.routes import ApiConfig
 from predictor.engines.options import pipeline_config
 from predictor.serving.store_faults import check_eviction_policy
 from stream_features.errors import EtaError
+from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
 __all__ = ["ApiConfigError", "api_config", "app_from_env", "build_app", "fast_retry"]
@@ -69,7 +70,7 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
     url = settings.redis_url_value()
     if url is None:
         raise ApiConfigError()
-    client = redis.Redis.from_url(
+    client = redis_client(
         url,
         socket_timeout=settings.api_redis_timeout_s,
         socket_connect_timeout=settings.api_redis_timeout_s,

@@ -17,6 +17,7 @@ from predictor.models.artifact import EtaModel
 from predictor.models.compiled import with_scoring
 from predictor.models.registry import Registry
 from stream_features.errors import EtaError
+from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
 __all__ = ["batch_command", "load_profiles", "parse_as_of"]
@@ -94,7 +95,7 @@ def batch_command(
     try:
         as_of = parse_as_of(as_of_text)
         table = load_profiles(history, profiles, as_of, profile_days)
-        client = redis.Redis.from_url(url, socket_timeout=30.0, socket_connect_timeout=2.0)
+        client = redis_client(url, socket_timeout=30.0, socket_connect_timeout=2.0)
         model = _model(settings, client)
         k = slots or settings.batch_slots
         _console.print(f"{table.height:,} active stores × {k} slots as of {as_of.isoformat()}")

@@ -16,14 +16,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-import redis
-
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.wiring import confluent_worker, faust_worker, redis_features, shadow_stage
 from predictor.serving.latest import LatestPredictions
 from predictor.serving.metrics import LoadFailures, StreamMetrics
 from predictor.serving.store_faults import check_eviction_policy
 from stream_features.kafka_clients import ensure_topics
+from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
 __all__ = ["WAITING_LOG_EVERY_S", "run_stream", "stop_on_signals", "wait_for_model"]
@@ -116,7 +115,7 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     if redis_url is None:
         raise _missing("ETA_REDIS_URL")
     ensure_topics(settings)
-    client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    client = redis_client(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
     check_eviction_policy(client, log)
     handle = ModelHandle.following(settings, client)
     try:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from predictor.engines.confluent import ConfluentWorker
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import engine_options, pipeline_config
@@ -18,6 +16,7 @@ from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import BatchResult, ScoringModel
 from predictor.serving.shadow_stage import KafkaShadowSink, ShadowStage
 from stream_features.kafka_clients import Output, consumer_config, producer_codec, producer_config
+from stream_features.redis_client import REDIS_ERRORS, redis_client
 from stream_features.settings import Settings
 from stream_features.vectors import FeatureSource
 
@@ -36,7 +35,7 @@ __all__ = [
     "shadow_stage",
 ]
 
-RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, TimeoutError)
+RETRY_ON: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ConnectionError, TimeoutError)
 """Feature-store failures that make the engine read the batch again instead of crashing."""
 
 
@@ -57,7 +56,7 @@ def redis_features(settings: Settings, redis_url: str, key_prefix: str = "") -> 
     """The Redis feature source with the settings' lateness and TTLs."""
     from stream_features.redis_windows import RedisFeatureSource
 
-    client = redis.Redis.from_url(
+    client = redis_client(
         redis_url,
         socket_timeout=settings.stream_redis_timeout_s,
         socket_connect_timeout=2.0,

@@ -30,6 +30,7 @@ from predictor.models.artifact import EtaModel
 from predictor.models.compiled import Scoring, lleaves_version, with_scoring
 from predictor.models.registry import Registry
 from predictor.models.shadow import ShadowRecord, ShadowScorer
+from stream_features.redis_client import REDIS_ERRORS
 from stream_features.settings import Settings
 
 __all__ = ["ModelHandle", "ShadowRecord", "ShadowScorer"]  # shadow: re-exported
@@ -217,7 +218,7 @@ class ModelHandle:
                         extra={"down_s": round(time.monotonic() - self._redis_down_since, 1)},
                     )
                     self._redis_down_since = self._redis_logged = None
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self.last_error = f"Redis: {exc}"
                 now = time.monotonic()
                 if self._redis_logged is None or now - self._redis_logged >= _LOG_EVERY_S:

@@ -51,6 +51,7 @@ from predictor.models.artifact import (
     range_texts,
     write_artifact,
 )
+from stream_features.redis_client import REDIS_ERRORS
 
 __all__ = ["DEFAULT_KEY_PREFIX", "AliasMove", "Registry", "check_name"]
 
@@ -312,7 +313,7 @@ class Registry:
             pipe.set(self.key(move.name, move.stage), move.to_version)
             pipe.publish(self.channel, orjson.dumps(payload))
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("%s@%s moved locally, Redis not updated: %s", move.name, move.stage, exc)
             return False
         return True

@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from predictor.engines.errors import EngineConfigError
 from predictor.models.registry import Registry
 from predictor.monitoring.core import Monitor, MonitorConfig
@@ -30,6 +28,7 @@ from predictor.monitoring.retrain import retrain_from_joined
 from predictor.monitoring.service import MonitorService, Retrainer, ServiceOptions
 from stream_features.errors import EtaError
 from stream_features.kafka_clients import consumer_config, ensure_topics, producer_config
+from stream_features.redis_client import REDIS_ERRORS, redis_client
 from stream_features.settings import Settings
 
 __all__ = [
@@ -42,7 +41,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("etastream.monitor")
-RETRY_ON: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, TimeoutError)
+RETRY_ON: tuple[type[BaseException], ...] = (*REDIS_ERRORS, ConnectionError, TimeoutError)
 
 
 def record_dir(settings: Settings) -> Path:
@@ -132,7 +131,7 @@ def build_service(
             "`eta up` and export the ETA_* lines it prints, or point the variable at your own "
             "broker or Redis"
         )
-    client = redis.Redis.from_url(redis_url, socket_timeout=10.0, socket_connect_timeout=2.0)
+    client = redis_client(redis_url, socket_timeout=10.0, socket_connect_timeout=2.0)
     registry = Registry(settings.registry_dir, client)
     retrainer: Retrainer | None = None
     if settings.monitor_retrain if retrain is None else retrain:

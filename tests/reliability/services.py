@@ -25,6 +25,7 @@ import psutil  # type: ignore[import-untyped]
 import redis
 
 from stream_features.contract import Event
+from stream_features.redis_client import redis_client
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
@@ -58,7 +59,7 @@ class FaultStack:
         )
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.urls.redis_url, socket_timeout=10.0)
+        return redis_client(self.urls.redis_url, socket_timeout=10.0)
 
     def _child(self, name: str, port: str) -> psutil.Process:
         for child in psutil.Process().children():

@@ -14,8 +14,8 @@ import signal
 
 import numpy as np
 import pytest
-import redis
 
+from stream_features.redis_client import redis_client
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
@@ -57,7 +57,7 @@ def test_sigkill_restart(served: Settings, spawn: Spawn, row: Row) -> None:
     for order in orders:
         reference.apply(order)
     probes = live_orders(200, "probe")
-    client = redis.Redis.from_url(served.redis_url_value() or "")
+    client = redis_client(served.redis_url_value() or "")
     recovered = RedisFeatureSource(client, lateness_s=served.lateness_s).read(probes)
     client.close()
     expected = reference.read(probes)
