@@ -244,6 +244,26 @@ class Settings(BaseSettings):
     monitor_min_samples: int = Field(
         100, ge=1, description="fewest joined pairs or predictions in a window to raise an alert"
     )
+    monitor_coverage_target: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="share of actual durations the ETA range (p10-p90) is meant to hold, the "
+        "centre of the coverage alert's band",
+    )
+    monitor_coverage_tolerance: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="rolling range coverage further than this from the target, either side, "
+        "raises a coverage alert (read over the error window)",
+    )
+    monitor_coverage_min_samples: int = Field(
+        200,
+        ge=1,
+        description="fewest joined pairs with a range in the window to raise a coverage alert "
+        "(a share over 100 pairs is within about 4 points of the truth)",
+    )
     monitor_psi_min_entities: int = Field(
         10,
         ge=1,

@@ -20,7 +20,13 @@ from predictor.monitoring.paired import PairedWindows
 from predictor.monitoring.rolling import WINDOWS
 from stream_features.contract import DeliveryPrediction
 
-__all__ = ["Monitor", "MonitorConfig", "drift_observations", "error_observations"]
+__all__ = [
+    "Monitor",
+    "MonitorConfig",
+    "coverage_observations",
+    "drift_observations",
+    "error_observations",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,13 @@ class MonitorConfig:
     no_state_share_alert: float = 0.5
     freshness_alert_s: float = 6 * 3600.0
     min_samples: int = 100
+    coverage_target: float = 0.8
+    """Share of actual durations the p10-p90 range claims to hold."""
+    coverage_tolerance: float = 0.05
+    """Coverage further than this from the target (either side) raises an alert."""
+    coverage_min_samples: int = 200
+    """Fewest ranged pairs behind a coverage for it to start an alert: a share read over 100
+    pairs has a standard error of 4 points at 80 %, close to the tolerance."""
     psi_min_entities: int = 10
     """Fewest states (store or market × hour) behind such a feature for its PSI."""
     error_window: str = "1h"
@@ -44,6 +57,8 @@ class MonitorConfig:
         for name in ("error_window", "drift_window"):
             if getattr(self, name) not in WINDOWS:
                 raise ValueError(f"{name} must be one of {', '.join(WINDOWS)}")
+        if not 0 < self.coverage_target < 1 or self.coverage_tolerance <= 0:
+            raise ValueError("coverage_target must be in (0, 1) and coverage_tolerance > 0")
 
 
 def _when(ms: int | None) -> datetime | None:
@@ -56,6 +71,34 @@ def error_observations(stats: Sequence[ErrorStats], config: MonitorConfig) -> li
         Observation("mae", s.scope, s.key, None, s.mae_s, config.mae_alert_s, s.count)
         for s in stats
         if s.mae_s is not None
+    ]
+
+
+def coverage_observations(stats: Sequence[ErrorStats], config: MonitorConfig) -> list[Observation]:
+    """The range coverage of every group as a watched value: its distance from the target
+    against the tolerance, so the one-sided ``AlertBook`` (and its hysteresis) watches a band.
+    The side it left by is the observation's ``feature`` ("below" or "above"), so a coverage
+    that swings across the band resolves one alert and raises the other.
+
+    >>> s = ErrorStats(scope="market", key="m1", count=300, range_samples=250,
+    ...                range_coverage=0.62)
+    >>> (o,) = coverage_observations([s], MonitorConfig())
+    >>> o.feature, round(o.value, 3), o.threshold, o.samples
+    ('below', 0.18, 0.05, 250)
+    """
+    target = config.coverage_target
+    return [
+        Observation(
+            "coverage",
+            s.scope,
+            s.key,
+            "below" if s.range_coverage < target else "above",
+            abs(s.range_coverage - target),
+            config.coverage_tolerance,
+            s.range_samples,
+        )
+        for s in stats
+        if s.range_coverage is not None
     ]
 
 
@@ -131,7 +174,7 @@ def drift_observations(drift: Sequence[ModelDrift], config: MonitorConfig) -> li
 
 
 class Monitor:
-    """Rolling error and drift state with its alerts.
+    """Rolling error (with the ETA range's coverage) and drift state with its alerts.
 
     Call ``add_predictions`` and ``add_joined`` per batch, then ``alerts`` (cheap: the alert
     window only); ``summaries`` reads all three windows for a publish.
@@ -143,6 +186,7 @@ class Monitor:
         self.drift = DriftWindows(references, config.psi_min_entities)
         self.paired = PairedWindows()
         self._error_alerts = AlertBook(config.min_samples)
+        self._coverage_alerts = AlertBook(config.coverage_min_samples)
         self._drift_alerts = AlertBook(config.min_samples)
         self.totals: dict[str, int] = {}
 
@@ -168,8 +212,8 @@ class Monitor:
             self.count("shadow_joined", len(pairs))
 
     def alerts(self, now: datetime) -> list[MonitorAlert]:
-        """Alerts for every crossing since the last call: errors read over ``error_window``,
-        drift over ``drift_window``."""
+        """Alerts for every crossing since the last call: errors and range coverage read over
+        ``error_window``, drift over ``drift_window``."""
         out: list[MonitorAlert] = []
         errors_until = _when(self.errors.until_ms)
         if errors_until is not None:
@@ -177,6 +221,9 @@ class Monitor:
             stats = list(self.errors.stats(window).values())
             out += self._error_alerts.update(
                 error_observations(stats, self.config), window, errors_until, now
+            )
+            out += self._coverage_alerts.update(
+                coverage_observations(stats, self.config), window, errors_until, now
             )
         drift_until = _when(self.drift.until_ms)
         if drift_until is not None:

@@ -81,10 +81,17 @@ class Joined:
     freshness_s: float
     """NaN when the prediction carried none."""
     features: dict[str, float] | None
+    p10_s: float = math.nan
+    """Lower end of the ETA range; NaN when the model had none (so had ``p90_s``)."""
+    p90_s: float = math.nan
 
     @property
     def actual_s(self) -> float:
         return (self.delivered_ms - self.created_ms) / 1000
+
+    @property
+    def has_range(self) -> bool:
+        return not math.isnan(self.p10_s)
 
     @property
     def error_s(self) -> float:
@@ -123,6 +130,8 @@ def prediction_op(p: DeliveryPrediction) -> JoinOp:
             p.predicted_duration_s,
             p.feature_freshness_s,
             p.features,
+            p.predicted_duration_p10_s,
+            p.predicted_duration_p90_s,
         ]
     )
     return JoinOp("P", p.order_id, p.model_name, packed)
@@ -174,12 +183,20 @@ def delivery_op(d: OrderDelivered) -> JoinOp:
 def joined_from(order_id: str, model_name: str, prediction: bytes, delivery: bytes) -> Joined:
     """A match back from the packed sides.
 
-    >>> p = orjson.dumps(["3", "m1", "s1", 1000, 1200, 1800.0, None, None])
+    The range (the last two entries) may be missing: a prediction packed before the monitor
+    carried ranges, still waiting in Redis across an upgrade, joins without one.
+
+    >>> p = orjson.dumps(["3", "m1", "s1", 1000, 1200, 1800.0, None, None, 1200.0, 2400.0])
     >>> j = joined_from("o1", "eta", p, orjson.dumps([1_501_000]))
-    >>> j.actual_s, j.error_s, math.isnan(j.freshness_s)
-    (1500.0, 300.0, True)
+    >>> j.actual_s, j.error_s, math.isnan(j.freshness_s), (j.p10_s, j.p90_s)
+    (1500.0, 300.0, True, (1200.0, 2400.0))
+    >>> old = orjson.dumps(["3", "m1", "s1", 1000, 1200, 1800.0, None, None])
+    >>> joined_from("o1", "eta", old, b"[1501000]").has_range
+    False
     """
-    version, market, store, created, served, predicted, fresh, features = orjson.loads(prediction)
+    fields = orjson.loads(prediction)
+    version, market, store, created, served, predicted, fresh, features = fields[:8]
+    low, high = (fields[8], fields[9]) if len(fields) >= 10 else (None, None)
     (delivered,) = orjson.loads(delivery)
     return Joined(
         order_id=order_id,
@@ -193,6 +210,8 @@ def joined_from(order_id: str, model_name: str, prediction: bytes, delivery: byt
         predicted_s=float(predicted),
         freshness_s=math.nan if fresh is None else float(fresh),
         features=features,
+        p10_s=math.nan if low is None else float(low),
+        p90_s=math.nan if high is None else float(high),
     )
 
 

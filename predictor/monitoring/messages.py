@@ -32,7 +32,7 @@ __all__ = [
     "decode_shadow",
 ]
 
-AlertKind = Literal["mae", "psi", "missing_share", "no_state_share", "freshness"]
+AlertKind = Literal["mae", "psi", "missing_share", "no_state_share", "freshness", "coverage"]
 Scope = Literal["all", "model", "market"]
 
 
@@ -51,6 +51,15 @@ class ErrorStats(_Record):
     mae_s: float | None = None
     bias_s: float | None = Field(None, description="mean of predicted - actual: > 0 is too slow")
     p90_abs_error_s: float | None = None
+    range_samples: int = Field(
+        0, description="pairs whose prediction carried an ETA range (p10-p90)"
+    )
+    range_coverage: float | None = Field(
+        None,
+        description="share of those pairs whose actual duration fell inside the range; None "
+        "without any (a model without a range is neither a hit nor a miss)",
+    )
+    range_width_s: float | None = Field(None, description="mean p90 - p10 of those pairs")
 
 
 class FeatureDrift(_Record):
@@ -144,8 +153,16 @@ class MonitorAlert(_Record):
     window: Literal["15m", "1h", "24h"]
     scope: Scope
     key: str
-    feature: str | None = None
-    value: float
+    feature: str | None = Field(
+        None,
+        description="the feature of a PSI or missing-share alert; for a coverage alert the "
+        "side of the band the coverage left by: 'below' (durations fall outside the range "
+        "more often than claimed) or 'above' (the range is wider than it needs to be)",
+    )
+    value: float = Field(
+        description="the watched value; for a coverage alert its distance from the target "
+        "(|coverage - target|), so that it fires above the tolerance like every other kind"
+    )
     threshold: float
     samples: int
     event_time: AwareDatetime = Field(description="end of the window the value was read over")

@@ -2,8 +2,9 @@
 
 Under ``<data_dir>/monitor/``:
 
-    joined/part-<ms>-<n>.parquet   joined pairs: ids, model, times, predicted and actual
-                                   seconds, freshness, and the features when predictions
+    joined/part-<ms>-<n>.parquet   joined pairs: ids, model, times, predicted (with the ETA
+                                   range, null without one) and actual seconds, freshness,
+                                   and the features when predictions
                                    carried them; written at every publish, the oldest parts
                                    deleted beyond ``keep_rows``
     shadow/part-<ms>-<n>.parquet   joined shadow records: champion and challenger versions and
@@ -52,6 +53,11 @@ def _ts(ms: Sequence[int]) -> pl.Series:
     return pl.Series(list(ms), dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")).cast(_TIME)
 
 
+def _seconds(values: Sequence[float]) -> pl.Series:
+    """Seconds with NaN (not measured) as null, as Parquet readers expect a missing value."""
+    return pl.Series([None if math.isnan(v) else v for v in values], dtype=pl.Float64)
+
+
 def joined_frame(pairs: Sequence[Joined]) -> pl.DataFrame:
     """Joined pairs as rows, one Float64 column per model feature (null when absent)."""
     names = feature_names()
@@ -65,6 +71,8 @@ def joined_frame(pairs: Sequence[Joined]) -> pl.DataFrame:
         "served_at": _ts([p.served_ms for p in pairs]),
         "delivered_at": _ts([p.delivered_ms for p in pairs]),
         "predicted_duration_s": pl.Series([p.predicted_s for p in pairs], dtype=pl.Float64),
+        "predicted_duration_p10_s": _seconds([p.p10_s for p in pairs]),
+        "predicted_duration_p90_s": _seconds([p.p90_s for p in pairs]),
         "actual_duration_s": pl.Series([p.actual_s for p in pairs], dtype=pl.Float64),
         "feature_freshness_s": pl.Series(
             [None if math.isnan(p.freshness_s) else p.freshness_s for p in pairs],
@@ -137,6 +145,7 @@ def frame_to_joined(frame: pl.DataFrame) -> list[Joined]:
             {n: float(row[n]) for n in names if row[n] is not None} if row["has_features"] else None
         )
         fresh = row["feature_freshness_s"]
+        low, high = row.get("predicted_duration_p10_s"), row.get("predicted_duration_p90_s")
         out.append(
             Joined(
                 order_id=row["order_id"],
@@ -150,6 +159,8 @@ def frame_to_joined(frame: pl.DataFrame) -> list[Joined]:
                 predicted_s=float(row["predicted_duration_s"]),
                 freshness_s=math.nan if fresh is None else float(fresh),
                 features=features,
+                p10_s=math.nan if low is None else float(low),  # parts from before the range
+                p90_s=math.nan if high is None else float(high),
             )
         )
     return out
@@ -167,6 +178,8 @@ def joined_to_predictions(pairs: Sequence[Joined]) -> list[DeliveryPrediction]:
                 market_id=p.market_id,
                 created_at=created,
                 predicted_duration_s=p.predicted_s,
+                predicted_duration_p10_s=p.p10_s if p.has_range else None,
+                predicted_duration_p90_s=p.p90_s if p.has_range else None,
                 predicted_delivery_at=created,
                 model_name=p.model_name,
                 model_version=p.model_version,

@@ -30,12 +30,22 @@ T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
 NOW = datetime(2026, 3, 4, tzinfo=UTC)
 
 
-def pair(i: int, error_s: float, *, market: str = "m1", at: datetime = T0) -> Joined:
+def pair(
+    i: int,
+    error_s: float,
+    *,
+    market: str = "m1",
+    at: datetime = T0,
+    range_s: tuple[float, float] | None = None,
+    version: str = "1",
+) -> Joined:
+    """A pair 30 min from order to delivery; ``range_s`` is its p10-p90, absent by default."""
     delivered = to_ms(at)
+    low, high = range_s or (float("nan"), float("nan"))
     return Joined(
         order_id=f"o{i}",
         model_name="eta",
-        model_version="1",
+        model_version=version,
         market_id=market,
         store_id="s1",
         created_ms=delivered - 1_800_000,
@@ -44,6 +54,8 @@ def pair(i: int, error_s: float, *, market: str = "m1", at: datetime = T0) -> Jo
         predicted_s=1800.0 + error_s,
         freshness_s=30.0,
         features=None,
+        p10_s=low,
+        p90_s=high,
     )
 
 
@@ -114,6 +126,79 @@ def test_error_windows_keep_mae_bias_and_p90_per_group_over_each_window() -> Non
     assert day[("market", "m1")].p90_abs_error_s == pytest.approx(300.0, rel=0.05)
     with pytest.raises(ValueError, match="window must be one of"):
         windows.stats("2h")
+
+
+def test_range_coverage_and_width_count_only_the_pairs_that_carry_a_range() -> None:
+    windows = ErrorWindows()
+    # version 2 has a range: 8 of 10 actual durations (1800 s) inside, widths 600 s and 1200 s
+    inside = [pair(i, 0.0, range_s=(1500.0, 2100.0), version="2") for i in range(4)]
+    inside += [pair(10 + i, 0.0, range_s=(1200.0, 2400.0), version="2") for i in range(4)]
+    edge = [pair(20, 0.0, range_s=(1800.0, 2400.0), version="2")]  # on the bound: inside
+    outside = [pair(30, 0.0, range_s=(1900.0, 2500.0), version="2")]
+    # version 1 has none: 10 pairs in the MAE, no hit and no miss of the range
+    windows.add([*inside, *edge, *outside, *(pair(40 + i, 60.0) for i in range(10))])
+    windows.add([pair(60, 0.0, range_s=(0.0, 100.0), version="2", at=T0 - timedelta(hours=3))])
+
+    hour, day = windows.stats("1h"), windows.stats("24h")
+    ranged = hour[("model", "eta:2")]
+    assert (ranged.count, ranged.range_samples) == (10, 10)
+    assert ranged.range_coverage == pytest.approx(0.9)
+    assert ranged.range_width_s == pytest.approx((4 * 600 + 4 * 1200 + 600 + 600) / 10)
+    old = hour[("model", "eta:1")]
+    assert (old.count, old.range_samples, old.range_coverage, old.range_width_s) == (
+        10,
+        0,
+        None,
+        None,
+    )
+    everything = hour[("all", "*")]
+    assert (everything.count, everything.range_samples) == (20, 10)
+    assert everything.range_coverage == pytest.approx(0.9)  # version 1 is not a miss
+    assert day[("model", "eta:2")].range_coverage == pytest.approx(9 / 11)  # the 3 h old miss
+
+
+def ranged_pairs(n: int, start: int, inside: int, at: datetime) -> list[Joined]:
+    """``n`` pairs of version 2 at ``at``, the first ``inside`` with the actual in the range."""
+    return [
+        pair(start + i, 0.0, at=at, range_s=(1200.0, 2400.0) if i < inside else (0.0, 600.0))
+        for i in range(n)
+    ]
+
+
+def test_coverage_alert_fires_out_of_the_band_either_side_and_clears_with_hysteresis() -> None:
+    config = MonitorConfig(coverage_min_samples=100, mae_alert_s=1e9, min_samples=1)
+    monitor = Monitor(config, lambda _n, _v: None)
+    monitor.add_joined(ranged_pairs(100, 0, 80, T0))
+    assert monitor.alerts(NOW) == []  # 80 %: on target
+
+    later = T0 + timedelta(hours=2)  # the first hour has left the window
+    monitor.add_joined(ranged_pairs(100, 1000, 70, later))
+    firing = monitor.alerts(NOW)
+    assert {(a.kind, a.state, a.scope, a.feature) for a in firing} == {
+        ("coverage", "firing", scope, "below") for scope in ("all", "model", "market")
+    }
+    assert firing[0].value == pytest.approx(0.10) and firing[0].threshold == 0.05
+    assert firing[0].samples == 100
+
+    # back to the band's edge: 150 of 200 (75 %) is not within the hysteresis, still firing
+    monitor.add_joined(ranged_pairs(100, 2000, 80, later))
+    assert monitor.alerts(NOW) == []
+    monitor.add_joined(ranged_pairs(200, 3000, 170, later))  # 320 of 400: 80 %
+    assert {(a.state, a.feature) for a in monitor.alerts(NOW)} == {("resolved", "below")}
+
+    much_later = later + timedelta(hours=2)
+    monitor.add_joined(ranged_pairs(200, 5000, 196, much_later))  # 98 %: too wide a range
+    assert {(a.state, a.feature) for a in monitor.alerts(NOW)} == {("firing", "above")}
+    # two hours on, 50 misses: the 'above' reading is gone, and 50 are too few to fire 'below'
+    monitor.add_joined(ranged_pairs(50, 6000, 0, much_later + timedelta(hours=2)))
+    assert {(a.state, a.feature) for a in monitor.alerts(NOW)} == {("resolved", "above")}
+
+
+def test_coverage_alert_waits_for_enough_ranged_pairs() -> None:
+    monitor = Monitor(MonitorConfig(coverage_min_samples=100), lambda _n, _v: None)
+    monitor.add_joined(ranged_pairs(99, 0, 0, T0))  # every one a miss, but 99 of them
+    monitor.add_joined([pair(500 + i, 0.0) for i in range(200)])  # rangeless: not counted
+    assert [a for a in monitor.alerts(NOW) if a.kind == "coverage"] == []
 
 
 # --- drift ----------------------------------------------------------------------------------
@@ -314,6 +399,14 @@ def test_packed_sides_carry_what_the_monitor_needs() -> None:
     assert joined.actual_s == 2400.0 and joined.error_s == -600.0
     assert joined.features == {"busy": 0.5} and np.isnan(joined.freshness_s)
     assert decode_prediction(encode(p)) == p
+    assert not joined.has_range  # a model without a range
+
+    ranged = prediction(6).model_copy(
+        update={"predicted_duration_p10_s": 1500.0, "predicted_duration_p90_s": 2500.0}
+    )
+    (sides,) = MemoryJoin().join([prediction_op(ranged), delivery_op(delivered("o6"))]).pairs
+    back = joined_from(*sides)
+    assert (back.p10_s, back.p90_s, back.has_range) == (1500.0, 2500.0, True)
 
 
 def test_a_market_feature_gets_no_psi_from_a_few_market_states_and_says_how_many() -> None:
