@@ -26,7 +26,6 @@ __all__ = [
     "encode_prediction",
     "finite_features",
     "freshness",
-    "to_json",
     "usable",
 ]
 
