@@ -63,10 +63,13 @@ def report(
     """Write a self-contained HTML report of what the monitor recorded (figures inline).
 
     Reads the joined pairs and latest summaries `eta monitor` keeps under
-    ETA_DATA_DIR/monitor; needs no broker.
+    ETA_DATA_DIR/monitor, and the feature importance of the versions in use from the
+    registry (ETA_REGISTRY_DIR); needs no broker.
     """
     from datetime import timedelta
 
+    from predictor.models.registry import Registry
+    from predictor.monitoring.importance import importance_by_version, versions_in_use
     from predictor.monitoring.recording import read_joined, read_summaries
     from predictor.monitoring.report import write_report
     from predictor.monitoring.runner import record_dir
@@ -82,6 +85,9 @@ def report(
     summaries = read_summaries(directory)
     if joined.is_empty() and not summaries:
         typer.echo(f"note: nothing recorded under {directory} yet; the report will be empty")
+    importance = importance_by_version(
+        Registry(settings.registry_dir), versions_in_use(joined, summaries)
+    )
     try:
         path = write_report(
             target.parent,
@@ -90,6 +96,9 @@ def report(
             psi_threshold=settings.psi_alert,
             drift_window=settings.monitor_drift_window,
             psi_exempt=frozenset(settings.monitor_psi_exempt),
+            coverage_target=settings.monitor_coverage_target,
+            coverage_tolerance=settings.monitor_coverage_tolerance,
+            importance=importance,
             name=target.name,
         )
     except OSError as exc:

@@ -53,7 +53,7 @@ from predictor.models.artifact import (
 )
 from stream_features.redis_client import REDIS_ERRORS
 
-__all__ = ["DEFAULT_KEY_PREFIX", "AliasMove", "Registry", "check_name"]
+__all__ = ["DEFAULT_KEY_PREFIX", "AliasMove", "Registry", "check_name", "version_key"]
 
 log = logging.getLogger(__name__)
 DEFAULT_KEY_PREFIX = "eta:registry"
@@ -75,10 +75,10 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def _version_key(version: str) -> tuple[int, int, str]:
+def version_key(version: str) -> tuple[int, int, str]:
     """Numeric versions in numeric order, then any others by name.
 
-    >>> sorted(["10", "9", "v1"], key=_version_key)
+    >>> sorted(["10", "9", "v1"], key=version_key)
     ['9', '10', 'v1']
     """
     digits = version.removeprefix("v")
@@ -182,7 +182,7 @@ class Registry:
             for p in directory.iterdir()
             if _NAME.fullmatch(p.name) and (p / CHECKSUM_FILE).is_file()
         ]
-        return sorted(found, key=_version_key)
+        return sorted(found, key=version_key)
 
     def aliases(self, name: str) -> dict[str, str]:
         file = self._model_dir(name) / "aliases.json"

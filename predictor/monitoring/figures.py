@@ -14,15 +14,18 @@ import numpy.typing as npt
 import polars as pl
 from matplotlib.figure import Figure
 
+from predictor.monitoring.importance import Importance, moves
 from predictor.monitoring.messages import ModelDrift
 
 __all__ = [
     "BACKLOG_AGE_S",
     "error_distribution",
+    "feature_importance",
     "latency_histogram",
     "mae_by_market_hour",
     "predicted_vs_actual",
     "psi_per_feature",
+    "range_coverage",
     "split_latency",
 ]
 
@@ -50,9 +53,7 @@ def predicted_vs_actual(joined: pl.DataFrame) -> bytes:
     title = "Predicted vs actual over time"
     if joined.is_empty():
         return _empty(fig, title, "no joined predictions recorded")
-    ms = joined["delivered_at"].dt.epoch("ms")
-    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]  # polars types max() as any scalar; an int column's is an int
-    every = "15m" if span_s <= 2 * 86400 else "1h"
+    every = _every(joined)
     series = (
         joined.sort("delivered_at")
         .group_by_dynamic("delivered_at", every=every)
@@ -74,6 +75,80 @@ def predicted_vs_actual(joined: pl.DataFrame) -> bytes:
     counts.bar(times, series["n"].to_list(), width=0.008, alpha=0.15, color="grey")
     counts.set_ylabel("deliveries per bucket")
     fig.autofmt_xdate()
+    return _png(fig)
+
+
+def _every(joined: pl.DataFrame) -> str:
+    """Buckets of 15 min for up to two days of deliveries, of an hour beyond."""
+    ms = joined["delivered_at"].dt.epoch("ms")
+    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]  # polars types max() as any scalar; an int column's is an int
+    return "15m" if span_s <= 2 * 86400 else "1h"
+
+
+def range_coverage(joined: pl.DataFrame, target: float, tolerance: float) -> bytes:
+    """Per model version and time bucket of the delivery, the share of actual durations inside
+    the ETA range (with the alert's band) and the range's mean width, over the pairs whose
+    prediction carried a range (a model without one is left out, not counted as missing)."""
+    fig = Figure(figsize=(9.0, 6.0))
+    title = "ETA range (p10-p90): coverage and width over time"
+    column = "predicted_duration_p10_s"
+    ranged = (
+        joined.filter(pl.col(column).is_not_null()) if column in joined.columns else joined.clear()
+    )
+    if ranged.is_empty():
+        why = "no joined prediction with a range" if joined.height else "no joined predictions"
+        return _empty(fig, title, f"{why} recorded")
+    every = _every(ranged)
+    actual, high = pl.col("actual_duration_s"), pl.col("predicted_duration_p90_s")
+    series = (
+        ranged.sort("delivered_at")
+        .with_columns(
+            ((actual >= pl.col(column)) & (actual <= high)).alias("inside"),
+            (high - pl.col(column)).alias("width_s"),
+            (pl.col("model_name") + ":" + pl.col("model_version")).alias("model"),
+        )
+        .group_by_dynamic("delivered_at", every=every, group_by="model")
+        .agg(pl.col("inside").mean(), (pl.col("width_s").mean() / 60).alias("width_min"))
+    )
+    cover_ax, width_ax = fig.subplots(2, 1, sharex=True)
+    cover_ax.axhspan(target - tolerance, target + tolerance, color="#2ca02c", alpha=0.12)
+    cover_ax.axhline(target, color="#2ca02c", linestyle="--", label=f"target {target:.0%}")
+    for model in sorted(series["model"].unique().to_list()):
+        rows = series.filter(pl.col("model") == model)
+        times = rows["delivered_at"].to_list()
+        cover_ax.plot(times, rows["inside"].to_list(), marker=".", label=model)
+        width_ax.plot(times, rows["width_min"].to_list(), marker=".", label=model)
+    cover_ax.set_ylim(0, 1)
+    cover_ax.set_ylabel("share inside p10-p90")
+    cover_ax.set_title(f"{title} (band: alert outside {target:.0%} ± {tolerance:.0%})")
+    cover_ax.legend(loc="lower left", fontsize=8)
+    width_ax.set_ylabel("mean width (minutes)")
+    width_ax.set_xlabel(f"delivered at (UTC), {every} buckets")
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def feature_importance(importance: Importance, top: int = 12) -> bytes:
+    """Each version's share of gain by feature (the ``top`` of any version), side by side."""
+    fig = Figure(figsize=(9.0, 7.0))
+    title = "Global feature importance (share of LightGBM gain) per model version"
+    readable = {k: v for k, v in importance.items() if v}
+    if not readable:
+        why = "no model version in use" if not importance else "no readable artifact"
+        return _empty(fig, title, f"{why} in the registry")
+    rows = moves(readable, top)
+    labels = [f for f, _ in rows]
+    ax = fig.add_subplot()
+    height = 0.8 / len(readable)
+    for k, version in enumerate(readable):
+        y = np.arange(len(labels)) + k * height
+        ax.barh(y, [100 * (shares[k] or 0.0) for _, shares in rows], height=height, label=version)
+    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of the version's total gain")
+    missing = [k for k, v in importance.items() if not v]
+    ax.set_title(title + (f" ({', '.join(missing)}: artifact unreadable)" if missing else ""))
+    ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 

@@ -15,6 +15,12 @@ that left the window removed, so a dashboard never shows a market's stale MAE as
 >>> [m.registry.get_sample_value("eta_monitor_mae_seconds", {**labels, "key": k})
 ...  for k in ("m1", "m2")]
 [None, 60.0]
+
+A group without a range (its model has none) shows 0 range samples and no coverage:
+
+>>> [m.registry.get_sample_value(f"eta_monitor_range_{g}", {**labels, "key": "m2"})
+...  for g in ("samples", "coverage_ratio")]
+[0.0, None]
 """
 
 from __future__ import annotations
@@ -52,6 +58,25 @@ class MonitorMetrics:
         self.p90 = Gauge(
             "eta_monitor_p90_abs_error_seconds",
             "90th percentile absolute error",
+            labels,
+            registry=r,
+        )
+        # the ETA range (p10-p90): over the pairs whose prediction carried one
+        self.range_samples = Gauge(
+            "eta_monitor_range_samples",
+            "Joined pairs in the window whose prediction carried an ETA range",
+            labels,
+            registry=r,
+        )
+        self.range_coverage = Gauge(
+            "eta_monitor_range_coverage_ratio",
+            "Share of those pairs whose actual duration fell inside p10-p90 (meant: 0.8)",
+            labels,
+            registry=r,
+        )
+        self.range_width = Gauge(
+            "eta_monitor_range_width_seconds",
+            "Mean width p90 - p10 of the range",
             labels,
             registry=r,
         )
@@ -110,7 +135,8 @@ class MonitorMetrics:
             registry=r,
         )
         self._gauges = [
-            self.samples, self.mae, self.bias, self.p90, self.psi, self.missing, self.no_state,
+            self.samples, self.mae, self.bias, self.p90, self.range_samples, self.range_coverage,
+            self.range_width, self.psi, self.missing, self.no_state,
             self.freshness, self.covered, self.shadow_orders, self.shadow_mae, self.shadow_bias,
             self.shadow_p90, self.shadow_diff,
         ]  # fmt: skip
@@ -129,10 +155,13 @@ class MonitorMetrics:
             for e in s.errors:
                 labels = (s.window, e.scope, e.key)
                 values[self.samples][labels] = e.count
+                values[self.range_samples][labels] = e.range_samples
                 for gauge, value in (
                     (self.mae, e.mae_s),
                     (self.bias, e.bias_s),
                     (self.p90, e.p90_abs_error_s),
+                    (self.range_coverage, e.range_coverage),
+                    (self.range_width, e.range_width_s),
                 ):
                     if value is not None:
                         values[gauge][labels] = value

@@ -1,7 +1,8 @@
 """``eta report``: one self-contained HTML page from what the monitor recorded.
 
-Input: the joined pairs under ``<data_dir>/monitor/joined/`` and the latest summaries in
-``summaries.json`` (see ``recording``). Output: ``report.html`` with every figure embedded as a
+Input: the joined pairs under ``<data_dir>/monitor/joined/``, the latest summaries in
+``summaries.json`` (see ``recording``) and, for the feature importance, the artifacts of the
+versions in use (``importance``). Output: ``report.html`` with every figure embedded as a
 base64 PNG, so the file can be mailed or opened offline; nothing is fetched when it opens.
 """
 
@@ -18,6 +19,7 @@ import polars as pl
 
 from predictor.models.artifact import atomic_write
 from predictor.monitoring import figures
+from predictor.monitoring.importance import Importance, moves
 from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorSummary
 
 __all__ = ["FIGURES", "Figure", "render_report", "write_report"]
@@ -35,6 +37,8 @@ FIGURES = (
     "error_distribution",
     "mae_by_market_hour",
     "psi_per_feature",
+    "range_coverage",
+    "feature_importance",
     "latency_histogram",
 )
 """Every figure the report holds, in page order (tests check each is there)."""
@@ -63,17 +67,55 @@ def _errors_table(summaries: Sequence[MonitorSummary]) -> str:
         return "<p>No summaries recorded yet.</p>"
     head = (
         "<tr><th class=l>window</th><th class=l>scope</th><th class=l>key</th><th>pairs</th>"
-        "<th>MAE (s)</th><th>bias (s)</th><th>p90 |error| (s)</th></tr>"
+        "<th>MAE (s)</th><th>bias (s)</th><th>p90 |error| (s)</th><th>with a range</th>"
+        "<th>range coverage</th><th>range width (s)</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _error_row(window: str, e: ErrorStats) -> str:
+    coverage = "—" if e.range_coverage is None else f"{e.range_coverage:.1%}"
     return (
         f"<tr><td class=l>{window}</td><td class=l>{e.scope}</td><td class=l>"
         f"{html.escape(e.key)}</td><td>{e.count}</td><td>{_fmt(e.mae_s)}</td>"
-        f"<td>{_fmt(e.bias_s)}</td><td>{_fmt(e.p90_abs_error_s)}</td></tr>"
+        f"<td>{_fmt(e.bias_s)}</td><td>{_fmt(e.p90_abs_error_s)}</td><td>{e.range_samples}</td>"
+        f"<td>{coverage}</td><td>{_fmt(e.range_width_s)}</td></tr>"
     )
+
+
+def _importance_table(importance: Importance, top: int = 12) -> str:
+    """Share of gain per feature in each version in use, and its move from the version before
+    (percentage points): what a retrained model leans on more, or less, than its predecessor."""
+    if not importance:
+        return "<p>No model version in use recorded.</p>"
+    versions = list(importance)
+    head = "<tr><th class=l>feature</th>" + "".join(
+        f"<th>{html.escape(v)}</th>"
+        + (f"<th>Δ vs {html.escape(versions[i - 1])}</th>" if i else "")
+        for i, v in enumerate(versions)
+    )
+    rows = []
+    for feature, shares in moves(importance, top):
+        cells = []
+        for i, share in enumerate(shares):
+            cells.append("—" if share is None else f"{share:.1%}")
+            if i:
+                before = shares[i - 1]
+                moved = None if share is None or before is None else 100 * (share - before)
+                cells.append("—" if moved is None else f"{moved:+.1f} pp")
+        rows.append(
+            f"<tr><td class=l>{html.escape(feature)}</td>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    missing = [v for v, shares in importance.items() if shares is None]
+    note = (
+        f"<p class=meta>No artifact readable in the registry for {html.escape(', '.join(missing))}"
+        ".</p>"
+        if missing
+        else ""
+    )
+    return f"<table>{head}</tr>{''.join(rows)}</table>{note}"
 
 
 def _shadow_table(summaries: Sequence[MonitorSummary]) -> str:
@@ -149,9 +191,14 @@ def render_report(
     psi_threshold: float,
     drift_window: str = "24h",
     psi_exempt: frozenset[str] = frozenset(),
+    coverage_target: float = 0.8,
+    coverage_tolerance: float = 0.05,
+    importance: Importance | None = None,
     now: datetime | None = None,
 ) -> tuple[str, list[Figure]]:
-    """The HTML page and its figures (also embedded in the page)."""
+    """The HTML page and its figures (also embedded in the page); ``importance`` is each
+    version in use's gain shares (``importance.importance_by_version``), none when omitted."""
+    importance = importance or {}
     now = now or datetime.now(UTC)
     by_window: dict[str, MonitorSummary] = {s.window: s for s in summaries}
     drift_summary = by_window.get(drift_window) or (summaries[-1] if summaries else None)
@@ -170,6 +217,14 @@ def render_report(
         "psi_per_feature": (
             "PSI per feature",
             lambda: figures.psi_per_feature(drift, psi_threshold, shown_window, psi_exempt),
+        ),
+        "range_coverage": (
+            "ETA range coverage and width per model version",
+            lambda: figures.range_coverage(joined, coverage_target, coverage_tolerance),
+        ),
+        "feature_importance": (
+            "Feature importance per model version",
+            lambda: figures.feature_importance(importance),
         ),
         "latency_histogram": ("Serving latency", lambda: figures.latency_histogram(joined)),
     }
@@ -191,6 +246,8 @@ def render_report(
         _shadow_table(summaries),
         f"<h2>Drift ({html.escape(shown_window)} window, the one alerts use)</h2>",
         _drift_table(drift, shown_window, psi_threshold, psi_exempt),
+        "<h2>Feature importance (share of LightGBM gain) by model version</h2>",
+        _importance_table(importance),
     ]
     for fig in made:
         data = base64.b64encode(fig.png).decode("ascii")
@@ -216,6 +273,9 @@ def write_report(
     psi_threshold: float,
     drift_window: str = "24h",
     psi_exempt: frozenset[str] = frozenset(),
+    coverage_target: float = 0.8,
+    coverage_tolerance: float = 0.05,
+    importance: Importance | None = None,
     name: str = "report.html",
 ) -> Path:
     """Write the report as ``name`` into ``out_dir`` (created) and return its path."""
@@ -225,6 +285,9 @@ def write_report(
         psi_threshold=psi_threshold,
         drift_window=drift_window,
         psi_exempt=psi_exempt,
+        coverage_target=coverage_target,
+        coverage_tolerance=coverage_tolerance,
+        importance=importance,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name

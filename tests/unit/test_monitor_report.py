@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def recorded_pairs(n: int = 3000, seed: int = 0) -> list[Joined]:
                 predicted_s=actual + float(rng.normal(120, 300)),
                 freshness_s=float(rng.exponential(600)),
                 features={"market__busy_ratio": float(rng.beta(4, 2))},
+                p10_s=max(0.0, actual + float(rng.normal(-900, 400))),
+                p90_s=actual + float(rng.normal(900, 400)),
             )
         )
     return out
@@ -107,8 +110,53 @@ def test_figures_differ_with_the_data_they_show() -> None:
     _page_b, made_b = render_report(joined_frame(b), [], psi_threshold=0.2)
     by_key = {f.key: f.png for f in made_b}
     for fig in made_a:
-        if fig.key != "psi_per_feature":  # no summaries: the same 'no drift' figure
+        # no summaries, no registry: the same 'no drift' and 'no version' figures
+        if fig.key not in ("psi_per_feature", "feature_importance"):
             assert fig.png != by_key[fig.key], fig.key
+
+
+def test_coverage_counts_only_ranged_pairs_in_the_table_and_the_figure() -> None:
+    pairs = recorded_pairs(1000)
+    rangeless = [replace(p, p10_s=float("nan"), p90_s=float("nan")) for p in pairs[::2]]
+    mixed = [*pairs[1::2], *rangeless]
+    hour = {e.key: e for e in monitored(mixed).summaries(datetime.now(UTC))[2].errors}["*"]
+    ranged = pairs[1::2]
+    inside = sum(p.p10_s <= p.actual_s <= p.p90_s for p in ranged) / len(ranged)
+    assert hour.range_samples == len(ranged) and hour.count == len(mixed)
+    assert hour.range_coverage == pytest.approx(inside)
+    page, _ = render_report(joined_frame(mixed), [], psi_threshold=0.2)
+    assert_drawn(figures_of(page)["range_coverage"])
+    old_only, _ = render_report(joined_frame(rangeless), [], psi_threshold=0.2)
+    assert figures_of(old_only)["range_coverage"] != figures_of(page)["range_coverage"]
+
+
+def test_feature_importance_per_version_in_use_and_its_move_from_the_last(
+    tmp_path: Path,
+) -> None:
+    from predictor.models.registry import Registry
+    from predictor.monitoring.importance import importance_by_version, versions_in_use
+    from tests.unit._training_data import write_small_artifact
+
+    registry = Registry(tmp_path / "models")
+    for seed in (0, 1):
+        write_small_artifact(tmp_path / f"a{seed}", seed=seed)
+        registry.register(tmp_path / f"a{seed}", "eta")
+    pairs = recorded_pairs(400)
+    pairs = [replace(p, model_version="2" if i % 2 else "1") for i, p in enumerate(pairs)]
+    frame = joined_frame([*pairs, replace(pairs[0], model_version="7")])  # 7: not registered
+    versions = versions_in_use(frame, [])
+    assert versions == [("eta", "1"), ("eta", "2"), ("eta", "7")]
+
+    importance = importance_by_version(registry, versions)
+    assert importance["eta:7"] is None
+    for shares in (importance["eta:1"], importance["eta:2"]):
+        assert shares is not None and sum(shares.values()) == pytest.approx(1.0)
+    assert importance["eta:1"] != importance["eta:2"]
+
+    page, _ = render_report(frame, [], psi_threshold=0.2, importance=importance)
+    assert_drawn(figures_of(page)["feature_importance"])
+    assert "Δ vs eta:1" in page and " pp</td>" in page
+    assert "No artifact readable in the registry for eta:7" in page
 
 
 def test_an_empty_record_still_gives_every_figure_saying_so() -> None:
