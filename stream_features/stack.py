@@ -265,32 +265,38 @@ def _embedded_redis(port: int, data_dir: Path, password: str | None = None) -> I
         _stop(proc)
 
 
+def redis_server_args(port: int, data_dir: Path) -> list[str]:
+    """How etastream runs a redis-server of its own on ``port`` (the embedded stack, and each
+    node of the test suite's cluster): loopback only, AOF in ``data_dir``, no eviction."""
+    return [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        # at maxmemory refuse writes (the worker retries and says so) rather than evict
+        # feature state; predictor/serving/store_faults.py says why no other policy will do
+        "--maxmemory-policy",
+        "noeviction",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        str(data_dir / "redis.log"),
+    ]
+
+
 def _start_redis(port: int, data_dir: Path, lock_fd: int) -> subprocess.Popen[bytes]:
+    binary, *args = redis_server_args(port, data_dir)
     return subprocess.Popen(
-        [
-            redis_binary(),
-            "-",  # the config file: stdin
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            # at maxmemory refuse writes (the worker retries and says so) rather than evict
-            # feature state; predictor/serving/store_faults.py says why no other policy will do
-            "--maxmemory-policy",
-            "noeviction",
-            "--save",
-            "",
-            "--protected-mode",
-            "yes",
-            "--logfile",
-            str(data_dir / "redis.log"),
-        ],
+        [binary, "-", *args],  # "-": the config file (the ACL users) is read from stdin
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.PIPE,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from stream_features.stack import redis_binary
+from stream_features.stack import redis_binary, redis_server_args
 
 __all__ = ["LocalCluster", "redis_cluster"]
 
@@ -69,29 +69,13 @@ class _Node:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                redis_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
+                *redis_server_args(self.port, self.directory),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--maxmemory-policy",
-                "noeviction",
-                "--save",
-                "",
-                "--logfile",
-                str(self.directory / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
