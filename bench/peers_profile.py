@@ -24,7 +24,8 @@ __all__ = ["STAGES", "PySpy", "summarise"]
 STAGES: dict[str, str] = {
     "engine loop, main thread (step)": "step",
     "decode + validate (decode_batch)": "decode_batch",
-    "features: Redis script call + rows (update_and_read)": "update_and_read",
+    "features: apply to partition state + rows (start_update)": "start_update",
+    "write-behind to Redis, building it (_write_behind)": "_write_behind",
     "score + encode (score_batch)": "score_batch",
     "model predict": "predict",
     "encode predictions": "encode_prediction",

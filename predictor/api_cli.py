@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +51,7 @@ def serve(
     import uvicorn
 
     from predictor.api.wiring import build_app
+    from predictor.serving.heap import freeze_startup_heap
     from predictor.serving.logs import configure_logging
     from stream_features.errors import EtaError
     from stream_features.settings import Settings
@@ -81,8 +81,7 @@ def serve(
     # What start-up built (FastAPI, pydantic, LightGBM, the model) lives as long as the
     # process: keep it out of the collector's reach, so a full collection under load walks
     # only request garbage (it took ~60 ms in the p99.9 of bench/online.py otherwise).
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     _graceful_server()(uvicorn.Config(app, **options)).run()
 
 

@@ -6,4 +6,8 @@ here, so that a feature means the same thing wherever it is computed.
 
 from __future__ import annotations
 
+from stream_features import compiled
+
+compiled.install()  # before any submodule: a stale compiled module is never loaded
+
 __all__: list[str] = []

@@ -309,11 +309,11 @@ class RedisFeatureSource:
                 )
                 markets.update(key for key in changes.views if key[0] == "m")
             if changes.seen_added:
-                pipe.hset(seen_key(prefix, p), mapping=changes.seen_added)  # type: ignore[arg-type]  # str → int
+                pipe.hset(seen_key(prefix, p), mapping=changes.seen_added)
             if changes.seen_dropped:
                 pipe.hdel(seen_key(prefix, p), *changes.seen_dropped)
             if changes.orders_added:
-                pipe.hset(orders_key(prefix, p), mapping=changes.orders_added)  # type: ignore[arg-type]  # str → int
+                pipe.hset(orders_key(prefix, p), mapping=changes.orders_added)
             if changes.orders_dropped:
                 pipe.hdel(orders_key(prefix, p), *changes.orders_dropped)
             for key, written in (

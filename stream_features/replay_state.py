@@ -23,14 +23,19 @@ Rules:
 A market's state can be split in *partials*, one per partition (each worker counts the store
 events of its own partitions); a read sums the partials (``read_row``). With one partition
 there is one partial and the rules above are exact.
+
+The module is written in Cython's pure-Python mode: the same source runs as plain Python and,
+compiled by ``pip install -e .`` (``setup.py``), as a C extension with typed state, which is
+what makes the worker's per-event loop fast. ``stream_features.compiled`` says which one a
+process runs, and a compiled module older than this source is not loaded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from itertools import repeat
 
+import cython
 import numpy as np
 
 from stream_features.contract import event_id, to_ms
@@ -59,6 +64,7 @@ __all__ = [
 BUCKET_MS = BUCKET_S * 1000
 PRUNE_EVERY = 10  # buckets between clean-ups of an entity: cheap, and bounds its memory
 _NAN = float("nan")
+_NO_TIME = -(2**62)  # ``EntityState.wm`` of an entity that has applied nothing (None outside)
 
 BatchTable = dict[str, dict[str, float]]
 """Materialised batch features: feature name → lookup key → value."""
@@ -72,6 +78,8 @@ _KEEP = {
 }
 
 
+@cython.final
+@cython.cclass
 class Series:
     """One signal's per-bucket totals: ``vals[i]`` is bucket ``base + i``.
 
@@ -82,15 +90,17 @@ class Series:
     (4, 99, [1, 0, 0, 3])
     """
 
-    __slots__ = ("base", "vals")
+    base = cython.declare(cython.longlong, visibility="public")
+    vals = cython.declare(list, visibility="public")
 
     def __init__(self, base: int, vals: list[int] | None = None) -> None:
         self.base = base
         self.vals = vals if vals is not None else []
 
-    def add(self, bucket: int, delta: int) -> None:
+    @cython.ccall
+    def add(self, bucket: cython.longlong, delta: cython.longlong) -> None:
         vals = self.vals
-        off = bucket - self.base
+        off: cython.Py_ssize_t = bucket - self.base
         if off < 0:  # an earlier bucket than any kept (a late event within the lateness)
             vals[0:0] = [0] * -off
             self.base = bucket
@@ -99,54 +109,117 @@ class Series:
             vals.extend([0] * (off - len(vals) + 1))
         vals[off] += delta
 
-    def window(self, bucket: int, buckets: int) -> int:
+    @cython.ccall
+    def window(self, bucket: cython.longlong, buckets: cython.longlong) -> cython.longlong:
         """Sum of the ``buckets`` buckets ending with ``bucket``."""
-        hi = bucket + 1 - self.base
+        vals = self.vals
+        hi: cython.Py_ssize_t = bucket + 1 - self.base
         if hi <= 0:
             return 0
-        lo = hi - buckets
-        return sum(self.vals[lo if lo > 0 else 0 : hi])
+        lo: cython.Py_ssize_t = hi - buckets
+        if lo < 0:
+            lo = 0
+        if hi > len(vals):
+            hi = len(vals)
+        total: cython.longlong = 0
+        value: cython.longlong
+        i: cython.Py_ssize_t
+        for i in range(lo, hi):
+            value = vals[i]
+            total += value
+        return total
 
-    def prune(self, oldest: int) -> None:
+    @cython.ccall
+    def prune(self, oldest: cython.longlong) -> None:
         """Drop the buckets before ``oldest``."""
-        cut = oldest - self.base
+        cut: cython.Py_ssize_t = oldest - self.base
         if cut > 0:
             del self.vals[:cut]
             self.base = oldest
 
+    def __repr__(self) -> str:
+        return f"Series({self.base}, {self.vals})"
 
-@dataclass
+
+@cython.final
+@cython.cclass
 class EntityState:
     """One entity's state in one partition: what reads need (the *view*) and what dedup and
     deliveries need (``seen``, ``orders``)."""
 
-    wm: int | None = None  # newest applied event time (ms)
-    snap: int = -1  # time of the newest snapshot applied
-    series: dict[str, Series] = field(default_factory=dict)  # windowed signals
-    gauges: dict[str, int] = field(default_factory=dict)  # outstanding, onshift, busy
-    seen: dict[str, int] = field(default_factory=dict)  # event id → event time (ms)
-    orders: dict[str, int] = field(default_factory=dict)  # outstanding order id → created ms
+    _wm = cython.declare(cython.longlong)  # newest applied event time (ms), or _NO_TIME
+    snap = cython.declare(cython.longlong, visibility="public")  # newest snapshot's time
+    series = cython.declare(dict, visibility="public")  # windowed signals: name → Series
+    gauges = cython.declare(dict, visibility="public")  # outstanding, onshift, busy
+    seen = cython.declare(dict, visibility="public")  # event id → event time (ms)
+    orders = cython.declare(dict, visibility="public")  # outstanding order id → created ms
 
-    def add(self, name: str, delta: int) -> None:
-        self.gauges[name] = self.gauges.get(name, 0) + delta
+    def __init__(
+        self,
+        wm: int | None = None,
+        snap: int = -1,
+        series: dict[str, Series] | None = None,
+        gauges: dict[str, int] | None = None,
+        seen: dict[str, int] | None = None,
+        orders: dict[str, int] | None = None,
+    ) -> None:
+        self._wm = _NO_TIME if wm is None else wm
+        self.snap = snap
+        self.series = {} if series is None else series
+        self.gauges = {} if gauges is None else gauges
+        self.seen = {} if seen is None else seen
+        self.orders = {} if orders is None else orders
 
-    def bump(self, signal: str, bucket: int, delta: int) -> None:
-        series = self.series.get(signal)
-        if series is None:
-            series = self.series[signal] = Series(bucket)
+    @property
+    def wm(self) -> int | None:
+        """The newest event time (ms) this entity has applied; None before its first."""
+        return None if self._wm == _NO_TIME else self._wm
+
+    @wm.setter
+    def wm(self, value: int | None) -> None:
+        self._wm = _NO_TIME if value is None else value
+
+    @cython.ccall
+    def add(self, name: str, delta: cython.longlong) -> None:
+        gauges = self.gauges
+        gauges[name] = gauges.get(name, 0) + delta
+
+    @cython.ccall
+    def bump(self, signal: str, bucket: cython.longlong, delta: cython.longlong) -> None:
+        found = self.series.get(signal)
+        series: Series
+        if found is None:
+            series = Series(bucket)
+            self.series[signal] = series
+        else:
+            series = found
         series.add(bucket, delta)
 
+    def __repr__(self) -> str:
+        return (
+            f"EntityState(wm={self.wm}, snap={self.snap}, series={self.series}, "
+            f"gauges={self.gauges}, seen={len(self.seen)} ids, orders={len(self.orders)})"
+        )
 
-@dataclass
+
+@cython.final
+@cython.cclass
 class Changes:
     """What a batch changed, for the write-behind (``redis_windows``): entity keys whose view
     changed, and dedup ids and outstanding orders added and dropped (``entity|id`` → time)."""
 
-    views: set[str] = field(default_factory=set)
-    seen_added: dict[str, int] = field(default_factory=dict)
-    seen_dropped: list[str] = field(default_factory=list)
-    orders_added: dict[str, int] = field(default_factory=dict)
-    orders_dropped: list[str] = field(default_factory=list)
+    views = cython.declare(set, visibility="public")
+    seen_added = cython.declare(dict, visibility="public")
+    seen_dropped = cython.declare(list, visibility="public")
+    orders_added = cython.declare(dict, visibility="public")
+    orders_dropped = cython.declare(list, visibility="public")
+
+    def __init__(self) -> None:
+        self.views = set()
+        self.seen_added = {}
+        self.seen_dropped = []
+        self.orders_added = {}
+        self.orders_dropped = []
 
     def __bool__(self) -> bool:
         return bool(self.views or self.seen_dropped or self.orders_dropped)
@@ -160,43 +233,78 @@ def read_row(
 
     An entity none of whose partials has applied an event reads NaN (its features' defaults).
     """
-    bucket = ts // BUCKET_MS
+    bucket: cython.longlong = ts // BUCKET_MS
     s_wm = _newest(stores)
     m_wm = _newest(markets)
-    values = _entity_reads(stores, s_wm, _STORE_READS, bucket)
-    values += _entity_reads(markets, m_wm, _MARKET_READS, bucket)
-    if s_wm is None or m_wm is None:
+    values: list[float] = []
+    _entity_reads(values, stores, s_wm, _STORE_READS, bucket)
+    _entity_reads(values, markets, m_wm, _MARKET_READS, bucket)
+    if s_wm == _NO_TIME or m_wm == _NO_TIME:
         return values, _NAN
     return values, max(ts - s_wm, ts - m_wm, 0) / 1000
 
 
+@cython.cfunc
 def _entity_reads(
+    out: list[float],
     parts: Sequence[EntityState],
-    wm: int | None,
+    wm: cython.longlong,
     reads: tuple[tuple[str, int], ...],
-    bucket: int,
-) -> list[float]:
-    if wm is None:
-        return [_NAN] * len(reads)
+    bucket: cython.longlong,
+) -> None:
+    """Append ``reads`` of an entity, summed over its ``parts`` (NaN when none has applied
+    an event: ``wm`` is ``_NO_TIME``)."""
+    if wm == _NO_TIME:
+        out.extend([_NAN] * len(reads))
+        return
     if len(parts) == 1:  # the usual case, without the sums over partials
-        series, gauges = parts[0].series, parts[0].gauges
-        return [
-            float(s.window(bucket, k) if (s := series.get(signal)) is not None else 0)
-            if k
-            else float(gauges.get(signal, 0))
-            for signal, k in reads
-        ]
-    values: list[float] = []
+        _one_entity_reads(out, parts[0], reads, bucket)
+        return
+    k: cython.longlong
+    total: cython.longlong
+    part: EntityState
     for signal, k in reads:
         total = 0
         for part in parts:
-            if k:
-                s = part.series.get(signal)
-                total += s.window(bucket, k) if s is not None else 0
-            else:
-                total += part.gauges.get(signal, 0)
-        values.append(float(total))
-    return values
+            total += _one_read(part, signal, k, bucket)
+        out.append(float(total))
+
+
+@cython.cfunc
+@cython.inline
+def _one_read(
+    state: EntityState, signal: str, k: cython.longlong, bucket: cython.longlong
+) -> cython.longlong:
+    if not k:
+        return state.gauges.get(signal, 0)
+    found = state.series.get(signal)
+    if found is None:
+        return 0
+    series: Series = found
+    return series.window(bucket, k)
+
+
+@cython.cfunc
+def _one_entity_reads(
+    out: list[float],
+    state: EntityState,
+    reads: tuple[tuple[str, int], ...],
+    bucket: cython.longlong,
+) -> None:
+    k: cython.longlong
+    for signal, k in reads:
+        out.append(float(_one_read(state, signal, k, bucket)))
+
+
+@cython.cfunc
+def _newest(parts: Sequence[EntityState]) -> cython.longlong:
+    """The newest event time the partials have applied (``_NO_TIME`` when none has)."""
+    newest: cython.longlong = _NO_TIME
+    part: EntityState
+    for part in parts:
+        if part._wm > newest:
+            newest = part._wm
+    return newest
 
 
 def feature_rows(
@@ -231,6 +339,8 @@ def apply_and_read(events: Iterable[AnyEvent], states: Iterable[ReplayState]) ->
     fresh: list[float] = []
     batch: list[list[float]] = []
     created: list[int] = []
+    state: ReplayState
+    ts: cython.longlong
     for event, state in zip(events, states, strict=False):  # ``states`` may be endless
         if event.type == "OrderCreated":
             ts = to_ms(event.created_at)
@@ -246,13 +356,7 @@ def apply_and_read(events: Iterable[AnyEvent], states: Iterable[ReplayState]) ->
     return orders, raws, fresh, batch, created
 
 
-def _newest(parts: Sequence[EntityState]) -> int | None:
-    if len(parts) == 1:
-        return parts[0].wm
-    marks = [p.wm for p in parts if p.wm is not None]
-    return max(marks) if marks else None
-
-
+@cython.cclass
 class ReplayState:
     """Per-entity streaming state of one partition in memory, applied in arrival order.
 
@@ -261,6 +365,18 @@ class ReplayState:
     builds training sets leaves it unset. ``market_partials``, when set, gives the other
     partials of a market (other partitions) that a read adds to this one's.
     """
+
+    lateness_ms = cython.declare(cython.longlong, visibility="public")
+    max_outstanding_ms = cython.declare(cython.longlong, visibility="public")
+    entities = cython.declare(dict, visibility="public")
+    batch = cython.declare(dict, visibility="public")
+    changes = cython.declare(Changes, visibility="public")  # None between batches
+    market_partials = cython.declare(dict, visibility="public")
+    _batch_memo = cython.declare(dict)
+    _applied = cython.declare(cython.longlong)
+    _duplicates = cython.declare(cython.longlong)
+    _late = cython.declare(cython.longlong)
+    _unmatched = cython.declare(cython.longlong)
 
     def __init__(
         self,
@@ -271,54 +387,71 @@ class ReplayState:
     ) -> None:
         self.lateness_ms = lateness_s * 1000
         self.max_outstanding_ms = max_outstanding_s * 1000
-        self.entities: dict[str, EntityState] = {}
-        self.batch: BatchTable = batch or {}
-        self.stats = {"applied": 0, "duplicates": 0, "late": 0, "unmatched": 0}
-        self.changes: Changes | None = None
-        self.market_partials: dict[str, list[EntityState]] = {}
-        self._batch_memo: dict[tuple[object, ...], list[float]] = {}
+        self.entities = {}
+        self.batch = batch or {}
+        self._applied = self._duplicates = self._late = self._unmatched = 0
+        self.changes = None
+        self.market_partials = {}
+        self._batch_memo = {}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Events applied, and refused as duplicates or late; deliveries of no known order."""
+        return {
+            "applied": self._applied,
+            "duplicates": self._duplicates,
+            "late": self._late,
+            "unmatched": self._unmatched,
+        }
 
     # --- updates ------------------------------------------------------------------------------
+    @cython.cfunc
     def _entity(self, key: str) -> EntityState:
-        state = self.entities.get(key)
-        if state is None:
-            state = self.entities[key] = EntityState()
+        found = self.entities.get(key)
+        if found is not None:
+            return found
+        state = EntityState()
+        self.entities[key] = state
         return state
 
-    def _admit(self, key: str, state: EntityState, eid: str, ts: int) -> bool:
-        if state.wm is not None and ts < state.wm - self.lateness_ms:
-            self.stats["late"] += 1
+    @cython.cfunc
+    def _admit(self, key: str, state: EntityState, eid: str, ts: cython.longlong) -> cython.bint:
+        if state._wm != _NO_TIME and ts < state._wm - self.lateness_ms:
+            self._late += 1
             return False
         if eid in state.seen:
-            self.stats["duplicates"] += 1
+            self._duplicates += 1
             return False
         state.seen[eid] = ts
-        self.stats["applied"] += 1
+        self._applied += 1
         if self.changes is not None:
-            self.changes.seen_added[key + "|" + eid] = ts
+            changes: Changes = self.changes
+            changes.seen_added[key + "|" + eid] = ts
         return True
 
+    @cython.cfunc
     def _advance(
         self,
         key: str,
         state: EntityState,
         kind: str,
-        ts: int,
+        ts: cython.longlong,
         mkey: str = "",
         market: EntityState | None = None,
     ) -> None:
-        changes = self.changes
+        changes: Changes | None = self.changes
         if changes is not None:
             changes.views.add(key)
-        old = state.wm
-        if old is not None and ts <= old:
+        old: cython.longlong = state._wm
+        if old != _NO_TIME and ts <= old:
             return
-        state.wm = ts
-        newest = ts // BUCKET_MS
-        if old is not None and newest // PRUNE_EVERY == (old // BUCKET_MS) // PRUNE_EVERY:
+        state._wm = ts
+        newest: cython.longlong = ts // BUCKET_MS
+        if old != _NO_TIME and newest // PRUNE_EVERY == (old // BUCKET_MS) // PRUNE_EVERY:
             return
-        lateness_buckets = self.lateness_ms // BUCKET_MS
+        lateness_buckets: cython.longlong = self.lateness_ms // BUCKET_MS
         keep = _KEEP[kind]
+        series: Series
         for signal, series in state.series.items():
             k = keep.get(signal)
             if k is not None:
@@ -327,7 +460,8 @@ class ReplayState:
         old_ids = [e for e, t in state.seen.items() if t < horizon]
         for eid in old_ids:
             del state.seen[eid]
-        stale = [o for o, created in state.orders.items() if created < ts - self.max_outstanding_ms]
+        oldest_kept = ts - self.max_outstanding_ms
+        stale = [o for o, created in state.orders.items() if created < oldest_kept]
         for order_id in stale:
             del state.orders[order_id]
             state.add("outstanding", -1)
@@ -339,6 +473,7 @@ class ReplayState:
             if stale:
                 changes.views.add(mkey)
 
+    @cython.ccall
     def apply(self, event: AnyEvent) -> None:
         kind = event.type
         if kind == "OrderCreated":
@@ -348,16 +483,19 @@ class ReplayState:
         else:
             self._apply_market_event(event)
 
-    def _apply_store_event(self, event: AnyEvent, ts: int) -> None:
+    @cython.ccall
+    def _apply_store_event(self, event: AnyEvent, ts: cython.longlong) -> None:
         """``event`` (an order created or delivered) at its event time ``ts`` (ms)."""
-        skey, mkey = "s:" + event.store_id, "m:" + event.market_id  # type: ignore[union-attr]  # store events carry both
-        store, market = self._entity(skey), self._entity(mkey)
+        skey: str = "s:" + event.store_id  # type: ignore[union-attr]  # store events carry it
+        mkey: str = "m:" + event.market_id
+        store = self._entity(skey)
+        market = self._entity(mkey)
         created_event = event.type == "OrderCreated"
         if not self._admit(skey, store, event_id(event), ts):
             return
-        bucket = ts // BUCKET_MS
+        bucket: cython.longlong = ts // BUCKET_MS
         order_id: str = event.order_id  # type: ignore[union-attr]  # store events carry it
-        changes = self.changes
+        changes: Changes | None = self.changes
         if created_event:
             store.bump("created", bucket, 1)
             market.bump("created", bucket, 1)
@@ -369,7 +507,7 @@ class ReplayState:
         else:
             created = store.orders.pop(order_id, None)
             if created is None:
-                self.stats["unmatched"] += 1
+                self._unmatched += 1
             else:
                 store.add("outstanding", -1)
                 market.add("outstanding", -1)
@@ -382,10 +520,11 @@ class ReplayState:
         self._advance(skey, store, "s", ts, mkey, market)
         self._advance(mkey, market, "m", ts)
 
+    @cython.cfunc
     def _apply_market_event(self, event: AnyEvent) -> None:
-        mkey = "m:" + event.market_id
+        mkey: str = "m:" + event.market_id
         market = self._entity(mkey)
-        ts = to_ms(event.at)  # type: ignore[union-attr]  # market events carry ``at``
+        ts: cython.longlong = to_ms(event.at)  # type: ignore[union-attr]  # market events carry ``at``
         if not self._admit(mkey, market, event_id(event), ts):
             return
         if event.type == "MarketSupplySnapshot":
@@ -399,17 +538,18 @@ class ReplayState:
         self._advance(mkey, market, "m", ts)
 
     # --- reads --------------------------------------------------------------------------------
-    def raw(self, order: AnyOrder, ts: int) -> tuple[list[float], float]:
+    @cython.ccall
+    def raw(self, order: AnyOrder, ts: cython.longlong) -> tuple[list[float], float]:
         """Raw reads (``RAW_READS`` order) for an order at time ``ts`` and its freshness."""
+        mkey: str = "m:" + order.market_id
         store = self.entities.get("s:" + order.store_id)
-        mkey = "m:" + order.market_id
         market = self.entities.get(mkey)
-        others = self.market_partials.get(mkey)
+        others = self.market_partials.get(mkey) if self.market_partials else None
+        if not others:  # one partial of each, or none: the worker's usual case
+            return _read_single(store, market, ts)
         stores = [store] if store is not None else []
         markets = [market] if market is not None else []
-        if others:
-            markets = markets + others
-        return read_row(stores, markets, ts)
+        return read_row(stores, markets + others, ts)
 
     def batch_at(self, ts: int) -> BatchTable:
         """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""
@@ -421,11 +561,12 @@ class ReplayState:
         self.batch = tables
         self._batch_memo.clear()
 
-    def batch_values(self, order: AnyOrder, ts: int) -> list[float]:
+    @cython.ccall
+    def batch_values(self, order: AnyOrder, ts: cython.longlong) -> list[float]:
         """The order's raw batch lookups (NaN where missing), memoised per table, store and
         hour: a store's orders within an hour share them, and the lookups cost 2 us an order."""
         tables = self.batch_at(ts)
-        hour = ts // 3_600_000
+        hour: cython.longlong = ts // 3_600_000
         memo_key = (id(tables), order.store_id, order.market_id, order.store_category, hour)
         values = self._batch_memo.get(memo_key)
         if values is None:
@@ -438,10 +579,10 @@ class ReplayState:
         return values
 
     def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
-        before = dict(self.stats)
+        before = self.stats
         rows = apply_and_read(events, repeat(self))
-        stats = {key: self.stats[key] - before[key] for key in self.stats}
-        return feature_rows(*rows, stats)
+        after = self.stats
+        return feature_rows(*rows, {key: after[key] - before[key] for key in after})
 
     def read(self, orders: Sequence[AnyOrder]) -> FeatureRows:
         raws, fresh, batch = [], [], []
@@ -453,3 +594,25 @@ class ReplayState:
             batch.append(self.batch_values(order, ts))
         zero = {key: 0 for key in self.stats}
         return feature_rows(list(orders), raws, fresh, batch, created, zero)
+
+
+@cython.cfunc
+def _read_single(
+    store: EntityState | None, market: EntityState | None, ts: cython.longlong
+) -> tuple[list[float], float]:
+    """``read_row`` of at most one partial of each entity, without building their lists."""
+    bucket: cython.longlong = ts // BUCKET_MS
+    values: list[float] = []
+    s_wm: cython.longlong = _NO_TIME if store is None else store._wm
+    m_wm: cython.longlong = _NO_TIME if market is None else market._wm
+    if s_wm == _NO_TIME:
+        values.extend([_NAN] * len(_STORE_READS))
+    else:
+        _one_entity_reads(values, store, _STORE_READS, bucket)
+    if m_wm == _NO_TIME:
+        values.extend([_NAN] * len(_MARKET_READS))
+    else:
+        _one_entity_reads(values, market, _MARKET_READS, bucket)
+    if s_wm == _NO_TIME or m_wm == _NO_TIME:
+        return values, _NAN
+    return values, max(ts - s_wm, ts - m_wm, 0) / 1000

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from predictor.engines.errors import EngineConfigError
 from predictor.engines.wiring import confluent_worker, faust_worker, redis_features, shadow_stage
+from predictor.serving.heap import STREAM_GEN0_THRESHOLD, freeze_startup_heap
 from predictor.serving.latest import LatestPredictions
 from predictor.serving.metrics import LoadFailures, StreamMetrics
 from predictor.serving.store_faults import check_eviction_policy
@@ -137,6 +138,7 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         latest = None
         if settings.prediction_ttl_s:
             latest = LatestPredictions(client, ttl_s=settings.prediction_ttl_s).store_result
+        freeze_startup_heap(STREAM_GEN0_THRESHOLD)
         if settings.shadow_stage is None:
             build = faust_worker if engine == "faust" else confluent_worker
             stats = build(settings, features, handle.current, metrics, latest).run(stop)
