@@ -544,12 +544,12 @@ class ReplayState:
         mkey: str = "m:" + order.market_id
         store = self.entities.get("s:" + order.store_id)
         market = self.entities.get(mkey)
-        others = self.market_partials.get(mkey) if self.market_partials else None
-        if not others:  # one partial of each, or none: the worker's usual case
-            return _read_single(store, market, ts)
         stores = [store] if store is not None else []
         markets = [market] if market is not None else []
-        return read_row(stores, markets + others, ts)
+        others = self.market_partials.get(mkey) if self.market_partials else None
+        if others:
+            markets += others
+        return read_row(stores, markets, ts)
 
     def batch_at(self, ts: int) -> BatchTable:
         """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""
@@ -594,25 +594,3 @@ class ReplayState:
             batch.append(self.batch_values(order, ts))
         zero = {key: 0 for key in self.stats}
         return feature_rows(list(orders), raws, fresh, batch, created, zero)
-
-
-@cython.cfunc
-def _read_single(
-    store: EntityState | None, market: EntityState | None, ts: cython.longlong
-) -> tuple[list[float], float]:
-    """``read_row`` of at most one partial of each entity, without building their lists."""
-    bucket: cython.longlong = ts // BUCKET_MS
-    values: list[float] = []
-    s_wm: cython.longlong = _NO_TIME if store is None else store._wm
-    m_wm: cython.longlong = _NO_TIME if market is None else market._wm
-    if s_wm == _NO_TIME:
-        values.extend([_NAN] * len(_STORE_READS))
-    else:
-        _one_entity_reads(values, store, _STORE_READS, bucket)
-    if m_wm == _NO_TIME:
-        values.extend([_NAN] * len(_MARKET_READS))
-    else:
-        _one_entity_reads(values, market, _MARKET_READS, bucket)
-    if s_wm == _NO_TIME or m_wm == _NO_TIME:
-        return values, _NAN
-    return values, max(ts - s_wm, ts - m_wm, 0) / 1000
