@@ -6,7 +6,7 @@ This bench runs it in process, with no broker and no Redis, on the steady load o
 and with ``changes`` collected as the worker does, and times three stages apart:
 
 - ``apply_and_read``: each event applied, each order read just before its own event;
-- ``feature_rows``: the reads finished into model rows (``finish_rows``);
+- ``rows``: the reads finished into model rows (``Reads.rows``, ``finish_rows``);
 - ``encode views``: the views of the changed entities encoded for the write-behind
   (``state_codec.encode_view``), which the worker does once per batch per changed entity.
 
@@ -34,13 +34,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.feature_load
 
-from stream_features.replay_state import Changes, ReplayState, apply_and_read, feature_rows
+from stream_features.replay_state import Changes, ReplayState, apply_and_read
 from stream_features.state_codec import encode_view
 from stream_features.wire_decode import to_wire
 from tests.feature_load import steady_load
 
 RESULTS = Path(__file__).parent / "results" / "state_engine.json"
-STAGES = ("apply_and_read", "feature_rows", "encode views")
+STAGES = ("apply_and_read", "rows", "encode views")
 
 
 def run(n_events: int, batch: int) -> dict[str, object]:
@@ -55,14 +55,14 @@ def run(n_events: int, batch: int) -> dict[str, object]:
         t0 = time.perf_counter()
         reads = apply_and_read(chunk, repeat(state))
         t1 = time.perf_counter()
-        feature_rows(*reads, {})
+        reads.rows({})
         t2 = time.perf_counter()
         {key: encode_view(state.entities[key]) for key in changes.views}
         t3 = time.perf_counter()
         spent["apply_and_read"] += t1 - t0
-        spent["feature_rows"] += t2 - t1
+        spent["rows"] += t2 - t1
         spent["encode views"] += t3 - t2
-        orders += len(reads[0])
+        orders += len(reads.orders)
     return {
         "machine": {
             "cpus": os.cpu_count(),

@@ -86,7 +86,7 @@ def _raw_reads() -> tuple[RawRead, ...]:
 
 
 RAW_READS = _raw_reads()
-"""Every raw integer a row needs: the store's, then the market's (``replay_state.read_row``)."""
+"""Every raw integer a row needs: the store's, then the market's (``replay_state.read_into``)."""
 
 
 def _signal_keep() -> dict[tuple[str, str], int]:

@@ -16,7 +16,7 @@ worker owns (live) and of partitions other workers own (read back with each batc
 so at most one batch of theirs, plus one of ours, stale; docs/streaming.md).
 
 ``read`` is the online read: the views of the orders' stores and markets from every partition
-in Redis, summed by the same ``read_row``; it changes nothing.
+in Redis, summed by the same ``read_into``; it changes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 
 import redis
 
-from stream_features.contract import to_ms
 from stream_features.definitions import BATCH_FEATURES
 from stream_features.replay_state import (
     BatchTable,
@@ -35,8 +34,7 @@ from stream_features.replay_state import (
     EntityState,
     ReplayState,
     apply_and_read,
-    feature_rows,
-    read_row,
+    read_orders,
 )
 from stream_features.state_codec import (
     decode_view,
@@ -235,7 +233,7 @@ class RedisFeatureSource:
         stats = {
             key: sum(s.stats[key] - before[p][key] for p, s in parts.items()) for key in _STATS
         }
-        rows = feature_rows(*reads, stats)
+        rows = reads.rows(stats)
         written = self._pending = WriteBehind()
         self._writer.submit(written.run, self._write, *self._write_behind())
         return rows, written
@@ -413,13 +411,5 @@ class RedisFeatureSource:
                     partials[key].append(decode_view(raw))
         self._fill_batch(orders)
         state = ReplayState(lateness_s=self._lateness_s, batch=self._batch.tables)
-        raws, fresh, batch = [], [], []
-        created = [to_ms(order.created_at) for order in orders]
-        for order, ts in zip(orders, created, strict=True):
-            raw, age = read_row(
-                partials["s:" + order.store_id], partials["m:" + order.market_id], ts
-            )
-            raws.append(raw)
-            fresh.append(age)
-            batch.append(state.batch_values(order, ts))
-        return feature_rows(orders, raws, fresh, batch, created, {key: 0 for key in _STATS})
+        reads = read_orders(state, orders, partials)
+        return reads.rows({key: 0 for key in _STATS})

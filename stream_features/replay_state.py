@@ -3,7 +3,7 @@
 This is the one implementation of the window rules. The stream worker keeps one
 ``ReplayState`` per partition it owns (``redis_windows``), the point-in-time replay builds
 training sets with one over the whole log, and the online read rebuilds entities from the
-views the worker writes behind to Redis and reads them with the same ``read_row``.
+views the worker writes behind to Redis and reads them with the same ``read_into``.
 
 Rules:
 - An event carrying a store (OrderCreated, OrderDelivered) is judged at its store; market-only
@@ -21,7 +21,7 @@ Rules:
   dropped: memory follows active entities, not stream length.
 
 A market's state can be split in *partials*, one per partition (each worker counts the store
-events of its own partitions); a read sums the partials (``read_row``). With one partition
+events of its own partitions); a read sums the partials (``read_into``). With one partition
 there is one partial and the rules above are exact.
 
 The module is written in Cython's pure-Python mode: the same source runs as plain Python and,
@@ -54,17 +54,19 @@ __all__ = [
     "BatchTable",
     "Changes",
     "EntityState",
+    "Reads",
     "ReplayState",
     "Series",
     "apply_and_read",
-    "feature_rows",
-    "read_row",
+    "read_into",
+    "read_orders",
 ]
 
 BUCKET_MS = BUCKET_S * 1000
 PRUNE_EVERY = 10  # buckets between clean-ups of an entity: cheap, and bounds its memory
 _NAN = float("nan")
 _NO_TIME = -(2**62)  # ``EntityState.wm`` of an entity that has applied nothing (None outside)
+_NO_TABLE: dict[str, float] = {}  # a batch feature with no table loaded: every lookup misses
 
 BatchTable = dict[str, dict[str, float]]
 """Materialised batch features: feature name → lookup key → value."""
@@ -225,49 +227,78 @@ class Changes:
         return bool(self.views or self.seen_dropped or self.orders_dropped)
 
 
-def read_row(
-    stores: Sequence[EntityState], markets: Sequence[EntityState], ts: int
-) -> tuple[list[float], float]:
-    """Raw reads (``RAW_READS`` order) for an order at ``ts`` and its freshness, from the
-    partials of its store and of its market (usually one each; summed when more).
+class Reads:
+    """A batch's reads, written in place: ``raw[i]`` (``RAW_READS`` order), ``fresh[i]`` and
+    ``batch[i]`` (``BATCH_FEATURES`` order) of the i-th order read. The engine writes C
+    doubles straight into these arrays: a list of boxed floats per order, turned into an
+    array afterwards, cost more than the reads themselves."""
 
-    An entity none of whose partials has applied an event reads NaN (its features' defaults).
+    def __init__(self, capacity: int) -> None:
+        self.raw = np.empty((capacity, len(RAW_READS)), dtype=np.float64)
+        self.fresh = np.empty(capacity, dtype=np.float64)
+        self.batch = np.empty((capacity, len(BATCH_FEATURES)), dtype=np.float64)
+        self.orders: list[AnyOrder] = []
+        self.created: list[int] = []
+
+    def rows(self, stats: dict[str, int]) -> FeatureRows:
+        """The reads finished into model rows (``finish_rows``)."""
+        n = len(self.orders)
+        values = finish_rows(self.orders, self.created, self.raw[:n], self.batch[:n])
+        return FeatureRows(feature_names(), values, self.fresh[:n].copy(), self.orders, stats)
+
+
+@cython.ccall
+def read_into(
+    out: cython.double[:, :],
+    row: cython.Py_ssize_t,
+    stores: list[EntityState],
+    markets: list[EntityState],
+    ts: cython.longlong,
+) -> cython.double:
+    """Raw reads (``RAW_READS`` order) for an order at ``ts`` into ``out[row]``, from the
+    partials of its store and of its market (usually one each; summed when more); returns
+    its freshness in s.
+
+    An entity none of whose partials has applied an event reads NaN (its features' defaults),
+    and then the freshness is NaN too.
     """
     bucket: cython.longlong = ts // BUCKET_MS
-    s_wm = _newest(stores)
-    m_wm = _newest(markets)
-    values: list[float] = []
-    _entity_reads(values, stores, s_wm, _STORE_READS, bucket)
-    _entity_reads(values, markets, m_wm, _MARKET_READS, bucket)
+    s_wm: cython.longlong = _newest(stores)
+    m_wm: cython.longlong = _newest(markets)
+    _entity_reads(out, row, 0, stores, s_wm, _STORE_READS, bucket)
+    _entity_reads(out, row, len(_STORE_READS), markets, m_wm, _MARKET_READS, bucket)
     if s_wm == _NO_TIME or m_wm == _NO_TIME:
-        return values, _NAN
-    return values, max(ts - s_wm, ts - m_wm, 0) / 1000
+        return _NAN
+    return max(ts - s_wm, ts - m_wm, 0) / 1000
 
 
 @cython.cfunc
 def _entity_reads(
-    out: list[float],
-    parts: Sequence[EntityState],
+    out: cython.double[:, :],
+    row: cython.Py_ssize_t,
+    col: cython.Py_ssize_t,
+    parts: list[EntityState],
     wm: cython.longlong,
     reads: tuple[tuple[str, int], ...],
     bucket: cython.longlong,
-) -> None:
-    """Append ``reads`` of an entity, summed over its ``parts`` (NaN when none has applied
-    an event: ``wm`` is ``_NO_TIME``)."""
+) -> cython.void:
+    """Write ``reads`` of an entity from column ``col``, summed over its ``parts`` (NaN
+    when none has applied an event: ``wm`` is ``_NO_TIME``)."""
+    j: cython.Py_ssize_t
+    n: cython.Py_ssize_t = len(reads)
     if wm == _NO_TIME:
-        out.extend([_NAN] * len(reads))
-        return
-    if len(parts) == 1:  # the usual case, without the sums over partials
-        _one_entity_reads(out, parts[0], reads, bucket)
+        for j in range(n):
+            out[row, col + j] = _NAN
         return
     k: cython.longlong
     total: cython.longlong
     part: EntityState
-    for signal, k in reads:
+    for j in range(n):
+        signal, k = reads[j]
         total = 0
         for part in parts:
             total += _one_read(part, signal, k, bucket)
-        out.append(float(total))
+        out[row, col + j] = total
 
 
 @cython.cfunc
@@ -285,19 +316,7 @@ def _one_read(
 
 
 @cython.cfunc
-def _one_entity_reads(
-    out: list[float],
-    state: EntityState,
-    reads: tuple[tuple[str, int], ...],
-    bucket: cython.longlong,
-) -> None:
-    k: cython.longlong
-    for signal, k in reads:
-        out.append(float(_one_read(state, signal, k, bucket)))
-
-
-@cython.cfunc
-def _newest(parts: Sequence[EntityState]) -> cython.longlong:
+def _newest(parts: list[EntityState]) -> cython.longlong:
     """The newest event time the partials have applied (``_NO_TIME`` when none has)."""
     newest: cython.longlong = _NO_TIME
     part: EntityState
@@ -307,53 +326,32 @@ def _newest(parts: Sequence[EntityState]) -> cython.longlong:
     return newest
 
 
-def feature_rows(
-    orders: list[AnyOrder],
-    raws: list[list[float]],
-    fresh: list[float],
-    batch: list[list[float]],
-    created: list[int],
-    stats: dict[str, int],
-) -> FeatureRows:
-    """A batch's raw reads and batch lookups finished into model rows (``finish_rows``);
-    ``created[i]`` is ``orders[i]``'s creation time in ms."""
-    width = (len(orders), len(RAW_READS))
-    raw_arr = np.array(raws, dtype=np.float64).reshape(width)
-    batch_arr = np.array(batch, dtype=np.float64).reshape(len(orders), len(BATCH_FEATURES))
-    values = finish_rows(orders, created, raw_arr, batch_arr)
-    return FeatureRows(feature_names(), values, np.array(fresh, dtype=np.float64), orders, stats)
-
-
-BatchReads = tuple[list[AnyOrder], list[list[float]], list[float], list[list[float]], list[int]]
-"""What ``apply_and_read`` gathers: the orders, their raw reads, freshness, batch lookups and
-creation times (ms), in ``feature_rows``' argument order."""
-
-
-def apply_and_read(events: Iterable[AnyEvent], states: Iterable[ReplayState]) -> BatchReads:
+def apply_and_read(events: Sequence[AnyEvent], states: Iterable[ReplayState]) -> Reads:
     """Apply each event to its state (``states`` runs beside ``events``: one state for a
     replay, the event's partition's for the worker), each order read just before its own
     event is applied, so a row sees everything that arrived before the order and nothing
     after. The one loop of every owner of a ``ReplayState``."""
-    orders: list[AnyOrder] = []
-    raws: list[list[float]] = []
-    fresh: list[float] = []
-    batch: list[list[float]] = []
-    created: list[int] = []
+    reads = Reads(len(events))
+    raw: cython.double[:, :] = reads.raw
+    fresh: cython.double[:] = reads.fresh
+    batch: cython.double[:, :] = reads.batch
+    orders: list[AnyOrder] = reads.orders
+    created: list[int] = reads.created
+    n: cython.Py_ssize_t = 0
     state: ReplayState
     ts: cython.longlong
     for event, state in zip(events, states, strict=False):  # ``states`` may be endless
         if event.type == "OrderCreated":
             ts = to_ms(event.created_at)
-            raw, age = state.raw(event, ts)
+            fresh[n] = state.raw_into(raw, n, event, ts)
+            state.batch_into(batch, n, event, ts)
             orders.append(event)
-            raws.append(raw)
-            fresh.append(age)
-            batch.append(state.batch_values(event, ts))
             created.append(ts)
+            n += 1
             state._apply_store_event(event, ts)
         else:
             state.apply(event)
-    return orders, raws, fresh, batch, created
+    return reads
 
 
 @cython.cclass
@@ -539,8 +537,10 @@ class ReplayState:
 
     # --- reads --------------------------------------------------------------------------------
     @cython.ccall
-    def raw(self, order: AnyOrder, ts: cython.longlong) -> tuple[list[float], float]:
-        """Raw reads (``RAW_READS`` order) for an order at time ``ts`` and its freshness."""
+    def raw_into(
+        self, out: cython.double[:, :], row: cython.Py_ssize_t, order: AnyOrder, ts: cython.longlong
+    ) -> cython.double:
+        """Raw reads for an order at time ``ts`` into ``out[row]``; returns its freshness."""
         mkey: str = "m:" + order.market_id
         store = self.entities.get("s:" + order.store_id)
         market = self.entities.get(mkey)
@@ -549,7 +549,7 @@ class ReplayState:
         others = self.market_partials.get(mkey) if self.market_partials else None
         if others:
             markets += others
-        return read_row(stores, markets, ts)
+        return read_into(out, row, stores, markets, ts)
 
     def batch_at(self, ts: int) -> BatchTable:
         """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""
@@ -562,9 +562,12 @@ class ReplayState:
         self._batch_memo.clear()
 
     @cython.ccall
-    def batch_values(self, order: AnyOrder, ts: cython.longlong) -> list[float]:
-        """The order's raw batch lookups (NaN where missing), memoised per table, store and
-        hour: a store's orders within an hour share them, and the lookups cost 2 us an order."""
+    def batch_into(
+        self, out: cython.double[:, :], row: cython.Py_ssize_t, order: AnyOrder, ts: cython.longlong
+    ) -> cython.void:
+        """The order's raw batch lookups (NaN where missing) into ``out[row]``, memoised per
+        table, store and hour: a store's orders within an hour share them, and the lookups
+        cost 2 us an order."""
         tables = self.batch_at(ts)
         hour: cython.longlong = ts // 3_600_000
         memo_key = (id(tables), order.store_id, order.market_id, order.store_category, hour)
@@ -572,25 +575,44 @@ class ReplayState:
         if values is None:
             if len(self._batch_memo) > 100_000:
                 self._batch_memo.clear()
-            values = self._batch_memo[memo_key] = [
-                tables.get(f.name, {}).get(batch_lookup_keys(f, order, ts), _NAN)
-                for f in BATCH_FEATURES
-            ]
-        return values
+            values = self._batch_memo[memo_key] = tuple(
+                [
+                    tables.get(f.name, _NO_TABLE).get(batch_lookup_keys(f, order, ts), _NAN)
+                    for f in BATCH_FEATURES
+                ]
+            )
+        j: cython.Py_ssize_t
+        known: tuple[float, ...] = values
+        for j in range(len(known)):
+            out[row, j] = known[j]
 
     def update_and_read(self, events: Sequence[AnyEvent]) -> FeatureRows:
         before = self.stats
-        rows = apply_and_read(events, repeat(self))
+        reads = apply_and_read(events, repeat(self))
         after = self.stats
-        return feature_rows(*rows, {key: after[key] - before[key] for key in after})
+        return reads.rows({key: after[key] - before[key] for key in after})
 
     def read(self, orders: Sequence[AnyOrder]) -> FeatureRows:
-        raws, fresh, batch = [], [], []
-        created = [to_ms(order.created_at) for order in orders]
-        for order, ts in zip(orders, created, strict=True):
-            raw, age = self.raw(order, ts)
-            raws.append(raw)
-            fresh.append(age)
-            batch.append(self.batch_values(order, ts))
-        zero = {key: 0 for key in self.stats}
-        return feature_rows(list(orders), raws, fresh, batch, created, zero)
+        return read_orders(self, orders).rows({key: 0 for key in self.stats})
+
+
+def read_orders(
+    state: ReplayState,
+    orders: Sequence[AnyOrder],
+    partials: dict[str, list[EntityState]] | None = None,
+) -> Reads:
+    """Reads for ``orders`` without applying anything: from ``state``'s entities, or from
+    ``partials`` (entity key -> its partials, as the online read finds them in Redis), with
+    ``state``'s batch tables either way."""
+    reads = Reads(len(orders))
+    for i, order in enumerate(orders):
+        ts = to_ms(order.created_at)
+        if partials is None:
+            reads.fresh[i] = state.raw_into(reads.raw, i, order, ts)
+        else:
+            stores, markets = partials["s:" + order.store_id], partials["m:" + order.market_id]
+            reads.fresh[i] = read_into(reads.raw, i, stores, markets, ts)
+        state.batch_into(reads.batch, i, order, ts)
+        reads.orders.append(order)
+        reads.created.append(ts)
+    return reads
