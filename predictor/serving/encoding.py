@@ -2,8 +2,8 @@
 the one rule that turns a model's duration into a prediction (``answer``), which the stream,
 the HTTP API and the batch job all follow.
 
-``encode(DeliveryPrediction(...))`` costs about 5 µs a record; building the dict in declaration
-order and handing it to ``contract.to_json`` costs under 1 µs, which matters at tens of thousands of
+``encode(DeliveryPrediction(...))`` costs about 5 µs a record; a msgspec Struct with the model's
+fields in declaration order costs under 1 µs, which matters at tens of thousands of
 orders a second. A unit test holds the two byte-for-byte equal, so the contract stays the one
 source.
 """
@@ -14,10 +14,11 @@ import math
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from stream_features.contract import SCHEMA_VERSION, to_json
+from stream_features.contract import SCHEMA_VERSION, DeliveryPrediction
 from stream_features.wire_decode import AnyOrder
 
 __all__ = [
@@ -31,6 +32,17 @@ __all__ = [
 
 MAX_DURATION_S = 365 * 86400.0
 """Beyond a year a prediction is a model fault, not an ETA."""
+
+_Prediction = msgspec.defstruct(
+    "_Prediction",
+    [(name, object, None) for name in DeliveryPrediction.model_fields],
+    omit_defaults=True,
+    gc=False,
+)
+"""``DeliveryPrediction``'s fields in its declaration order, a None one left out as
+``contract.encode`` leaves it out: msgspec encodes a Struct faster than a dict, and the
+fields come from the model, so the two cannot drift apart."""
+_encode = msgspec.json.Encoder().encode
 
 
 def finite_features(names: list[str], values: npt.NDArray[np.float64]) -> list[dict[str, float]]:
@@ -70,32 +82,27 @@ def encode_prediction(
     range (``p10_s``, ``p90_s``: both or neither) must hold it. The order is either decoder's
     (a pydantic model or a ``wire_decode`` Struct). ``explanation`` is an ``Explanation``'s
     fields in declaration order (``predictor.serving.explain`` builds it)."""
-    message: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "type": "DeliveryPrediction",
-        "order_id": order.order_id,
-        "store_id": order.store_id,
-        "market_id": order.market_id,
-        "created_at": order.created_at,
-        "predicted_duration_s": predicted_duration_s,
-    }
-    if p10_s is not None:
-        message["predicted_duration_p10_s"] = p10_s
-        message["predicted_duration_p90_s"] = p90_s
-    message |= {
-        "predicted_delivery_at": order.created_at + timedelta(seconds=predicted_duration_s),
-        "model_name": model_name,
-        "model_version": model_version,
-        "mode": mode,
-        "served_at": served_at,
-    }
-    if feature_freshness_s is not None:
-        message["feature_freshness_s"] = feature_freshness_s
-    if features is not None:
-        message["features"] = features
-    if explanation is not None:
-        message["explanation"] = explanation
-    return to_json(message)
+    return _encode(
+        _Prediction(  # positional, in declaration order: a third faster than by keyword
+            SCHEMA_VERSION,
+            "DeliveryPrediction",
+            order.order_id,
+            order.store_id,
+            order.market_id,
+            order.created_at,
+            predicted_duration_s,
+            p10_s,
+            None if p10_s is None else p90_s,
+            order.created_at + timedelta(seconds=predicted_duration_s),
+            model_name,
+            model_version,
+            mode,
+            served_at,
+            feature_freshness_s,
+            features,
+            explanation,
+        )
+    )
 
 
 def usable(duration: float) -> bool:
