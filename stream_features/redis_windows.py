@@ -2,7 +2,8 @@
 
 ``RedisFeatureSource`` keeps one ``ReplayState`` (the rules) per partition the worker owns and
 applies each batch to it in memory. After the batch, one round trip (MULTI/EXEC, so a failure
-leaves Redis at a batch boundary) writes what changed, a few commands per partition: the views
+leaves Redis at a batch boundary; on a Cluster, one MULTI/EXEC per partition, since a
+partition's keys share a hash slot) writes what changed, a few commands per partition: the views
 of the changed entities, which the API and the batch job read, and the partition's dedup ids and
 outstanding orders, which a new owner loads (``state_codec`` has the layout). The engine commits
 offsets only after this returns, so Redis is the recovery point: a successor loads the
@@ -23,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from stream_features.definitions import BATCH_FEATURES
+from stream_features.redis_client import REDIS_ERRORS, is_cluster
 from stream_features.replay_state import (
     BatchTable,
     Changes,
@@ -56,6 +59,31 @@ _SWEEP_EVERY = 256  # batches between sweeps of idle entities from memory
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+_Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""A redis-py pipeline method's name, its arguments and keyword arguments."""
+
+
+@dataclass
+class _BatchWrite:
+    """One batch's write-behind: each partition's commands (keys of one hash slot), then the
+    shared ones (``shared[reads_from:]`` read back: the batch-feature version, the partitions
+    with state, and the views of ``wanted`` entities in ``others``' partitions)."""
+
+    client: Any  # the source's client when the batch was applied
+    partitions: list[list[_Command]] = field(default_factory=list)
+    shared: list[_Command] = field(default_factory=list)
+    reads_from: int = 0
+    wanted: list[str] = field(default_factory=list)
+    others: list[int] = field(default_factory=list)
+
+
+def _queue(pipe: Any, commands: Sequence[_Command]) -> Any:
+    """``commands`` queued on ``pipe``, which is returned."""
+    for name, args, kwargs in commands:
+        getattr(pipe, name)(*args, **kwargs)
+    return pipe
 
 
 class BatchCache:
@@ -235,7 +263,7 @@ class RedisFeatureSource:
         }
         rows = reads.rows(stats)
         written = self._pending = WriteBehind()
-        self._writer.submit(written.run, self._write, *self._write_behind())
+        self._writer.submit(written.run, self._write, self._write_behind())
         return rows, written
 
     def _settle_write(self) -> None:
@@ -286,13 +314,13 @@ class RedisFeatureSource:
                 )
                 state.market_partials[mkey] = others
 
-    def _write_behind(self) -> tuple[Any, list[str], list[int]]:
-        """The batch's changes as one MULTI/EXEC (a few commands per partition), with the
-        other partitions' market partials and the batch-feature version read back for the
-        next batch: built here, on the caller's thread, because the views are encoded from
-        state the next batch will change; sent by ``_write``."""
+    def _write_behind(self) -> _BatchWrite:
+        """The batch's changes, a few commands per partition, with the other partitions'
+        market partials and the batch-feature version to read back for the next batch: built
+        here, on the caller's thread, because the views are encoded from state the next batch
+        will change; sent by ``_write``."""
         prefix = self._prefix
-        pipe = self._client.pipeline(transaction=True)
+        write = _BatchWrite(self._client)
         markets: set[str] = set()
         for p, state in self._parts.items():
             changes = state.changes
@@ -300,49 +328,75 @@ class RedisFeatureSource:
             if changes is None:
                 continue
             entities = state.entities
+            commands: list[_Command] = []
             if changes.views:
-                pipe.hset(
-                    views_key(prefix, p),
-                    mapping={key: encode_view(entities[key]) for key in changes.views},
-                )
+                views = {key: encode_view(entities[key]) for key in changes.views}
+                commands.append(("hset", (views_key(prefix, p),), {"mapping": views}))
                 markets.update(key for key in changes.views if key[0] == "m")
             if changes.seen_added:
-                pipe.hset(seen_key(prefix, p), mapping=changes.seen_added)
+                commands.append(("hset", (seen_key(prefix, p),), {"mapping": changes.seen_added}))
             if changes.seen_dropped:
-                pipe.hdel(seen_key(prefix, p), *changes.seen_dropped)
+                commands.append(("hdel", (seen_key(prefix, p), *changes.seen_dropped), {}))
             if changes.orders_added:
-                pipe.hset(orders_key(prefix, p), mapping=changes.orders_added)
+                mapping = changes.orders_added
+                commands.append(("hset", (orders_key(prefix, p),), {"mapping": mapping}))
             if changes.orders_dropped:
-                pipe.hdel(orders_key(prefix, p), *changes.orders_dropped)
+                commands.append(("hdel", (orders_key(prefix, p), *changes.orders_dropped), {}))
             for key, written in (
                 (views_key(prefix, p), changes.views),
                 (seen_key(prefix, p), changes.seen_added),
                 (orders_key(prefix, p), changes.orders_added),
             ):
                 if written:  # a hash emptied and filled again would otherwise lose its TTL
-                    pipe.pexpire(key, self._ttl_ms)
+                    commands.append(("pexpire", (key, self._ttl_ms), {}))
+            if commands:
+                write.partitions.append(commands)
+        shared = write.shared
         if self._parts:  # the set readers ask every partition of; it expires like the rest
-            pipe.sadd(partitions_key(prefix), *self._parts)
-            pipe.pexpire(partitions_key(prefix), self._ttl_ms)
-        pipe.get(f"{prefix}batch:current")
-        pipe.smembers(partitions_key(prefix))
+            shared.append(("sadd", (partitions_key(prefix), *self._parts), {}))
+            shared.append(("pexpire", (partitions_key(prefix), self._ttl_ms), {}))
+        write.reads_from = len(shared)
+        shared.append(("get", (f"{prefix}batch:current",), {}))
+        shared.append(("smembers", (partitions_key(prefix),), {}))
         markets.update(self._remote)
-        wanted = sorted(markets)
-        others = sorted(self._known - set(self._parts)) if wanted else []
-        for q in others:
-            pipe.hmget(views_key(prefix, q), wanted)
-        return pipe, wanted, others
+        write.wanted = sorted(markets)
+        write.others = sorted(self._known - set(self._parts)) if write.wanted else []
+        for q in write.others:
+            shared.append(("hmget", (views_key(prefix, q), write.wanted), {}))
+        return write
 
-    def _write(self, pipe: Any, wanted: list[str], others: list[int]) -> None:
+    def _send(self, write: _BatchWrite) -> list[Any]:
+        """Send ``write``; the replies of its shared commands.
+
+        On one Redis, everything goes in one MULTI/EXEC: one round trip, and a failure leaves
+        Redis at a batch boundary. On a Cluster a transaction must stay in one slot, so each
+        partition's commands (its keys share the hash tag ``{p<n>}``) are one MULTI/EXEC of
+        their own, then the shared keys go in a plain pipeline. A failure between them leaves
+        some partitions a batch ahead of others, which is safe: each partition's state and
+        dedup ids land together, the retry reloads them, and dedup keeps the batch from
+        counting twice where it had landed.
+        """
+        if is_cluster(write.client):
+            for commands in write.partitions:
+                _queue(write.client.pipeline(transaction=True), commands).execute()
+            return list(_queue(write.client.pipeline(transaction=False), write.shared).execute())
+        pipe = write.client.pipeline(transaction=True)
+        for commands in write.partitions:
+            _queue(pipe, commands)
+        replies = _queue(pipe, write.shared).execute()
+        return list(replies[len(replies) - len(write.shared) :])
+
+    def _write(self, write: _BatchWrite) -> None:
         """Send the batch's write (on the writer thread, one at a time, so writes land in
         batch order) and keep what it read back for the next batch, which waits for this."""
         try:
-            replies = pipe.execute()
+            replies = self._send(write)
         except BaseException:
             self._parts.clear()  # memory may be ahead of Redis: load again on the retry
             raise
         self._batches += 1
-        tail = replies[len(replies) - len(others) - 2 :]
+        wanted, others = write.wanted, write.others
+        tail = replies[write.reads_from :]
         self._batch.set_version(tail[0])
         self._known = {int(_text(v)) for v in tail[1]}
         read_back = dict(zip(others, tail[2:], strict=True))
@@ -353,7 +407,7 @@ class RedisFeatureSource:
                 more.hmget(views_key(self._prefix, q), wanted)
             try:
                 read_back.update(zip(new, more.execute(), strict=True))
-            except redis.RedisError:  # the batch is written: read them with the next one
+            except REDIS_ERRORS:  # the batch is written: read them with the next one
                 self._known -= set(new)
         remote: dict[str, dict[int, EntityState]] = {key: {} for key in wanted}
         for q, views in read_back.items():

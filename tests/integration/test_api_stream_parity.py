@@ -30,9 +30,13 @@ from stream_features.quality import OPTIONAL_ORDER_FIELDS
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.settings import Settings
 from tests.api_fakes import AppClient, Models
+from tests.conftest import REDIS_KINDS
 from tests.integration.api_helpers import seed_state
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True),
+]
 
 YEAR = timedelta(days=365)
 

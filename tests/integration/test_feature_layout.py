@@ -11,9 +11,13 @@ import redis
 
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
+from tests.conftest import REDIS_KINDS
 from tests.feature_events import T0, delivered, messy_stream, order
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True),
+]
 
 
 def test_every_key_of_the_stream_state_expires(redis_client: redis.Redis, key_prefix: str) -> None:

@@ -9,9 +9,13 @@ import redis
 from stream_features.definitions import feature_names
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
+from tests.conftest import REDIS_KINDS
 from tests.feature_events import messy_stream
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True),
+]
 
 
 @pytest.mark.parametrize("batch_size", [1, 137, 1000])

@@ -12,6 +12,7 @@ from stream_features.contract import OrderCreated
 from stream_features.online import get_online_features, online_source
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.replay_state import ReplayState
+from tests.conftest import REDIS_KINDS
 from tests.feature_events import messy_stream, order
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,7 @@ def _state_keys(client: redis.Redis, prefix: str) -> dict[bytes, object]:
     return {key: client.dump(key) for key in keys}
 
 
+@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
 def test_online_rows_equal_the_replay_and_reading_changes_nothing(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:

@@ -22,6 +22,7 @@ from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import WorkerProcess
 from tests.integration.worker_models import registered_model
+from tests.redis_cluster import LocalCluster, redis_cluster
 from tests.reliability.services import FaultStack, Spawn, fault_stack
 from tests.reliability.tally import Row, format_table, save_results
 
@@ -69,6 +70,19 @@ def served(faults: FaultStack, model_settings: Settings) -> Settings:
     )
     ensure_topics(settings)
     return settings
+
+
+@pytest.fixture()
+def scenario_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A real 3-master Redis Cluster of this scenario's own (a node may be killed)."""
+    with redis_cluster(tmp_path / "cluster") as started:
+        yield started
+
+
+@pytest.fixture()
+def served_on_cluster(served: Settings, scenario_cluster: LocalCluster) -> Settings:
+    """``served`` with the workers' Redis on the scenario's cluster."""
+    return served.model_copy(update={"redis_url": scenario_cluster.url})
 
 
 @pytest.fixture()

@@ -111,15 +111,18 @@ class FaultStack:
         )
         self._services.enter_context(start_stack(again))
 
-    def assert_windows_are_replay(self, events: Iterable[Event], lateness_s: int) -> None:
-        """The feature state in Redis equals a replay of ``events`` through the in-memory
-        rules (``ReplayState``): every streaming feature and its freshness, read for a probe
-        order at each of ``live_orders``' 200 stores. Nothing lost, nothing counted twice."""
+    def assert_windows_are_replay(
+        self, events: Iterable[Event], lateness_s: int, url: str | None = None
+    ) -> None:
+        """The feature state in Redis (this stack's, or the one at ``url``) equals a replay of
+        ``events`` through the in-memory rules (``ReplayState``): every streaming feature and
+        its freshness, read for a probe order at each of ``live_orders``' 200 stores. Nothing
+        lost, nothing counted twice."""
         reference = ReplayState(lateness_s=lateness_s)
         for event in events:
             reference.apply(event)
         probes = live_orders(200, "probe")
-        client = self.client()
+        client = self.client() if url is None else redis_client(url, socket_timeout=10.0)
         try:
             recovered = RedisFeatureSource(client, lateness_s=lateness_s).read(probes)
         finally:

@@ -29,6 +29,12 @@ def _assigned(worker: WorkerProcess) -> list[list[str]]:
 
 
 def test_kill_one_of_two(served: Settings, spawn: Spawn, row: Row) -> None:
+    kill_one_of_two(served, spawn, row)
+
+
+def kill_one_of_two(served: Settings, spawn: Spawn, row: Row) -> None:
+    """The scenario on whatever Redis ``served`` names (``test_kill_one_of_two_on_cluster``
+    runs it on a Redis Cluster)."""
     orders = live_orders(ORDERS, "r")
     ids = {o.order_id.encode() for o in orders}
     reader = TopicReader(served, served.predictions_topic)
