@@ -41,7 +41,8 @@ def processes(r: dict[str, Any]) -> int:
 
 def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per tool, in first-seen order: its fastest correct one-process run, else its fastest
-    one-process run; a tool with only runs of several processes has no row.
+    one-process run; a tool with only runs of several processes has no row, and neither has
+    etastream on a Redis Cluster (a row of its own, beside the one on a single Redis).
 
     >>> runs = [{"tool": "q", "variant": "a", "orders_per_s": 9, "correct": False},
     ...         {"tool": "q", "variant": "b", "orders_per_s": 5, "correct": True},
@@ -50,7 +51,7 @@ def choose_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     >>> [r["variant"] for r in choose_rows(runs)]
     ['b']
     """
-    single = [r for r in runs if processes(r) == 1]
+    single = [r for r in runs if processes(r) == 1 and r.get("redis", "single") == "single"]
     tools = list(dict.fromkeys(r["tool"] for r in single))
     rows = []
     for tool in tools:

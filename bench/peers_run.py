@@ -29,10 +29,11 @@ any: a duplicate (an order answered again after a rebalance) makes the row wrong
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,7 @@ from peers_input import BenchInput, load_topic
 from peers_profile import PySpy
 from stream import CpuShare, Worker
 
+from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
 __all__ = ["CONTENDERS", "ETA_FEATURE", "Contender", "EtaSetup", "run_contender"]
@@ -68,6 +70,7 @@ class Contender:
     label: str = ""  # what the variant does, for the README
     stops_at_end: bool = False  # the worker exits by itself once it has read the backlog
     processes: int = 1  # workers in one consumer group (etastream only: it logs assignments)
+    redis: str = "single"  # etastream's state: one redis-server, or "cluster" (3 masters)
 
     @property
     def name(self) -> str:
@@ -82,6 +85,13 @@ CONTENDERS = (
         None,
         "`eta predict stream`, two processes in one consumer group",
         processes=2,
+    ),
+    Contender(  # never a tool's row (peers_report): the same worker, its state on a cluster
+        "etastream",
+        "confluent-cluster",
+        None,
+        "`eta predict stream`, its state on a 3-master Redis Cluster",
+        redis="cluster",
     ),
     Contender("quix", "window", "peers_quix.py", "hopping window, `Count` + `Last`"),
     Contender("quix", "apply", "peers_quix.py", "stateful `apply`, minute buckets"),
@@ -211,7 +221,6 @@ def _peer_cmd(c: Contender, bootstrap: str, redis_url: str, out: str, state: Pat
 def _prepare(c: Contender, settings: Settings, eta: EtaSetup | None) -> None:
     """The topics, created before anything is produced (a producer would auto-create them
     without configs, and Tansu would then describe none), and etastream's batch tables."""
-    import redis
 
     from stream_features.batch import materialise_redis
     from stream_features.kafka_clients import ensure_topics
@@ -220,8 +229,11 @@ def _prepare(c: Contender, settings: Settings, eta: EtaSetup | None) -> None:
         ensure_topics(settings, topics=[settings.orders_topic, settings.predictions_topic])
         return
     ensure_topics(settings)  # all of the worker's topics, orders included
-    with redis.Redis.from_url(settings.redis_url_value() or "") as client:
+    client = redis_client(settings.redis_url_value() or "")
+    try:
         materialise_redis(client, eta.batch_tables, "bench")
+    finally:
+        client.close()
 
 
 def _redis_commands(url: str, top: int = 6) -> dict[str, dict[str, float]]:
@@ -259,6 +271,30 @@ def _start_workers(
     bootstrap, redis_url = settings.kafka_bootstrap_servers or "", settings.redis_url_value() or ""
     cmd = _peer_cmd(c, bootstrap, redis_url, settings.predictions_topic, state)
     return [Worker(settings, c.tool, log, cmd=cmd)], _parse_peer, [log_from_end(log)]
+
+
+@dataclass(frozen=True)
+class _StateRedis:
+    """Where etastream's state lives in a run: ``url``, and the cluster nodes' processes
+    (``redis node 1`` ...) for ``CpuShare`` (none for the stack's own redis-server)."""
+
+    url: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _state_redis(c: Contender, stack_redis: str, stack_dir: Path) -> Iterator[_StateRedis]:
+    """The stack's Redis, or for a ``cluster`` contender a 3-master cluster of its own
+    (``tests/redis_cluster.py``, the one the test suite runs on)."""
+    if c.redis != "cluster":
+        yield _StateRedis(stack_redis)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.
+    from tests.redis_cluster import redis_cluster
+
+    with redis_cluster(stack_dir / "cluster") as cluster:
+        pids = {f"redis node {i + 1}": n.proc.pid for i, n in enumerate(cluster.nodes) if n.proc}
+        yield _StateRedis(cluster.url, pids)
 
 
 def _cpu_pids(urls: Any, workers: Sequence[Worker]) -> dict[str, int]:
@@ -350,7 +386,7 @@ def run_contender(
 
     stack_dir = workdir / f"stack-{c.tool}-{c.variant}"
     embedded = Settings(data_dir=stack_dir, kafka_bootstrap_servers=None, redis_url=None)
-    with start_stack(embedded) as urls:
+    with start_stack(embedded) as urls, _state_redis(c, urls.redis_url, stack_dir) as state:
         extra: dict[str, Any] = {"predictions_topic": f"out-{c.tool}"}
         if eta is not None:
             extra = {
@@ -364,7 +400,7 @@ def run_contender(
             }
         settings = Settings(
             kafka_bootstrap_servers=urls.kafka_bootstrap_servers,
-            redis_url=urls.redis_url,
+            redis_url=state.url,
             data_dir=stack_dir,
             metrics_port=0,
             **extra,
@@ -377,11 +413,11 @@ def run_contender(
             load_s = load_topic(urls.kafka_bootstrap_servers, settings.orders_topic, data)
             workers, parse, logs = _start_workers(c, settings, workdir)
             launched = time.time()
-            cpu = CpuShare(_cpu_pids(urls, workers))
+            cpu = CpuShare(_cpu_pids(urls, workers) | state.pids)
         else:  # the group settles on the empty topic, then the backlog comes
             workers, parse, logs = _start_workers(c, settings, workdir)
             launched = time.time()
-            cpu = CpuShare(_cpu_pids(urls, workers))  # the span starts during the load
+            cpu = CpuShare(_cpu_pids(urls, workers) | state.pids)  # the span starts in the load
             group = _settle(workers, logs, reader, settings.orders_topic)
             load_s = load_topic(urls.kafka_bootstrap_servers, settings.orders_topic, data)
             group["loaded_at_s"] = time.time()
@@ -399,7 +435,7 @@ def run_contender(
             reader, len(data.expected), parse, alive, on_first, limit_s, idle_s=idle_s
         )
         profiled = spy[0].stop() if spy else None
-        redis_time = _redis_commands(settings.redis_url_value() or "")
+        redis_time = {} if state.pids else _redis_commands(state.url)
         worker_cpu_s = _cpu_from_launch(workers)
         # None: it is stopped with SIGTERM; else whether it exited by itself within the deadline
         by_itself = _wait_exit(workers[0].proc.pid, END_DEADLINE_S) if c.stops_at_end else None
@@ -458,6 +494,7 @@ def _row(
         "variant": c.variant,
         "label": c.label,
         "processes": len(workers),
+        "redis": c.redis,
         "orders": len(data.expected),
         "answered": unique,
         "orders_per_s": round(unique / span) if span else None,
