@@ -291,9 +291,12 @@ def test_two_processes_are_a_contender_of_their_own_in_the_order_given() -> None
     assert [c.name for c in peers._selected("etastream")] == [
         "etastream:confluent",
         "etastream:confluent-x2",
+        "etastream:confluent-cluster",
     ]
     (x2,) = peers._selected("etastream:confluent-x2")
     assert (x2.processes, x2.script) == (2, None)
+    (on_cluster,) = peers._selected("etastream:confluent-cluster")
+    assert (on_cluster.processes, on_cluster.redis) == (1, "cluster")
 
 
 def _run(tool: str, variant: str, per_s: int, **more: Any) -> dict[str, Any]:
@@ -330,6 +333,13 @@ def test_two_processes_are_shown_never_etastreams_row() -> None:
     alone = report.choose_rows([x2])  # a partial run of the two processes alone
     assert alone == [] and report.speedup(alone) is None
     assert "500 orders/s, right." in report.readme_block(result | {"runs": [x2], "rows": []})
+
+
+def test_etastream_on_a_cluster_is_never_its_row_even_when_faster() -> None:
+    report = _load("peers_report")
+    single = _run("etastream", "confluent", 300, correct=True)
+    cluster = _run("etastream", "confluent-cluster", 400, correct=True, redis="cluster")
+    assert report.choose_rows([single, cluster]) == [single]
 
 
 def test_a_partial_run_on_the_same_input_keeps_the_other_runs(tmp_path: Path) -> None:

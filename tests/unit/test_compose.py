@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 from stream_features.kafka_clients import TOPIC_CONFIG, topic_config, topic_names
+from stream_features.redis_client import is_cluster_url
 from stream_features.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "docker-compose.yml"
 SECURE = ROOT / "docker-compose.secure.yml"
+CLUSTER = ROOT / "docker-compose.cluster.yml"
 OUR_SERVICES = ("worker", "api", "monitor")
 SECRETS = {"ETA_REDIS_PASSWORD": "s3cret-redis", "ETA_API_KEY": "s3cret-key"}
 
@@ -134,7 +136,9 @@ def test_redis_persists_with_aof_on_a_volume(base: dict[str, dict[str, Any]]) ->
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
-@pytest.mark.parametrize("files", [(BASE,), (BASE, SECURE)], ids=["base", "secure"])
+@pytest.mark.parametrize(
+    "files", [(BASE,), (BASE, SECURE), (BASE, CLUSTER)], ids=["base", "secure", "cluster"]
+)
 @pytest.mark.parametrize("name", OUR_SERVICES)
 def test_every_eta_variable_is_a_setting_with_a_valid_value(
     files: tuple[Path, ...], name: str, monkeypatch: pytest.MonkeyPatch
@@ -154,6 +158,30 @@ def test_every_eta_variable_is_a_setting_with_a_valid_value(
     assert settings.redis_url_value() == eta["ETA_REDIS_URL"]
     assert str(settings.registry_dir) == "/models"
     assert settings.kafka_config() == {"client.id": "etastream"}
+
+
+def test_cluster_variant_runs_three_persistent_masters_every_service_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = load(BASE, CLUSTER)
+    nodes = [f"redis-{i}" for i in (1, 2, 3)]
+    for node in nodes:
+        command = services[node]["command"]
+        flags = dict(zip(command[1::2], command[2::2], strict=True))
+        assert command[0] == "redis-server" and services[node]["image"] == "redis:7"
+        assert flags["--cluster-enabled"] == "yes" and flags["--appendonly"] == "yes"
+        assert flags["--cluster-announce-hostname"] == node  # what clients are told to dial
+        assert flags["--maxmemory-policy"] == "noeviction"
+        assert any(volume.endswith(":/data") for volume in services[node]["volumes"])
+    init = services["redis-cluster-init"]
+    assert set(init["depends_on"]) == set(nodes)
+    assert "--cluster create" in init["command"][0]
+    for name in OUR_SERVICES:
+        env = environment(services[name])
+        assert is_cluster_url(env["ETA_REDIS_URL"]), name
+        assert urlsplit(env["ETA_REDIS_URL"]).hostname in nodes
+        condition = services[name]["depends_on"]["redis-cluster-init"]["condition"]
+        assert condition == "service_completed_successfully", name
 
 
 def test_topic_init_creates_the_settings_topics_with_explicit_configs(

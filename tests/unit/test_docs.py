@@ -101,7 +101,12 @@ def test_readme_examples_use_real_commands_and_options() -> None:
 
 
 def test_readme_points_at_the_deployment_files() -> None:
-    for path in ("docker-compose.yml", "docker-compose.secure.yml", "docs/deployment.md"):
+    for path in (
+        "docker-compose.yml",
+        "docker-compose.secure.yml",
+        "docker-compose.cluster.yml",
+        "docs/deployment.md",
+    ):
         assert path in README, path
         assert (ROOT / path).exists(), path
     assert os.access(ROOT / "docs" / "gen_settings_table.py", os.R_OK)
