@@ -51,7 +51,7 @@ from predictor.models.artifact import (
     range_texts,
     write_artifact,
 )
-from stream_features.redis_client import REDIS_ERRORS
+from stream_features.redis_client import REDIS_ERRORS, is_cluster
 
 __all__ = ["DEFAULT_KEY_PREFIX", "AliasMove", "Registry", "check_name", "version_key"]
 
@@ -305,17 +305,41 @@ class Registry:
         return stack
 
     def _mirror(self, move: AliasMove) -> bool:
+        """SET the stage's pointer, then PUBLISH the move; whether the pointer was set.
+
+        On one Redis both go in one MULTI, so a subscriber never hears of a move the pointer
+        does not show yet. A cluster runs no MULTI with PUBLISH (it has no key, and redis-py
+        refuses it in a cluster pipeline), so there the SET goes first and the PUBLISH after
+        it, which keeps that order: any node delivers the message to every subscriber. A
+        PUBLISH that fails after the SET still counts as mirrored: the pointer is what
+        services follow, and handles poll it when a message is missed.
+        """
         if self.redis is None:
             return False
-        payload = {k: v for k, v in asdict(move).items() if k != "redis_updated"}
+        key = self.key(move.name, move.stage)
+        message = orjson.dumps({k: v for k, v in asdict(move).items() if k != "redis_updated"})
         try:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(self.key(move.name, move.stage), move.to_version)
-            pipe.publish(self.channel, orjson.dumps(payload))
-            pipe.execute()
+            if is_cluster(self.redis):
+                self.redis.set(key, move.to_version)
+            else:
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.set(key, move.to_version)
+                pipe.publish(self.channel, message)
+                pipe.execute()
+                return True
         except REDIS_ERRORS as exc:
             log.warning("%s@%s moved locally, Redis not updated: %s", move.name, move.stage, exc)
             return False
+        try:  # a cluster's PUBLISH, once the pointer is set
+            self.redis.publish(self.channel, message)
+        except REDIS_ERRORS as exc:
+            log.warning(
+                "%s@%s pointer set in Redis but the move not published (handles see it at their "
+                "next poll): %s",
+                move.name,
+                move.stage,
+                exc,
+            )
         return True
 
     def append_decision(self, name: str, record: dict[str, Any]) -> None:

@@ -1,4 +1,6 @@
-"""The registry's Redis mirror and hot reload against the real Redis of the session stack."""
+"""The registry's Redis mirror and hot reload against the real Redis of the session stack, and
+(the tests parametrised with ``REDIS_KINDS``) against the Redis Cluster: there the pointer SET and
+the PUBLISH go without a MULTI."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from typer.testing import CliRunner
 
 from predictor.models.handle import ModelHandle
 from predictor.models.registry import Registry
+from stream_features.redis_client import is_cluster
 from stream_features.stack import StackUrls
+from tests.conftest import REDIS_KINDS
 from tests.unit._training_data import rows, write_small_artifact
 
 pytestmark = pytest.mark.integration
@@ -57,6 +61,7 @@ def subscriber(registry: Registry, redis_client: redis.Redis) -> Iterator[redis.
     pubsub.close()
 
 
+@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
 def test_promote_sets_the_pointer_and_publishes_the_move(
     registry: Registry, redis_client: redis.Redis, subscriber: redis.client.PubSub
 ) -> None:
@@ -79,6 +84,7 @@ def test_promote_sets_the_pointer_and_publishes_the_move(
     assert payload["who"] and payload["at"]
 
 
+@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
 def test_rollback_is_mirrored_too(registry: Registry, redis_client: redis.Redis) -> None:
     registry.promote("eta", "1", "production")
     registry.promote("eta", "2", "production")
@@ -87,6 +93,7 @@ def test_rollback_is_mirrored_too(registry: Registry, redis_client: redis.Redis)
     assert redis_client.get(registry.key("eta", "production")) == b"1"
 
 
+@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
 def test_sync_redis_restores_lost_pointers(registry: Registry, redis_client: redis.Redis) -> None:
     registry.promote("eta", "2", "staging")
     redis_client.delete(registry.key("eta", "staging"))
@@ -95,6 +102,7 @@ def test_sync_redis_restores_lost_pointers(registry: Registry, redis_client: red
     assert redis_client.get(registry.key("eta", "staging")) == b"2"
 
 
+@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
 def test_a_running_handle_serves_a_promoted_version_within_2_s(
     registry: Registry, redis_client: redis.Redis
 ) -> None:
@@ -120,15 +128,18 @@ def test_a_handle_polls_the_pointer_when_a_message_was_missed(
         assert wait_for(lambda: handle.current().version == "2", timeout_s=2.0)
 
 
+@pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
 def test_eta_models_promote_with_redis_updates_the_pointer(
     registry: Registry,
     redis_client: redis.Redis,
     stack: StackUrls,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     from predictor.cli import app
 
-    monkeypatch.setenv("ETA_REDIS_URL", stack.redis_url)
+    url = request.getfixturevalue("cluster").url if is_cluster(redis_client) else stack.redis_url
+    monkeypatch.setenv("ETA_REDIS_URL", url)
     monkeypatch.setenv("ETA_REGISTRY_DIR", str(registry.root))
     name = f"eta-{registry.key_prefix[:9].strip(':')}"
     registry.register(registry.path("eta", "1"), name=name)
