@@ -1,4 +1,5 @@
-"""What the ETA range costs the stream: scoring + encoding µs per order, range on vs off.
+"""What the ETA range and its reasons cost the stream: scoring + encoding µs per order, range on
+vs off, and with the reasons (``ETA_STREAM_EXPLAIN``, always scored by LightGBM).
 
 The stream core's per-batch work after the feature read, in process: one vectorised predict
 (the point alone, or the point and both bounds through ``predict_with_range``) over a batch of
@@ -26,14 +27,18 @@ from rich.table import Table
 from predictor.models.artifact import EtaModel, load_artifact
 from predictor.models.compiled import compile_model, lleaves_version, parity_sample
 from predictor.serving.encoding import encode_prediction
+from predictor.serving.explain import explanations
 from predictor.serving.ranges import predict_with_range, range_columns
 from stream_features.contract import OrderCreated
 
 
-def _step(model: EtaModel, order: OrderCreated, with_range: bool) -> Callable[[np.ndarray], int]:
+def _step(
+    model: EtaModel, order: OrderCreated, with_range: bool, explain: bool = False
+) -> Callable[[np.ndarray], int]:
     served_at = datetime.now(UTC)
 
     def run(values: np.ndarray) -> int:
+        reasons = explanations(model, values) if explain else None
         if with_range:
             point, bounds = predict_with_range(model, values)
             lows, highs = range_columns(bounds, len(point))
@@ -50,6 +55,7 @@ def _step(model: EtaModel, order: OrderCreated, with_range: bool) -> Callable[[n
                 feature_freshness_s=1.0,
                 p10_s=lows[i],
                 p90_s=highs[i],
+                explanation=None if reasons is None else reasons[i],
             )
             for i, d in enumerate(point.tolist())
         ]
@@ -90,14 +96,16 @@ def main() -> None:
     trees = f"{model.metadata['num_trees']} + {model.metadata['range']['lower']['num_trees']}"
     trees += f" + {model.metadata['range']['upper']['num_trees']}"
     table = Table(title=f"scoring + encoding, µs per order (median; trees {trees})")
-    for column in ("engine", "batch", "range off", "range on", "cost"):
+    for column in ("engine", "batch", "range off", "range on", "cost", "range + reasons"):
         table.add_column(column, justify="right")
     for name, engine in engines.items():
         for size in (1000, 1):
             repeat = args.repeat if size > 1 else args.repeat * 20
             off = _us_per_order(_step(engine, order, False), rows, size, repeat)
             on = _us_per_order(_step(engine, order, True), rows, size, repeat)
-            table.add_row(name, str(size), f"{off:.2f}", f"{on:.2f}", f"{on / off - 1:+.0%}")
+            why = _us_per_order(_step(model, order, True, explain=True), rows, size, repeat)
+            cost = f"{on / off - 1:+.0%}"
+            table.add_row(name, str(size), f"{off:.2f}", f"{on:.2f}", cost, f"{why:.2f}")
     Console().print(table)
 
 

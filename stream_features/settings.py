@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         description="give each streaming prediction the model's p10-p90 range when it has "
         "one (scores its two bound models too: docs/models.md has the cost)",
     )
+    stream_explain: bool = Field(
+        False,
+        description="give each streaming prediction its reasons (explanation: every input's "
+        "contribution in s and the top five as text), as POST /v1/predictions?explain=true; "
+        "LightGBM models in seconds only, and it costs (docs/models.md)",
+    )
     stream_feature_names: tuple[str, ...] = Field(
         (),
         description="with stream_include_features, only these model inputs (a JSON list); "

@@ -91,6 +91,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         include_features=settings.stream_include_features,
         feature_names=settings.stream_feature_names,
         with_range=settings.stream_range,
+        explain=settings.stream_explain,
         max_dead_letter_bytes=DEAD_LETTER_MAX_BYTES,
         topic_types={
             settings.orders_topic: frozenset({"OrderCreated"}),

@@ -8,6 +8,7 @@ per cent of the worker at tens of thousands of predictions a second.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -18,6 +19,8 @@ from prometheus_client.registry import Collector
 
 from predictor.serving.pipeline import BatchResult
 from stream_features.quality import FINDING_RULES
+
+log = logging.getLogger("etastream.stream")
 
 __all__ = ["LATENCY_BUCKETS_S", "BulkHistogram", "StreamMetrics"]
 
@@ -148,6 +151,7 @@ class StreamMetrics:
             registry=r,
         )
         self._model: tuple[str, str] | None = None
+        self._unexplained: str | None = None  # the model version last said to give no reasons
 
     def observe_batch(self, result: BatchResult, seconds: float) -> None:
         for topic, n in result.events_by_topic.items():
@@ -164,6 +168,16 @@ class StreamMetrics:
         self.batch_seconds.observe(seconds)
         if result.model_name:
             self.set_model(result.model_name, result.model_version)
+        if result.unexplained and result.model_version != self._unexplained:
+            self._unexplained = result.model_version  # said once per model version
+            log.warning(
+                "ETA_STREAM_EXPLAIN is on, and the model cannot explain: predictions go out "
+                "without reasons",
+                extra={
+                    "model": f"{result.model_name}:{result.model_version}",
+                    "reason": result.unexplained,
+                },
+            )
 
     def observe_acked(self, created_ms: Sequence[int], acked_wall_ms: int) -> None:
         if created_ms:

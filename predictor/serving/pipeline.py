@@ -18,8 +18,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from predictor.errors import ExplainUnavailable
 from predictor.serving.dlq import dead_letter
 from predictor.serving.encoding import answer, finite_features
+from predictor.serving.explain import explanations
 from predictor.serving.ranges import predict_with_range, range_columns
 from predictor.serving.records import OutRecord, SourceRecord
 from stream_features.contract import event_time, to_ms
@@ -69,6 +71,7 @@ class PipelineConfig:
     include_features: bool = False
     feature_names: tuple[str, ...] = ()  # with include_features: only these; empty: all
     with_range: bool = True  # the model's p10-p90 range on each prediction, when it has one
+    explain: bool = False  # each prediction's reasons (``serving.explain``), when the model can
     max_dead_letter_bytes: int = 10_000_000
     topic_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -91,6 +94,7 @@ class BatchResult:
     feature_stats: dict[str, int] = field(default_factory=dict)
     model_name: str = ""
     model_version: str = ""
+    unexplained: str | None = None  # with ``explain``: why this batch's model gave no reasons
 
 
 def _validated(record: SourceRecord, config: PipelineConfig, now_ms: int) -> WireEvent:
@@ -206,6 +210,12 @@ def score_batch(
     served_at = datetime.fromtimestamp(now_ms / 1000, UTC)
     freshness = rows.freshness_s.tolist()
     features = _included_features(rows, config) if config.include_features else None
+    reasons = None
+    if config.explain:
+        try:
+            reasons = explanations(model, rows.values)
+        except ExplainUnavailable as exc:  # the model's kind, not the order's fault: no reasons
+            result.unexplained = exc.why
     for i, (order, duration) in enumerate(zip(rows.orders, durations.tolist(), strict=True)):
         value = answer(
             order,
@@ -218,6 +228,7 @@ def score_batch(
             p10_s=lows[i],
             p90_s=highs[i],
             features=None if features is None else features[i],
+            explanation=None if reasons is None else reasons[i],
         )
         if value is None:
             result.dead_letters.append(

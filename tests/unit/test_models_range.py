@@ -82,3 +82,58 @@ def test_a_log_target_model_refuses_to_explain(tmp_path: Path) -> None:
 
     with pytest.raises(ExplainUnavailable, match="not in seconds"):
         explanations(load_artifact(tmp_path / "a"), rows(3))
+
+
+def test_the_stream_explains_each_prediction_when_asked(tmp_path: Path) -> None:
+    """``ETA_STREAM_EXPLAIN``: each streamed prediction carries the reasons the API gives for
+    the same row, adding up to its ETA; off by default."""
+    from predictor.serving.pipeline import PipelineConfig, process_batch
+    from stream_features.contract import DeliveryPrediction
+    from tests.serving_fakes import MemoryFeatures, order_bytes
+    from tests.unit.test_pipeline import NOW, records
+
+    train_to_artifact(small_split(), tmp_path / "a", name="eta", training_set="x", config=SMALL)
+    model = load_artifact(tmp_path / "a")
+    batch = records([order_bytes(i) for i in range(20)])
+
+    plain = process_batch(batch, MemoryFeatures(), model, now_ms=NOW, config=PipelineConfig())
+    told = process_batch(
+        batch, MemoryFeatures(), model, now_ms=NOW, config=PipelineConfig(explain=True)
+    )
+
+    assert told.unexplained is None and len(told.predictions) == 20
+    for bare, out in zip(plain.predictions, told.predictions, strict=True):
+        without = DeliveryPrediction.model_validate_json(bare.value)
+        pred = DeliveryPrediction.model_validate_json(out.value)
+        assert without.explanation is None and pred.explanation is not None
+        why = pred.explanation
+        total = why.bias_s + sum(why.contributions_s.values())
+        assert pred.predicted_duration_s == 0 or abs(total - pred.predicted_duration_s) <= 1e-6
+        assert len(why.top) == 5
+
+
+def test_a_stream_asked_to_explain_a_model_that_cannot_still_predicts(tmp_path: Path) -> None:
+    from predictor.serving.pipeline import PipelineConfig, process_batch
+    from stream_features.contract import DeliveryPrediction
+    from tests.serving_fakes import MemoryFeatures, order_bytes
+    from tests.unit.test_pipeline import NOW, records
+
+    config = TrainConfig(objective="log_l2", num_boost_round=30, num_threads=1)
+    train_to_artifact(
+        small_split(), tmp_path / "a", name="eta", training_set="x", config=config, force=True
+    )
+    model = load_artifact(tmp_path / "a")
+    result = process_batch(
+        records([order_bytes(i) for i in range(3)]),
+        MemoryFeatures(),
+        model,
+        now_ms=NOW,
+        config=PipelineConfig(explain=True),
+    )
+
+    assert result.unexplained is not None and "not in seconds" in result.unexplained
+    assert len(result.predictions) == 3 and not result.dead_letters
+    assert all(
+        DeliveryPrediction.model_validate_json(p.value).explanation is None
+        for p in result.predictions
+    )

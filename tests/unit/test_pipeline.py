@@ -234,3 +234,23 @@ def test_findings_keep_the_order_and_are_counted_by_rule_unless_strict() -> None
         "(finding missing_attribute, rejected: ETA_CONTRACT_STRICT is set)"
     )
     assert strict.findings_by_rule == {}
+
+
+def test_a_model_that_cannot_explain_is_said_once_per_version(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from predictor.serving.metrics import StreamMetrics
+
+    metrics = StreamMetrics(CollectorRegistry())
+    for version in ("1", "1", "2", "2"):
+        result = BatchResult(model_name="eta", model_version=version, unexplained="log target")
+        metrics.observe_batch(result, 0.01)
+    said = [r for r in caplog.records if "cannot explain" in r.getMessage()]
+    assert [r.model for r in said] == ["eta:1", "eta:2"]  # type: ignore[attr-defined]  # the log's extra
+
+
+def test_reasons_on_the_stream_are_a_setting_off_by_default() -> None:
+    assert pipeline_config(Settings()).explain is False
+    assert pipeline_config(Settings(stream_explain=True)).explain is True
