@@ -1,4 +1,5 @@
-"""Done-when, in the core: an injected dasher shortage raises MAE and PSI and alerts.
+"""Done-when, in the core: an injected dasher shortage raises MAE, PSI and the ETA range's
+miss rate, and alerts.
 
 The controlled experiment of ``tests/monitor_scenario.py``: the same simulated marketplace with
 and without a shortage in market m1 (a tenth of its dashers from day three, noon), scored by a
@@ -35,8 +36,9 @@ from tests.monitor_scenario import (
 
 pytestmark = pytest.mark.slow
 
-CONFIG = MonitorConfig(min_samples=50)
-"""Defaults but for min_samples: the shortage starves m1 of deliveries (50-120 an hour)."""
+CONFIG = MonitorConfig(min_samples=50, coverage_min_samples=20)
+"""Defaults but for the sample floors: the shortage starves m1 of deliveries (20-120 an hour,
+and the range's coverage there falls to 0 within two hours)."""
 CHECKPOINTS_H = (-1, 3, 8)
 
 
@@ -124,3 +126,19 @@ def test_the_shortage_raises_alerts_the_control_never_does_within_one_window(
     assert mae[0].event_time.timestamp() * 1000 < SHOCK_MS + 2 * 3_600_000
     assert mae[0].value > CONFIG.mae_alert_s and mae[0].samples >= CONFIG.min_samples
     assert all(a.event_time.timestamp() * 1000 > SHOCK_MS for a in own)
+
+
+def test_the_shortage_takes_the_range_coverage_out_of_its_band(runs: tuple[Run, Run]) -> None:
+    """Deliveries take longer than the range allows: m1's coverage alert fires (below the
+    band) after the shock, and the control run never raises it below."""
+    shocked, control = runs
+    control_idents = {ident(a) for a in control.alerts}
+    own = [a for a in shocked.alerts if a.state == "firing" and ident(a) not in control_idents]
+
+    coverage = [a for a in own if a.kind == "coverage" and a.key == SHOCK_MARKET]
+    assert coverage, [ident(a) for a in own]
+    first = coverage[0]
+    assert SHOCK_MS < first.event_time.timestamp() * 1000 < SHOCK_MS + 8 * 3_600_000
+    assert first.feature == "below" and first.value > CONFIG.coverage_tolerance  # off target
+    below = [a for a in control.alerts if a.kind == "coverage" and a.feature == "below"]
+    assert not [a for a in below if a.key == SHOCK_MARKET]  # (it may run wide: "above")
