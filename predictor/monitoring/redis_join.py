@@ -14,11 +14,12 @@ so one script, one join rule, runs two ways:
   3-4 times faster that way than as one call after another (a round trip per slot).
 
 Either way the matches come back in the order of the ops that made them, so both paths give
-the same pairs and duplicates. On a cluster a batch is atomic per slot, not as a whole: when a
-node fails part-way, the slots that answered stay applied, and on the batch's retry their ops
-count as duplicates, so the matches they made are not reported (a reply lost on a single Redis
-does the same to a whole batch). Memory follows the orders of the last TTL, never the stream's
-length.
+the same pairs and duplicates. On a cluster a batch is atomic per slot, not as a whole. A
+master already down fails the batch with nothing applied (the pipeline connects to every
+master before it writes to any), so the monitor's retry is its first pass. A master lost after
+the pipeline wrote leaves the slots that answered applied: on the retry their ops count as
+duplicates and the matches they made are not reported (a reply lost on a single Redis does the
+same to a whole batch). Memory follows the orders of the last TTL, never the stream's length.
 """
 
 from __future__ import annotations
