@@ -1,16 +1,35 @@
-"""The join's Redis script against the in-memory rules, on the session's real Redis."""
+"""The join's Redis script against the in-memory rules, on the session's real Redis and again
+on the real 3-master Redis Cluster (``REDIS_KINDS``), where a batch spans many slots."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from predictor.monitoring.join import JoinOp, MemoryJoin
 from predictor.monitoring.redis_join import RedisJoin
+from stream_features.redis_client import is_cluster
+from tests.conftest import REDIS_KINDS
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True),
+]
+
+
+@pytest.fixture(autouse=True)
+def _cluster_sockets_closed(redis_client: redis.Redis) -> Iterator[None]:
+    """Close the cluster client's per-node connections after the test: redis-py's
+    ``RedisCluster.close`` leaves them open, and the unclosed sockets surface as a
+    ``ResourceWarning`` (an error under this suite's filterwarnings) at the session's end."""
+    yield
+    if is_cluster(redis_client):
+        for node in redis_client.get_nodes():  # type: ignore[attr-defined]
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
 
 
 def random_ops(n: int, seed: int) -> list[JoinOp]:
@@ -34,7 +53,7 @@ def test_redis_join_makes_the_same_matches_as_the_rules_in_memory(
     for batch in range(8):
         ops = random_ops(150, seed=batch)
         got, want = store.join(ops), reference.join(ops)
-        assert got.pairs == want.pairs
+        assert got.pairs == want.pairs  # in the batch's order on a cluster too
         assert got.duplicates == want.duplicates
     assert store.join([]).pairs == []
 
@@ -48,3 +67,19 @@ def test_every_key_of_the_join_expires(redis_client: redis.Redis, key_prefix: st
     assert {k.decode().rsplit(":", 1)[-1] for k in keys} <= {"p", "d", "j"}
     ttls = [redis_client.ttl(k) for k in keys]
     assert all(0 < ttl <= 120 for ttl in ttls), ttls
+    if is_cluster(redis_client):  # the batch did span the masters
+        masters = {redis_client.get_node_from_key(k).name for k in keys}  # type: ignore[attr-defined]
+        assert len(masters) == 3, masters
+
+
+def test_the_join_goes_on_after_redis_forgets_the_script(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """A master restarted or failed over has no script cache: the batch still joins, each
+    call run once (on a cluster only the calls that met NOSCRIPT are sent again)."""
+    store, reference = RedisJoin(redis_client, ttl_s=600, key_prefix=key_prefix), MemoryJoin()
+    for batch in range(4):
+        redis_client.script_flush()
+        ops = random_ops(150, seed=100 + batch)
+        got, want = store.join(ops), reference.join(ops)
+        assert (got.pairs, got.duplicates) == (want.pairs, want.duplicates)
