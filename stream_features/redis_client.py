@@ -25,6 +25,7 @@ __all__ = [
     "CLUSTER_SCHEMES",
     "REDIS_ERRORS",
     "AnyRedis",
+    "close_client",
     "is_cluster",
     "is_cluster_url",
     "redis_client",
@@ -76,6 +77,16 @@ def redis_client(url: str, **options: Any) -> Any:
         # connection errors still reach the caller, which retries the batch
         return RedisCluster.from_url(_node_url(url), **options)
     return redis.Redis.from_url(url, **options)
+
+
+def close_client(client: Any) -> None:
+    """Close ``client`` and every connection it holds: ``RedisCluster.close`` (redis-py 8.1)
+    leaves each node's pool open, whose sockets then surface as ``ResourceWarning``."""
+    client.close()
+    if is_cluster(client):
+        for node in client.get_nodes():
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
 
 
 def is_cluster(client: Any) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from stream_features.redis_client import close_client
 from stream_features.redis_client import redis_client as make_redis_client
 from stream_features.settings import Settings
 from stream_features.stack import StackUrls, start_stack
@@ -109,4 +110,4 @@ def redis_client(request: pytest.FixtureRequest, stack: StackUrls) -> Iterator[r
         url = request.getfixturevalue("cluster").url
     client = make_redis_client(url)
     yield client
-    client.close()
+    close_client(client)

@@ -5,7 +5,8 @@ challenger publishing to the same topic is joined too) until the delivery comes;
 kept until the TTL so that predictions arriving after it still join. Once a model's prediction
 of an order is joined, a copy of it (an at-least-once redelivery) is counted as a duplicate and
 never counted twice. ``JoinStore`` is the port: ``RedisJoin`` keeps this state in Redis with one
-script call per batch, ``MemoryJoin`` keeps it in a dict for tests and tools.
+script call per batch (per hash slot on a Redis Cluster), ``MemoryJoin`` keeps it in a dict
+for tests and tools.
 
 Only what the monitor needs travels through the store, packed as a small JSON array. A shadow
 record (``ShadowPrediction``: champion and challenger of one order) waits under the model name

@@ -4,7 +4,6 @@ on the real 3-master Redis Cluster (``REDIS_KINDS``), where a batch spans many s
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -18,18 +17,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _cluster_sockets_closed(redis_client: redis.Redis) -> Iterator[None]:
-    """Close the cluster client's per-node connections after the test: redis-py's
-    ``RedisCluster.close`` leaves them open, and the unclosed sockets surface as a
-    ``ResourceWarning`` (an error under this suite's filterwarnings) at the session's end."""
-    yield
-    if is_cluster(redis_client):
-        for node in redis_client.get_nodes():  # type: ignore[attr-defined]
-            if node.redis_connection is not None:
-                node.redis_connection.connection_pool.disconnect()
 
 
 def random_ops(n: int, seed: int) -> list[JoinOp]:

@@ -11,20 +11,11 @@ from redis.crc import key_slot
 
 from predictor.monitoring.join import MemoryJoin
 from predictor.monitoring.redis_join import RedisJoin
-from stream_features.redis_client import REDIS_ERRORS, redis_client
+from stream_features.redis_client import REDIS_ERRORS, close_client, redis_client
 from tests.integration.test_monitor_join import random_ops
 from tests.redis_cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
-
-
-def _close(client: Any) -> None:
-    """Close the cluster client and its per-node connections (``RedisCluster.close`` leaves
-    these open: the unclosed sockets would fail the session under filterwarnings=error)."""
-    client.close()
-    for node in client.get_nodes():
-        if node.redis_connection is not None:
-            node.redis_connection.connection_pool.disconnect()
 
 
 def test_a_batch_that_meets_a_stopped_master_is_retried_to_the_same_join(
@@ -57,7 +48,7 @@ def test_a_batch_that_meets_a_stopped_master_is_retried_to_the_same_join(
             got, expected = store.join(ops), reference.join(ops)
             assert (got.pairs, got.duplicates) == (expected.pairs, expected.duplicates)
     finally:
-        _close(client)
+        close_client(client)
 
 
 def _move_slot(cluster: LocalCluster, slot: int, owner: int, to: int) -> None:
@@ -103,4 +94,4 @@ def test_the_join_follows_a_slot_moved_to_another_master(
     finally:
         _move_slot(cluster, slot, (owner + 1) % 3, to=owner)
         cluster.wait_ok()
-        _close(client)
+        close_client(client)
