@@ -1,12 +1,12 @@
 """Done-when of issue #23: champion and challenger on live traffic, on the real broker and Redis.
 
 The worker serves a simulated stream with production (a small real model) and scores every
-batch in shadow with staging (the same recipe trained on shuffled labels: deliberately worse).
+batch in shadow with staging (the same recipe trained on shuffled labels).
 Deliveries come for the orders served; ``eta monitor``'s service joins both versions with them
 and reports them side by side on the same orders; ``eta models promote-if-better`` then
-refuses the challenger, with its numbers, and keeps the decision in the registry. (The
-decision logic, a better challenger promoted included, is unit-tested on synthetic pairs in
-``tests/unit/test_models_guard.py``; byte-identical primary predictions in
+decides, with its numbers, and keeps the decision in the registry. Run twice: deliveries
+that follow the champion (the challenger is refused) and deliveries that follow the
+challenger (it is promoted). (Byte-identical primary predictions are tested in
 ``tests/unit/test_shadow_stage.py``.)
 """
 
@@ -74,9 +74,17 @@ def register_shuffled(settings: Settings, tmp_path: Path) -> str:
     return version
 
 
-def test_the_monitor_compares_champion_and_challenger_and_the_guard_refuses_the_worse(
-    settings: Settings, tmp_path: Path, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("truth_follows", ["champion", "challenger"])
+def test_the_monitor_compares_champion_and_challenger_and_the_guard_decides(
+    settings: Settings,
+    tmp_path: Path,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    truth_follows: str,
 ) -> None:
+    """``truth_follows``: whose ETA the deliveries follow (±10 %), so which version is really
+    the better: the guard refuses the challenger when it is the champion, and promotes the
+    challenger when it is the challenger."""
     served = registered_model(settings, tmp_path).model_copy(
         update={
             "shadow_stage": "staging",
@@ -119,12 +127,17 @@ def test_the_monitor_compares_champion_and_challenger_and_the_guard_refuses_the_
     )
     assert metrics.registry.get_sample_value("eta_stream_shadow_predictions_total") == len(orders)
 
-    # deliveries: the truth follows the champion's ETA within ±10 % (it is the better model)
+    # deliveries: the truth follows one version's ETA within ±10 % (that one is better)
+    followed = (
+        served_s
+        if truth_follows == "champion"
+        else {r.order_id: r.challenger_predicted_duration_s for r in records}
+    )
     rng = np.random.default_rng(5)
     latest = datetime.now(UTC) + timedelta(seconds=3000)
     truths = []
     by_id = {o.order_id: o for o in orders}
-    for order_id, eta_s in served_s.items():
+    for order_id, eta_s in followed.items():
         order = by_id[order_id]
         at = order.created_at + timedelta(seconds=eta_s * rng.uniform(0.9, 1.1))
         if at < latest:
@@ -168,8 +181,13 @@ def test_the_monitor_compares_champion_and_challenger_and_the_guard_refuses_the_
     )
     assert compared.orders == len(truths)
     assert compared.champion_mae_s is not None and compared.challenger_mae_s is not None
-    assert compared.challenger_mae_s > compared.champion_mae_s
-    assert compared.diff_ci_low_s is not None and compared.diff_ci_low_s > 0
+    assert compared.diff_ci_low_s is not None and compared.diff_ci_high_s is not None
+    if truth_follows == "champion":
+        assert compared.challenger_mae_s > compared.champion_mae_s
+        assert compared.diff_ci_low_s > 0  # the challenger is worse, and the test supports it
+    else:
+        assert compared.challenger_mae_s < compared.champion_mae_s
+        assert compared.diff_ci_high_s < 0
     assert read_paired(record_dir(served)).height == len(truths)
 
     monkeypatch.setenv("ETA_REGISTRY_DIR", str(served.registry_dir))
@@ -179,9 +197,15 @@ def test_the_monitor_compares_champion_and_challenger_and_the_guard_refuses_the_
     result = CliRunner().invoke(
         app, ["models", "promote-if-better", "--stage", "staging", "--min-orders", "100"]
     )
-    assert result.exit_code == 2, result.output
-    assert "refused" in result.output and "not shown better" in result.output
-    assert registry.resolve(served.model_name, "production") == champion.version
     (kept,) = decisions(registry, served.model_name)
-    assert (kept.outcome, kept.challenger_version) == ("refused", challenger)
-    assert kept.evidence["orders"] == len(truths)
+    assert kept.challenger_version == challenger and kept.evidence["orders"] == len(truths)
+    if truth_follows == "champion":
+        assert result.exit_code == 2, result.output
+        assert "refused" in result.output and "not shown better" in result.output
+        assert registry.resolve(served.model_name, "production") == champion.version
+        assert kept.outcome == "refused"
+    else:
+        assert result.exit_code == 0, result.output
+        assert "promoted" in result.output
+        assert registry.resolve(served.model_name, "production") == challenger
+        assert kept.outcome == "promoted"
