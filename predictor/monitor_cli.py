@@ -70,7 +70,7 @@ def report(
 
     from predictor.models.registry import Registry
     from predictor.monitoring.importance import importance_by_version, versions_in_use
-    from predictor.monitoring.recording import read_joined, read_summaries
+    from predictor.monitoring.recording import read_joined, read_paired, read_summaries
     from predictor.monitoring.report import write_report
     from predictor.monitoring.runner import record_dir
     from stream_features.settings import Settings
@@ -99,6 +99,7 @@ def report(
             coverage_target=settings.monitor_coverage_target,
             coverage_tolerance=settings.monitor_coverage_tolerance,
             importance=importance,
+            paired=read_paired(directory),
             name=target.name,
         )
     except OSError as exc:

@@ -16,9 +16,11 @@ from matplotlib.figure import Figure
 
 from predictor.monitoring.importance import Importance, moves
 from predictor.monitoring.messages import ModelDrift
+from predictor.monitoring.paired import compare
 
 __all__ = [
     "BACKLOG_AGE_S",
+    "champion_vs_challenger",
     "error_distribution",
     "feature_importance",
     "latency_histogram",
@@ -124,6 +126,61 @@ def range_coverage(joined: pl.DataFrame, target: float, tolerance: float) -> byt
     cover_ax.legend(loc="lower left", fontsize=8)
     width_ax.set_ylabel("mean width (minutes)")
     width_ax.set_xlabel(f"delivered at (UTC), {every} buckets")
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def champion_vs_challenger(paired: pl.DataFrame) -> bytes:
+    """Per pairing of champion and challenger versions and time bucket of the delivery, both
+    versions' MAE on the same orders, and the mean paired difference of their absolute errors
+    with its 95 % interval (``paired.compare``, the numbers the promotion guard reads): below
+    0, the challenger got closer."""
+    fig = Figure(figsize=(9.0, 6.0))
+    title = "Champion and challenger on the same orders"
+    if paired.is_empty():
+        return _empty(fig, title, "no shadow pairs recorded (ETA_SHADOW_STAGE)")
+    every = _every(paired)
+    mae_ax, diff_ax = fig.subplots(2, 1, sharex=True)
+    keys = paired.select("model_name", "champion_version", "challenger_version").unique()
+    for name, champion, challenger in sorted(keys.iter_rows()):
+        rows = paired.filter(
+            (pl.col("model_name") == name)
+            & (pl.col("champion_version") == champion)
+            & (pl.col("challenger_version") == challenger)
+        ).sort("delivered_at")
+        buckets = rows.group_by_dynamic("delivered_at", every=every).agg(
+            pl.col("champion_duration_s"),
+            pl.col("challenger_duration_s"),
+            pl.col("actual_duration_s"),
+        )
+        times, stats = [], []
+        for at, mine, theirs, actual in buckets.iter_rows():
+            times.append(at)
+            stats.append(compare(name, champion, challenger, mine, theirs, actual))
+        label = f"{name}:{champion} vs {challenger}"
+        mae_ax.plot(
+            times,
+            [(c.champion_mae_s or 0.0) / 60 for c in stats],
+            marker=".",
+            label=f"{name}:{champion} (champion)",
+        )
+        mae_ax.plot(
+            times,
+            [(c.challenger_mae_s or 0.0) / 60 for c in stats],
+            marker=".",
+            label=f"{name}:{challenger} (challenger)",
+        )
+        mean = np.array([c.mean_abs_error_diff_s or 0.0 for c in stats]) / 60
+        low = np.array([c.diff_ci_low_s or 0.0 for c in stats]) / 60
+        high = np.array([c.diff_ci_high_s or 0.0 for c in stats]) / 60
+        diff_ax.plot(times, mean, marker=".", label=label)
+        diff_ax.fill_between(times, low, high, alpha=0.2)
+    diff_ax.axhline(0, color="black", linewidth=0.8)
+    mae_ax.set_ylabel("MAE (minutes)")
+    mae_ax.set_title(title)
+    mae_ax.legend(loc="upper left", fontsize=8)
+    diff_ax.set_ylabel("|challenger err| - |champion err|\n(minutes, 95 % CI)")
+    diff_ax.set_xlabel(f"delivered at (UTC), {every} buckets; below 0: the challenger is closer")
     fig.autofmt_xdate()
     return _png(fig)
 

@@ -21,6 +21,7 @@ from predictor.models.artifact import atomic_write
 from predictor.monitoring import figures
 from predictor.monitoring.importance import Importance, moves
 from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorSummary
+from predictor.monitoring.recording import paired_frame
 
 __all__ = ["FIGURES", "Figure", "render_report", "write_report"]
 
@@ -38,6 +39,7 @@ FIGURES = (
     "mae_by_market_hour",
     "psi_per_feature",
     "range_coverage",
+    "champion_vs_challenger",
     "feature_importance",
     "latency_histogram",
 )
@@ -194,11 +196,14 @@ def render_report(
     coverage_target: float = 0.8,
     coverage_tolerance: float = 0.05,
     importance: Importance | None = None,
+    paired: pl.DataFrame | None = None,
     now: datetime | None = None,
 ) -> tuple[str, list[Figure]]:
     """The HTML page and its figures (also embedded in the page); ``importance`` is each
-    version in use's gain shares (``importance.importance_by_version``), none when omitted."""
+    version in use's gain shares (``importance.importance_by_version``), none when omitted;
+    ``paired`` the recorded shadow pairs (``recording.read_paired``), none when omitted."""
     importance = importance or {}
+    paired = paired if paired is not None else paired_frame([])
     now = now or datetime.now(UTC)
     by_window: dict[str, MonitorSummary] = {s.window: s for s in summaries}
     drift_summary = by_window.get(drift_window) or (summaries[-1] if summaries else None)
@@ -221,6 +226,10 @@ def render_report(
         "range_coverage": (
             "ETA range coverage and width per model version",
             lambda: figures.range_coverage(joined, coverage_target, coverage_tolerance),
+        ),
+        "champion_vs_challenger": (
+            "Champion and challenger on the same orders",
+            lambda: figures.champion_vs_challenger(paired),
         ),
         "feature_importance": (
             "Feature importance per model version",
@@ -276,6 +285,7 @@ def write_report(
     coverage_target: float = 0.8,
     coverage_tolerance: float = 0.05,
     importance: Importance | None = None,
+    paired: pl.DataFrame | None = None,
     name: str = "report.html",
 ) -> Path:
     """Write the report as ``name`` into ``out_dir`` (created) and return its path."""
@@ -288,6 +298,7 @@ def write_report(
         coverage_target=coverage_target,
         coverage_tolerance=coverage_tolerance,
         importance=importance,
+        paired=paired,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name

@@ -6,7 +6,7 @@ import base64
 import io
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +111,43 @@ def test_figures_differ_with_the_data_they_show() -> None:
     by_key = {f.key: f.png for f in made_b}
     for fig in made_a:
         # no summaries, no registry: the same 'no drift' and 'no version' figures
-        if fig.key not in ("psi_per_feature", "feature_importance"):
+        # nor any shadow pairs: the same 'no shadow' figure
+        if fig.key not in ("psi_per_feature", "feature_importance", "champion_vs_challenger"):
             assert fig.png != by_key[fig.key], fig.key
+
+
+def test_champion_and_challenger_are_drawn_from_the_recorded_shadow_pairs() -> None:
+    from predictor.monitoring import figures
+
+    rng = np.random.default_rng(3)
+    n = 600
+    actual = rng.uniform(900, 3600, n)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    paired = pl.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(n)],
+            "model_name": ["eta"] * n,
+            "champion_version": ["3"] * n,
+            "challenger_version": ["4"] * n,
+            "challenger_stage": ["staging"] * n,
+            "market_id": ["m1"] * n,
+            "created_at": [start + timedelta(seconds=30 * i) for i in range(n)],
+            "delivered_at": [start + timedelta(seconds=30 * i + 1800) for i in range(n)],
+            "champion_duration_s": actual + rng.normal(0, 300, n),
+            "challenger_duration_s": actual + rng.normal(0, 120, n),
+            "actual_duration_s": actual,
+        }
+    )
+    drawn = Image.open(io.BytesIO(figures.champion_vs_challenger(paired)))
+    empty = figures.champion_vs_challenger(paired.clear())
+    assert_drawn(drawn)
+    assert figures.champion_vs_challenger(paired) != empty
+
+    _page, made = render_report(
+        joined_frame(recorded_pairs()), [], psi_threshold=0.2, paired=paired
+    )
+    (fig,) = [f for f in made if f.key == "champion_vs_challenger"]
+    assert fig.png == figures.champion_vs_challenger(paired)
 
 
 def test_coverage_counts_only_ranged_pairs_in_the_table_and_the_figure() -> None:
