@@ -81,7 +81,24 @@ REJECTED: list[tuple[bytes, str]] = [
         b'{"type": "OrderCreated", ',
         "not valid JSON: unexpected end of data: line 1 column 26 (char 25)",
     ),
+    (b"[1, 2]", "expected a JSON object, got list"),
+    (orjson.dumps({**_ORDER, "store_id": 7000.0}), "store_id: Input should be a valid string"),
+    (
+        orjson.dumps({**_ORDER, "created_at": "2026-03-01T12:00:00"}),
+        "created_at: Input should have timezone info",
+    ),
+    (
+        orjson.dumps({**_ORDER, "created_at": "1990-03-01T12:00:00Z"}),
+        "created_at: Value error, timestamp 1990-03-01T12:00:00+00:00 is outside 2000..2100",
+    ),
+    (orjson.dumps({**_ORDER, "tip": 5}), "tip: Extra inputs are not permitted"),
+    (
+        orjson.dumps({**_ORDER, "store_category": "x" * 1_000_000}),
+        "message of 1000338 bytes is over the 1000000-byte limit",  # decode's own limit
+    ),
 ]
+"""Every kind of rejection a log reader makes: docs/contract.md's table but for what only the
+stream and the API check (ETA_MAX_MESSAGE_BYTES, ETA_MAX_FUTURE_SKEW_S, the topic)."""
 
 # a usable line -> the rules it breaks
 FINDINGS: list[tuple[dict[str, Any], list[str]]] = [

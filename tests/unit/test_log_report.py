@@ -26,8 +26,12 @@ def test_a_mixed_log_is_counted_by_reason_and_rule_and_every_line_written(
 ) -> None:
     expected = mixed_log()
     out = tmp_path / "rejects" / "r.jsonl"
+    kept = []
     with LogReport(out) as report:
-        kept = [line for line in iter_log(_write(tmp_path)) if (report.add(line), line.event)[1]]
+        for line in iter_log(_write(tmp_path)):
+            report.add(line)
+            if line.event is not None:
+                kept.append(line)
 
     assert report.by_reason == expected.by_reason
     assert report.by_rule == expected.by_rule
@@ -97,3 +101,25 @@ def test_training_set_reports_counts_and_writes_the_rejects_file(tmp_path: Path)
     assert strict.exit_code == 0, strict.output
     kinds = {orjson.loads(r)["kind"] for r in (tmp_path / "strict.jsonl").read_bytes().splitlines()}
     assert kinds == {"rejected"}
+
+
+def test_batch_features_report_counts_and_write_the_rejects_file(tmp_path: Path) -> None:
+    expected = mixed_log()
+    history = _write(tmp_path)
+
+    result = CliRunner().invoke(
+        app,
+        ["features", "batch", "--history", str(history), "--as-of", "2026-03-02T00:00:00Z",
+         "--out", str(tmp_path / "offline"), "--no-redis"],
+        env={"ETA_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    default = tmp_path / "data" / "rejects" / "export.jsonl.batch.jsonl"
+    records = [orjson.loads(line) for line in default.read_bytes().splitlines()]
+    assert [r["line"] for r in records if r["kind"] == "rejected"] == expected.rejected_line_nos
+    assert [r["line"] for r in records if r["kind"] == "finding"] == expected.finding_line_nos
+    output = " ".join(result.output.split())
+    assert f"{len(expected.rejected_line_nos)} line(s) rejected, by reason:" in output
+    assert f"{sum(expected.by_rule.values())} data-quality finding(s)" in output
+    assert f"(JSONL): {default}" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from predictor.errors import ModelNotBetterError, TrainingSetError
 from predictor.models.dataset import load_training_set, split_by_time
+from predictor.models.search import SEARCH_OBJECTIVES, SEARCH_TREES
 from predictor.models.synthetic import LABEL, synthetic_training_set
 from predictor.models.training import TrainConfig, train_model
 from predictor.models.workflow import feature_dtypes, load_split, train_to_artifact
@@ -126,11 +128,20 @@ def test_eta_train_command_registers_promotes_and_prints_the_table(
     result = CliRunner().invoke(
         app,
         ["train", "--training-set", str(path), "--max-rounds", "60", "--promote", "staging"],
+        env={"COLUMNS": "200"},
     )
 
     assert result.exit_code == 0, result.output
     for text in ("store median", "global median", "within ±10 min", "registered eta:1"):
         assert text in result.output
+    # the default (--objective auto) prints the objectives it compared and which won (#17.4)
+    assert "candidates on the same split (chosen by MAE on the stopping rows)" in result.output
+    rows = re.findall(r"│ (l1|huber|l2), (\d+) leaves, lr ([\d.]+) +│", result.output)
+    assert [objective for objective, _, _ in rows[:3]] == list(SEARCH_OBJECTIVES)
+    tried = [(int(leaves), float(lr)) for _, leaves, lr in rows[3:]]
+    assert tried == list(SEARCH_TREES)
+    assert result.output.count("chosen") == 2  # the table's title and its one chosen row
+    assert re.search(r"eta: (l1|huber|l2) \(\d+ leaves, lr [\d.]+\) won", result.output)
     assert "Redis pointers were not updated" in result.output
     assert (tmp_path / "models" / "eta" / "1" / "model.txt").is_file()
 
