@@ -285,12 +285,11 @@ class _StateRedis:
 @contextlib.contextmanager
 def _state_redis(c: Contender, stack_redis: str, stack_dir: Path) -> Iterator[_StateRedis]:
     """The stack's Redis, or for a ``cluster`` contender a 3-master cluster of its own
-    (``tests/redis_cluster.py``, the one the test suite runs on)."""
+    (``stream_features.local_cluster``, the one the test suite runs on)."""
     if c.redis != "cluster":
         yield _StateRedis(stack_redis)
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.
-    from tests.redis_cluster import redis_cluster
+    from stream_features.local_cluster import redis_cluster
 
     with redis_cluster(stack_dir / "cluster") as cluster:
         pids = {f"redis node {i + 1}": n.proc.pid for i, n in enumerate(cluster.nodes) if n.proc}

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from stream_features.local_cluster import LocalCluster, redis_cluster
 from stream_features.redis_client import close_client
 from stream_features.redis_client import redis_client as make_redis_client
 from stream_features.settings import Settings
 from stream_features.stack import StackUrls, start_stack
-from tests.redis_cluster import LocalCluster, redis_cluster
 
 
 def _testcontainers_stack() -> Iterator[StackUrls]:  # pragma: no cover - needs Docker
@@ -82,7 +82,7 @@ def key_prefix() -> str:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A real 3-master Redis Cluster for the session (``tests/redis_cluster.py``)."""
+    """A real 3-master Redis Cluster for the session (``stream_features/local_cluster.py``)."""
     with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as started:
         yield started
 

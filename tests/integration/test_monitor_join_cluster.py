@@ -11,9 +11,9 @@ from redis.crc import key_slot
 
 from predictor.monitoring.join import MemoryJoin
 from predictor.monitoring.redis_join import RedisJoin
+from stream_features.local_cluster import LocalCluster
 from stream_features.redis_client import REDIS_ERRORS, close_client, redis_client
 from tests.integration.test_monitor_join import random_ops
-from tests.redis_cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 

@@ -6,8 +6,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from stream_features.local_cluster import LocalCluster
 from stream_features.redis_client import redis_client
-from tests.redis_cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

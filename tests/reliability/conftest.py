@@ -19,10 +19,10 @@ import orjson
 import pytest
 
 from stream_features.kafka_clients import ensure_topics
+from stream_features.local_cluster import LocalCluster, redis_cluster
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import WorkerProcess
 from tests.integration.worker_models import registered_model
-from tests.redis_cluster import LocalCluster, redis_cluster
 from tests.reliability.services import FaultStack, Spawn, fault_stack
 from tests.reliability.tally import Row, format_table, save_results
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
+from stream_features.local_cluster import LocalCluster
 from stream_features.settings import Settings
-from tests.redis_cluster import LocalCluster
 from tests.reliability.services import FaultStack, Spawn
 from tests.reliability.tally import Row
 from tests.reliability.test_redis_restart import Outage, redis_restart

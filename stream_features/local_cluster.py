@@ -1,5 +1,5 @@
 """A real Redis Cluster on this machine: three masters from ``redis-server``, for the tests and
-the bench, never a mock.
+the bench, never a mock (here, beside ``stack``, so the bench needs nothing from ``tests``).
 
 Each node is a ``redis-server --cluster-enabled yes`` on a free port (its cluster bus on port +
 10000) with its own directory (``nodes.conf``, AOF), joined by ``redis-cli --cluster create``
