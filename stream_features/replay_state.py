@@ -343,12 +343,11 @@ def apply_and_read(events: Sequence[AnyEvent], states: Iterable[ReplayState]) ->
     for event, state in zip(events, states, strict=False):  # ``states`` may be endless
         if event.type == "OrderCreated":
             ts = to_ms(event.created_at)
-            fresh[n] = state.raw_into(raw, n, event, ts)
             state.batch_into(batch, n, event, ts)
+            fresh[n] = state._read_then_apply(event, ts, raw, n)
             orders.append(event)
             created.append(ts)
             n += 1
-            state._apply_store_event(event, ts)
         else:
             state.apply(event)
     return reads
@@ -486,8 +485,41 @@ class ReplayState:
         """``event`` (an order created or delivered) at its event time ``ts`` (ms)."""
         skey: str = "s:" + event.store_id  # type: ignore[union-attr]  # store events carry it
         mkey: str = "m:" + event.market_id
+        self._store_event(event, ts, skey, mkey, self._entity(skey), self._entity(mkey))
+
+    @cython.cfunc
+    def _read_then_apply(
+        self,
+        order: AnyOrder,
+        ts: cython.longlong,
+        out: cython.double[:, :],
+        row: cython.Py_ssize_t,
+    ) -> cython.double:
+        """An order's reads into ``out[row]`` (as ``raw_into``: an entity created here has
+        applied nothing, so it reads as a missing one), then the order applied, with its keys
+        and entities found once; returns the freshness."""
+        skey: str = "s:" + order.store_id
+        mkey: str = "m:" + order.market_id
         store = self._entity(skey)
         market = self._entity(mkey)
+        markets = [market]
+        others = self.market_partials.get(mkey) if self.market_partials else None
+        if others:
+            markets += others
+        age: cython.double = read_into(out, row, [store], markets, ts)
+        self._store_event(order, ts, skey, mkey, store, market)
+        return age
+
+    @cython.cfunc
+    def _store_event(
+        self,
+        event: AnyEvent,
+        ts: cython.longlong,
+        skey: str,
+        mkey: str,
+        store: EntityState,
+        market: EntityState,
+    ) -> None:
         created_event = event.type == "OrderCreated"
         if not self._admit(skey, store, event_id(event), ts):
             return
