@@ -225,6 +225,14 @@ def history(
     backfill_share: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="the backfill's share of the order rate")
     ] = 0.25,
+    backfill_past_end: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="seconds each backfill week runs past the history's end, so the hour-of-week "
+            "batch keys of live traffic that follows the history come from data",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a historical event log from the simulator (no broker needed)."""
     import time
@@ -246,7 +254,15 @@ def history(
     first = start - timedelta(days=7 * backfill_weeks)
     with event_time_progress(f"writing {out.name}", first, stop) as on_event:
         counts = write_history(
-            out, start, stop, config, seed, on_event, backfill_weeks, backfill_share
+            out,
+            start,
+            stop,
+            config,
+            seed,
+            on_event,
+            backfill_weeks,
+            backfill_share,
+            timedelta(seconds=backfill_past_end),
         )
     wall = time.perf_counter() - wall0
     total = sum(counts.values())

@@ -161,6 +161,11 @@ def training_set_command(
         help="ISO time: rows only for orders created from then on (the events before still "
         "build the state, so a history's first hours, whose windows are filling, stay out)",
     ),
+    until: str = typer.Option(
+        None,
+        help="ISO time: rows only for orders created before then (a history's last orders "
+        "are labelled only when delivered quickly: a biased sample)",
+    ),
 ) -> None:
     """Build a point-in-time training set: each order's features as the stream saw them.
 
@@ -177,6 +182,7 @@ def training_set_command(
         loaded.events,
         lateness_s=settings.lateness_s,
         since=None if since is None else _parse_time(since),
+        until=None if until is None else _parse_time(until),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(out)

@@ -77,12 +77,19 @@ class DailyBatchReplay(ReplayState):
 
 
 def build_training_set(
-    events: list[Event], *, lateness_s: int = 300, since: datetime | None = None
+    events: list[Event],
+    *,
+    lateness_s: int = 300,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> pl.DataFrame:
     """One row per delivered order: ids, ``created_at``, every feature, ``actual_duration_s``.
 
     With ``since``, only orders created at or after it get a row; every event before it still
     builds the state (a history's first hours, whose windows are still filling, are left out).
+    With ``until``, only orders created before it: a history's last orders are labelled only
+    if they were delivered before it ends, the quick ones, so their rows are a biased sample
+    (of fast stores and quiet moments) unless the history runs on long enough after them.
     """
     orders = [e for e in events if e.type == "OrderCreated"]
     deliveries = [e for e in events if e.type == "OrderDelivered"]
@@ -109,6 +116,8 @@ def build_training_set(
     rows_frame = pl.concat([frame, features], how="horizontal")
     if since is not None:
         rows_frame = rows_frame.filter(pl.col("created_at") >= since)
+    if until is not None:
+        rows_frame = rows_frame.filter(pl.col("created_at") < until)
     return rows_frame.unique("order_id", keep="first", maintain_order=True).join(
         labels, on="order_id", how="inner", maintain_order="left"
     )

@@ -51,9 +51,12 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     assert any("s] draining:" in line for line in lines), run.stdout[-3000:]
     assert all("alert > 0.2" in line for line in lines), run.stdout[-3000:]
 
-    # no shock: nothing may drift (#22.8). Known to fail today, for causes found but not yet
-    # fixed (the live stream opens with empty windows; the batch table and the hour-keyed
-    # batch features the live hour reads differ from the training rows'): see the branch note
+    # no shock: nothing may drift (#22.8). Fixed: the warm-up covers settle + drift window,
+    # the backfill covers the live clock hours, the training rows leave out censored labels
+    # (v1 over 1 h: every alerted feature < 0.2 but store_how 0.31). Still xfail: the final
+    # figure is the promoted v2's, over ~45 predictions (sampling noise, PSI 0.3-2 on order
+    # features too), and alerts raised while the warm-up burst's unsettled first orders fill
+    # the window
     if final["drift_alerts"] or final["features_over"]:
         pytest.xfail(f"a no-shock demo still reports drift: {final}")
     assert final["psi_max"] < 0.2, final

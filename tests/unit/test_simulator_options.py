@@ -60,3 +60,18 @@ def test_backfill_weeks_repeat_the_clock_hours_sparsely_before_the_history(
     hours = {o.created_at.hour for o in orders}
     assert hours <= {START.hour, end.hour}  # the same clock hours
     assert len({o.order_id for o in orders}) == len(orders)  # ids never repeat across weeks
+
+
+def test_backfill_past_end_covers_the_clock_hours_after_the_history(tmp_path: Path) -> None:
+    """Live traffic hours after a history reads hour-of-week batch keys of its own hours: the
+    backfill weeks run on past the history's end so those keys hold data (the demo, #22.8)."""
+    out = tmp_path / "h.jsonl"
+    end = START + timedelta(hours=1)
+    past = timedelta(hours=2)
+    write_history(out, START, end, SimConfig(**SMALL), 0, None, 1, 0.25, past)
+    orders = [line.event for line in iter_log(out) if isinstance(line.event, OrderCreated)]
+    backfill = [o for o in orders if o.created_at < START]
+    assert {o.created_at.hour for o in backfill} == {START.hour, START.hour + 1, START.hour + 2}
+    assert max(o.created_at for o in backfill) < end + past - timedelta(days=7)
+    assert max(o.created_at for o in orders) < end  # the history itself stops at its end
+    assert [o.created_at for o in orders] == sorted(o.created_at for o in orders)
