@@ -502,11 +502,7 @@ class ReplayState:
         mkey: str = "m:" + order.market_id
         store = self._entity(skey)
         market = self._entity(mkey)
-        markets = [market]
-        others = self.market_partials.get(mkey) if self.market_partials else None
-        if others:
-            markets += others
-        age: cython.double = read_into(out, row, [store], markets, ts)
+        age: cython.double = read_into(out, row, [store], self._market_parts(mkey), ts)
         self._store_event(order, ts, skey, mkey, store, market)
         return age
 
@@ -575,13 +571,19 @@ class ReplayState:
         """Raw reads for an order at time ``ts`` into ``out[row]``; returns its freshness."""
         mkey: str = "m:" + order.market_id
         store = self.entities.get("s:" + order.store_id)
-        market = self.entities.get(mkey)
         stores = [store] if store is not None else []
-        markets = [market] if market is not None else []
+        return read_into(out, row, stores, self._market_parts(mkey), ts)
+
+    @cython.cfunc
+    def _market_parts(self, mkey: str) -> list[EntityState]:
+        """The partials a read of market ``mkey`` sums: this partition's (when it has one)
+        and the other partitions' the owner linked (``market_partials``)."""
+        market = self.entities.get(mkey)
+        parts: list[EntityState] = [market] if market is not None else []
         others = self.market_partials.get(mkey) if self.market_partials else None
         if others:
-            markets += others
-        return read_into(out, row, stores, markets, ts)
+            parts += others
+        return parts
 
     def batch_at(self, ts: int) -> BatchTable:
         """The batch tables an order at ``ts`` sees (one set here; one per day in training)."""

@@ -151,7 +151,7 @@ class StreamMetrics:
             registry=r,
         )
         self._model: tuple[str, str] | None = None
-        self._unexplained: str | None = None  # the model version last said to give no reasons
+        self._unexplained: str | None = None  # the model (name:version) last said to explain none
 
     def observe_batch(self, result: BatchResult, seconds: float) -> None:
         for topic, n in result.events_by_topic.items():
@@ -168,15 +168,13 @@ class StreamMetrics:
         self.batch_seconds.observe(seconds)
         if result.model_name:
             self.set_model(result.model_name, result.model_version)
-        if result.unexplained and result.model_version != self._unexplained:
-            self._unexplained = result.model_version  # said once per model version
+        model = f"{result.model_name}:{result.model_version}"
+        if result.unexplained and model != self._unexplained:
+            self._unexplained = model  # said once per model version
             log.warning(
                 "ETA_STREAM_EXPLAIN is on, and the model cannot explain: predictions go out "
                 "without reasons",
-                extra={
-                    "model": f"{result.model_name}:{result.model_version}",
-                    "reason": result.unexplained,
-                },
+                extra={"model": model, "reason": result.unexplained},
             )
 
     def observe_acked(self, created_ms: Sequence[int], acked_wall_ms: int) -> None:
