@@ -244,7 +244,8 @@ class Reads:
         """The reads finished into model rows (``finish_rows``)."""
         n = len(self.orders)
         values = finish_rows(self.orders, self.created, self.raw[:n], self.batch[:n])
-        return FeatureRows(feature_names(), values, self.fresh[:n].copy(), self.orders, stats)
+        fresh = self.fresh[:n].copy()
+        return FeatureRows(feature_names(), values, fresh, self.orders, stats, self.created)
 
 
 @cython.ccall

@@ -29,7 +29,9 @@ class FeatureRows:
     ``values[i]`` is the input row of ``orders[i]`` in ``names`` order (float64; NaN means
     missing, which LightGBM handles). ``freshness_s[i]`` is the event-time age of the oldest
     entity state behind the row (NaN when an entity had no state yet). ``stats`` counts what
-    the update did: ``applied``, ``duplicates``, ``late``. ``orders`` are either decoder's.
+    the update did: ``applied``, ``duplicates``, ``late``. ``orders`` are either decoder's;
+    ``created_ms[i]`` is ``orders[i]``'s creation in epoch ms, when the source kept it (the
+    engine does: it read it anyway).
     """
 
     names: list[str]
@@ -37,6 +39,7 @@ class FeatureRows:
     freshness_s: npt.NDArray[np.float64]
     orders: Sequence[AnyOrder]
     stats: dict[str, int] = field(default_factory=dict)
+    created_ms: Sequence[int] = ()
 
     def __len__(self) -> int:
         return len(self.orders)

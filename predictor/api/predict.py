@@ -3,7 +3,7 @@ encoding with ``mode="online"``.
 
 The same read the stream makes for an order (``get_online_features``: the state before the
 order, without applying it), the same ``predict`` of the same model version, and the same
-``encode_prediction``: a streamed and an online prediction for one order and one feature state
+``answers``: a streamed and an online prediction for one order and one feature state
 are equal byte for byte but for ``mode`` and ``served_at``.
 """
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import redis
 
 from predictor.api.errors import UnusablePrediction
-from predictor.serving.encoding import answer
+from predictor.serving.encoding import answers
 from predictor.serving.explain import explanations
 from predictor.serving.pipeline import ScoringModel
 from predictor.serving.ranges import predict_with_range, range_columns
@@ -53,22 +53,21 @@ def score_orders(
     lows, highs = range_columns(bounds, len(rows.orders))
     reasons = explanations(model, rows.values) if explain else None
     stamp = served_at or served_now()
+    durations_s = durations.tolist()
+    values = answers(
+        rows.orders,
+        durations_s,
+        rows.freshness_s.tolist(),
+        model_name=model.name,
+        model_version=model.version,
+        served_at=stamp,
+        mode=mode,
+        lows=lows,
+        highs=highs,
+        explanations=reasons,
+    )
     out: list[bytes | UnusablePrediction] = []
-    for i, (order, duration, fresh) in enumerate(
-        zip(rows.orders, durations.tolist(), rows.freshness_s.tolist(), strict=True)
-    ):
-        value = answer(
-            order,
-            duration,
-            fresh,
-            model_name=model.name,
-            model_version=model.version,
-            served_at=stamp,
-            mode=mode,
-            p10_s=lows[i],
-            p90_s=highs[i],
-            explanation=None if reasons is None else reasons[i],
-        )
+    for order, duration, value in zip(rows.orders, durations_s, values, strict=True):
         if value is None:
             out.append(UnusablePrediction(model.name, model.version, order.order_id, duration))
         else:

@@ -34,7 +34,7 @@ from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.batch_scoring.summary import BatchRun, new_version
 from predictor.errors import OutputWriteError
 from predictor.models.artifact import atomic_write
-from predictor.serving.encoding import answer
+from predictor.serving.encoding import answers
 from predictor.serving.pipeline import ScoringModel
 from predictor.serving.ranges import predict_with_range, range_columns
 from stream_features.contract import OrderCreated
@@ -102,25 +102,22 @@ def _encode(
     keep: list[int] = []
     skipped = 0
     for i, profile in enumerate(profiles):
-        block = range(i * k, (i + 1) * k)
-        answers = [
-            answer(
-                orders[j],
-                durations[j],
-                freshness[j],
-                model_name=model.name,
-                model_version=model.version,
-                served_at=served_at,
-                mode="batch",
-                p10_s=bounds[0][j],
-                p90_s=bounds[1][j],
-            )
-            for j in block
-        ]
-        if any(a is None for a in answers):
+        block = slice(i * k, (i + 1) * k)
+        encoded = answers(
+            orders[block],
+            durations[block],
+            freshness[block],
+            model_name=model.name,
+            model_version=model.version,
+            served_at=served_at,
+            mode="batch",
+            lows=bounds[0][block],
+            highs=bounds[1][block],
+        )
+        if any(a is None for a in encoded):
             skipped += 1  # the stream would dead-letter these: leave the store out
             continue
-        predictions = [orjson.Fragment(a) for a in answers if a is not None]
+        predictions = [orjson.Fragment(a) for a in encoded if a is not None]
         store_json = {
             "store_id": profile["store_id"],
             "market_id": profile["market_id"],
@@ -130,7 +127,7 @@ def _encode(
             "predictions": predictions,
         }
         stores.append((profile["store_id"], orjson.dumps(store_json, option=orjson.OPT_UTC_Z)))
-        keep.extend(block)
+        keep.extend(range(i * k, (i + 1) * k))
     frame = prediction_frame(orders, keep, durations, freshness, model, run, bounds)
     return _Chunk(stores, frame, skipped)
 

@@ -45,6 +45,7 @@ from predictor.serving.pipeline import (
 )
 from predictor.serving.shadow_stage import ShadowStage
 from predictor.serving.store_faults import describe_cause, feature_store_cause
+from stream_features.produce import produce_all
 from stream_features.vectors import (
     FeatureRows,
     FeatureSource,
@@ -317,23 +318,15 @@ class ConfluentWorker:
         batch = self._tracker.open(
             first, nxt, len(result.predictions) + len(result.dead_letters), result.created_ms
         )
-        for out in result.predictions:
-            self._send(self._o.predictions_topic, out.key, out.value, batch.on_delivery)
-        for out in result.dead_letters:
-            self._send(self._o.dlq_topic, out.key, out.value, batch.on_delivery)
+        for topic, records in (
+            (self._o.predictions_topic, result.predictions),
+            (self._o.dlq_topic, result.dead_letters),
+        ):
+            pairs = [(out.key, out.value) for out in records]
+            produce_all(self._producer, topic, pairs, batch.on_delivery)
         while len(self._tracker) > self._o.max_inflight_batches:
             self._producer.poll(0.005)
             self._settle()
-
-    def _send(
-        self, topic: str, key: bytes | None, value: bytes, on_delivery: Callable[[Any, Any], None]
-    ) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=on_delivery)
-                return
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self._producer.poll(0.05)
 
     def _settle(self, sync: bool = False) -> None:
         """Commit what is acknowledged; after a failed delivery, rewind to what is not."""

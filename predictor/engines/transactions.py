@@ -9,12 +9,12 @@ producer was fenced by a newer instance) is raised.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from predictor.serving.commits import TopicPartitionKey
 from predictor.serving.pipeline import BatchResult
+from stream_features.produce import produce_all
 
 __all__ = ["produce_in_transaction"]
 
@@ -34,10 +34,11 @@ def produce_in_transaction(
     offsets = [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
     try:
         producer.begin_transaction()
-        for out in result.predictions:
-            _produce(producer, predictions_topic, out.key, out.value)
-        for out in result.dead_letters:
-            _produce(producer, dlq_topic, out.key, out.value)
+        for topic, records in (
+            (predictions_topic, result.predictions),
+            (dlq_topic, result.dead_letters),
+        ):
+            produce_all(producer, topic, [(out.key, out.value) for out in records])
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), timeout_s)
         producer.commit_transaction(timeout_s)  # flushes; a failed record fails the commit
     except KafkaException as exc:
@@ -48,12 +49,3 @@ def produce_in_transaction(
         producer.abort_transaction(timeout_s)
         return False
     return True
-
-
-def _produce(producer: Producer, topic: str, key: bytes | None, value: Any) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key)
-            return
-        except BufferError:  # the local queue is full: let deliveries drain it
-            producer.poll(0.05)

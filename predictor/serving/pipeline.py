@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from predictor.errors import ExplainUnavailable
 from predictor.serving.dlq import dead_letter
-from predictor.serving.encoding import answer, finite_features
+from predictor.serving.encoding import answers, finite_features
 from predictor.serving.explain import explanations
 from predictor.serving.ranges import predict_with_range, range_columns
 from predictor.serving.records import OutRecord, SourceRecord
@@ -208,7 +208,6 @@ def score_batch(
         raise RuntimeError(f"model {model.name} returned {durations.shape[0]} for {len(rows)}")
     lows, highs = range_columns(bounds, len(rows))
     served_at = datetime.fromtimestamp(now_ms / 1000, UTC)
-    freshness = rows.freshness_s.tolist()
     features = _included_features(rows, config) if config.include_features else None
     reasons = None
     if config.explain:
@@ -216,26 +215,28 @@ def score_batch(
             reasons = explanations(model, rows.values)
         except ExplainUnavailable as exc:  # the model's kind, not the order's fault: no reasons
             result.unexplained = exc.why
-    for i, (order, duration) in enumerate(zip(rows.orders, durations.tolist(), strict=True)):
-        value = answer(
-            order,
-            duration,
-            freshness[i],
-            model_name=model.name,
-            model_version=model.version,
-            served_at=served_at,
-            mode="streaming",
-            p10_s=lows[i],
-            p90_s=highs[i],
-            features=None if features is None else features[i],
-            explanation=None if reasons is None else reasons[i],
-        )
+    values = answers(
+        rows.orders,
+        durations.tolist(),
+        rows.freshness_s.tolist(),
+        model_name=model.name,
+        model_version=model.version,
+        served_at=served_at,
+        mode="streaming",
+        lows=lows,
+        highs=highs,
+        features=features,
+        explanations=reasons,
+    )
+    predictions, created_ms = result.predictions, result.created_ms
+    stamps = rows.created_ms or [to_ms(order.created_at) for order in rows.orders]
+    for i, (order, value) in enumerate(zip(rows.orders, values, strict=True)):
         if value is None:
             result.dead_letters.append(
                 dead_letter(
                     order_sources[i],
                     f"model {model.name} version {model.version} returned an unusable duration "
-                    f"{duration!r} s for this order",
+                    f"{durations[i].item()!r} s for this order",
                     None,
                     now_ms,
                     config.max_dead_letter_bytes,
@@ -243,8 +244,8 @@ def score_batch(
             )
             result.dead_letters_by_topic[order_sources[i].topic() or ""] += 1
             continue
-        result.predictions.append(OutRecord(order.order_id.encode(), value))
-        result.created_ms.append(to_ms(order.created_at))
+        predictions.append(OutRecord(order.order_id.encode(), value))
+        created_ms.append(stamps[i])
     return result
 
 
