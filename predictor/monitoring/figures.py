@@ -8,6 +8,7 @@ rather than coming out blank.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,13 +50,59 @@ def _empty(fig: Figure, title: str, why: str) -> bytes:
     return _png(fig)
 
 
+MIN_BUCKETS = 3
+"""Fewer time buckets with data than this make no trend: the panel says so in words."""
+_BUCKETS = (
+    ("1m", 60),
+    ("2m", 120),
+    ("5m", 300),
+    ("10m", 600),
+    ("15m", 900),
+    ("30m", 1800),
+    ("1h", 3600),
+    ("2h", 7200),
+    ("6h", 21600),
+    ("1d", 86400),
+)
+_MAX_BUCKETS = 48
+
+
+def bucket_for(frame: pl.DataFrame, column: str) -> tuple[str, int]:
+    """The time bucket (polars ``every``, seconds) for ``column``'s span: the smallest of
+    ``_BUCKETS`` that cuts it in at most ``_MAX_BUCKETS``, so a ten-minute demo gets minutes
+    and a month gets days.
+
+    >>> from datetime import datetime, timedelta
+    >>> t = datetime(2026, 1, 1)
+    >>> bucket_for(pl.DataFrame({"at": [t, t + timedelta(minutes=12)]}), "at")
+    ('1m', 60)
+    >>> bucket_for(pl.DataFrame({"at": [t, t + timedelta(days=2)]}), "at")
+    ('1h', 3600)
+    """
+    ms = frame[column].dt.epoch("ms")
+    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]  # polars types max() as any scalar; an int column's is an int
+    for every, seconds in _BUCKETS:
+        if span_s <= seconds * _MAX_BUCKETS:
+            return every, seconds
+    return _BUCKETS[-1]
+
+
+def _too_little(joined: pl.DataFrame, column: str, buckets: int, every: str) -> str:
+    ms = joined[column].dt.epoch("ms")
+    span_min = (int(ms.max()) - int(ms.min())) / 60_000  # type: ignore[arg-type]  # as above
+    return (
+        f"too little data for a trend: {joined.height:,} joined deliveries over "
+        f"{span_min:.0f} min fill {buckets} {every} bucket(s), fewer than {MIN_BUCKETS}"
+    )
+
+
 def predicted_vs_actual(joined: pl.DataFrame) -> bytes:
     """Mean predicted and actual minutes per time bucket of the delivery, and the count."""
     fig = Figure(figsize=_SIZE)
     title = "Predicted vs actual over time"
     if joined.is_empty():
         return _empty(fig, title, "no joined predictions recorded")
-    every = _every(joined)
+    every, seconds = bucket_for(joined, "delivered_at")
     series = (
         joined.sort("delivered_at")
         .group_by_dynamic("delivered_at", every=every)
@@ -65,26 +112,26 @@ def predicted_vs_actual(joined: pl.DataFrame) -> bytes:
             pl.len().alias("n"),
         )
     )
+    if series.height < MIN_BUCKETS:
+        return _empty(fig, title, _too_little(joined, "delivered_at", series.height, every))
     ax = fig.add_subplot()
     times = series["delivered_at"].to_list()
-    ax.plot(times, series["actual"].to_list(), label="actual (mean)", color="#d62728")
-    ax.plot(times, series["predicted"].to_list(), label="predicted (mean)", color="#1f77b4")
+    ax.plot(times, series["actual"].to_list(), label="actual (mean)", color="#d62728", marker=".")
+    ax.plot(
+        times, series["predicted"].to_list(), label="predicted (mean)", color="#1f77b4", marker="."
+    )
     ax.set_ylabel("minutes from order to delivery")
     ax.set_xlabel(f"delivered at (UTC), {every} buckets")
     ax.set_title(title)
     ax.legend(loc="upper left")
     counts = ax.twinx()
-    counts.bar(times, series["n"].to_list(), width=0.008, alpha=0.15, color="grey")
+    width_days = seconds / 86400 * 0.8
+    counts.bar(
+        times, series["n"].to_list(), width=width_days, align="edge", alpha=0.15, color="grey"
+    )
     counts.set_ylabel("deliveries per bucket")
     fig.autofmt_xdate()
     return _png(fig)
-
-
-def _every(joined: pl.DataFrame) -> str:
-    """Buckets of 15 min for up to two days of deliveries, of an hour beyond."""
-    ms = joined["delivered_at"].dt.epoch("ms")
-    span_s = (int(ms.max()) - int(ms.min())) / 1000  # type: ignore[arg-type]  # polars types max() as any scalar; an int column's is an int
-    return "15m" if span_s <= 2 * 86400 else "1h"
 
 
 def range_coverage(joined: pl.DataFrame, target: float, tolerance: float) -> bytes:
@@ -100,7 +147,7 @@ def range_coverage(joined: pl.DataFrame, target: float, tolerance: float) -> byt
     if ranged.is_empty():
         why = "no joined prediction with a range" if joined.height else "no joined predictions"
         return _empty(fig, title, f"{why} recorded")
-    every = _every(ranged)
+    every, _seconds = bucket_for(ranged, "delivered_at")
     actual, high = pl.col("actual_duration_s"), pl.col("predicted_duration_p90_s")
     series = (
         ranged.sort("delivered_at")
@@ -139,7 +186,7 @@ def champion_vs_challenger(paired: pl.DataFrame) -> bytes:
     title = "Champion and challenger on the same orders"
     if paired.is_empty():
         return _empty(fig, title, "no shadow pairs recorded (ETA_SHADOW_STAGE)")
-    every = _every(paired)
+    every, _seconds = bucket_for(paired, "delivered_at")
     mae_ax, diff_ax = fig.subplots(2, 1, sharex=True)
     keys = paired.select("model_name", "champion_version", "challenger_version").unique()
     for name, champion, challenger in sorted(keys.iter_rows()):
@@ -229,30 +276,49 @@ def error_distribution(joined: pl.DataFrame) -> bytes:
 
 
 def mae_by_market_hour(joined: pl.DataFrame) -> bytes:
-    """Heat map of the MAE in minutes by market and UTC hour of the order."""
+    """Heat map of the MAE in minutes by market and UTC hour of the order; over less than a
+    day of orders, by market and time bucket of the order instead (a short run would fill one
+    hour's column)."""
     fig = Figure(figsize=_SIZE)
     title = "MAE by market and hour of day (UTC, minutes)"
     if joined.is_empty():
         return _empty(fig, title, "no joined predictions recorded")
-    cells = (
-        joined.with_columns(
-            pl.col("created_at").dt.hour().alias("hour"),
-            ((pl.col("predicted_duration_s") - pl.col("actual_duration_s")).abs() / 60).alias(
-                "abs_min"
-            ),
-        )
-        .group_by("market_id", "hour")
-        .agg(pl.col("abs_min").mean())
+    error = ((pl.col("predicted_duration_s") - pl.col("actual_duration_s")).abs() / 60).alias(
+        "abs_min"
     )
+    every, seconds = bucket_for(joined, "created_at")
+    if seconds >= 3600:
+        cells = (
+            joined.with_columns(pl.col("created_at").dt.hour().alias("column"), error)
+            .group_by("market_id", "column")
+            .agg(pl.col("abs_min").mean())
+        )
+        columns: list[Any] = list(range(24))
+        names = [str(h) for h in columns]
+        xlabel = "hour of the order (UTC)"
+    else:
+        cells = (
+            joined.with_columns(pl.col("created_at").dt.truncate(every).alias("column"), error)
+            .group_by("market_id", "column")
+            .agg(pl.col("abs_min").mean())
+        )
+        columns = sorted(cells["column"].unique().to_list())
+        names = [c.strftime("%H:%M") for c in columns]
+        xlabel = f"order created at (UTC), {every} buckets (less than a day of orders)"
+        title = f"MAE by market and time of the order (UTC, minutes, {every} buckets)"
+        if len(columns) < MIN_BUCKETS:
+            return _empty(fig, title, _too_little(joined, "created_at", len(columns), every))
     markets = sorted(cells["market_id"].unique().to_list())
-    grid = np.full((len(markets), 24), np.nan)
-    for market, hour, mae in cells.iter_rows():
-        grid[markets.index(market), hour] = mae
+    grid = np.full((len(markets), len(columns)), np.nan)
+    where = {c: i for i, c in enumerate(columns)}
+    for market, column, mae in cells.iter_rows():
+        grid[markets.index(market), where[column]] = mae
     ax = fig.add_subplot()
     image = ax.imshow(grid, aspect="auto", cmap="viridis")
     ax.set_yticks(range(len(markets)), markets)
-    ax.set_xticks(range(0, 24, 2))
-    ax.set_xlabel("hour of the order (UTC)")
+    step = max(1, len(columns) // 12)
+    ax.set_xticks(range(0, len(columns), step), names[::step])
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="MAE (minutes)")
     return _png(fig)

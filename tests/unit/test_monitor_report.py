@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from predictor.models.reference import numeric_reference
+from predictor.monitoring import figures
 from predictor.monitoring.core import Monitor, MonitorConfig
 from predictor.monitoring.drift import PREDICTION, ModelReference
 from predictor.monitoring.join import Joined
@@ -292,3 +293,29 @@ def test_latency_figure_draws_live_orders_and_counts_the_backlog() -> None:
     assert live.max() < 1 and backlog.min() == 2400
     for part in (frame, frame.head(70)):  # with live orders, and with none
         assert latency_histogram(part).startswith(b"\x89PNG")
+
+
+def _coloured(png: bytes) -> int:
+    """How many pixels are not a shade of grey."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 30).sum())
+
+
+@pytest.mark.parametrize(
+    ("minutes", "every"), [(12, "1m"), (90, "2m"), (6 * 60, "10m"), (3 * 24 * 60, "2h")]
+)
+def test_time_buckets_follow_the_span_of_the_run(minutes: int, every: str) -> None:
+    frame = pl.DataFrame({"at": [T0, T0 + timedelta(minutes=minutes)]})
+    assert figures.bucket_for(frame, "at")[0] == every
+
+
+def test_a_short_run_draws_minute_buckets_and_a_shorter_one_says_it_is_too_little() -> None:
+    """A demo's few minutes of deliveries: a trend in minutes, and a heat map by time of the
+    order rather than one hour's column; two minutes of them: the panel says so in words."""
+    pairs = recorded_pairs(n=40)  # an order every 30 s: 20 minutes
+    joined = joined_frame(pairs)
+    short = joined.filter(pl.col("created_at") < T0 + timedelta(minutes=1))
+    for draw in (figures.predicted_vs_actual, figures.mae_by_market_hour):
+        # lines and cells are in colour; the note is black text on white
+        assert _coloured(draw(joined)) > 1000, draw.__name__
+        assert _coloured(draw(short)) == 0, draw.__name__
