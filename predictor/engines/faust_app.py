@@ -36,9 +36,16 @@ from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import EngineOptions, WorkerStats
 from predictor.serving.backoff import backoff_s
 from predictor.serving.metrics import StreamMetrics
-from predictor.serving.pipeline import BatchResult, PipelineConfig, ScoringModel, process_batch
+from predictor.serving.pipeline import (
+    BatchResult,
+    PipelineConfig,
+    ScoringModel,
+    decode_batch,
+    score_batch,
+)
 from predictor.serving.records import RawRecord
-from stream_features.vectors import FeatureSource
+from predictor.serving.shadow_stage import ShadowStage
+from stream_features.vectors import FeatureRows, FeatureSource
 
 __all__ = ["FaustWorker"]
 
@@ -61,8 +68,10 @@ class FaustWorker:
         session_timeout_s: float = 6.0,
         after_scored: Callable[[BatchResult], None] | None = None,
         compression: str = "none",
+        shadow: ShadowStage | None = None,
     ) -> None:
         self._after_scored = after_scored
+        self._shadow = shadow
         self._compression = None if compression == "none" else compression  # aiokafka's None
         if options.exactly_once:
             raise EngineConfigError("exactly_once needs the confluent engine (transactions)")
@@ -85,6 +94,8 @@ class FaustWorker:
                 asyncio.run(self._main(stop, datadir))
         finally:
             self._executor.shutdown(wait=True)
+            if self._shadow is not None:  # what it has queued, then its producer flushed
+                self._shadow.close(self._o.shutdown_timeout_s)
             log.info("stream worker stopped", extra=vars(self.stats))
         return self.stats
 
@@ -186,7 +197,9 @@ class FaustWorker:
             model = self._models()
             started = time.perf_counter()
             try:
-                result = await loop.run_in_executor(self._executor, self._process, records, model)
+                rows, result = await loop.run_in_executor(
+                    self._executor, self._process, records, model
+                )
                 break
             except self._retry_on as exc:
                 if stop.is_set():
@@ -210,22 +223,24 @@ class FaustWorker:
         ]
         await asyncio.gather(*futures)  # raises on a failed delivery: the batch is not acked
         self._metrics.observe_acked(result.created_ms, time.time_ns() // 1_000_000)
+        if self._shadow is not None:  # queued for its own thread, once the primary is out
+            self._shadow(rows, result)
         self.stats.batches += 1
         self.stats.records += len(records)
         self.stats.predictions += len(result.predictions)
         self.stats.dead_letters += len(result.dead_letters)
 
-    def _process(self, records: Sequence[RawRecord], model: ScoringModel) -> BatchResult:
-        result = process_batch(
-            records,
-            self._features,
-            model,
-            now_ms=time.time_ns() // 1_000_000,
-            config=self._config,
-        )
+    def _process(
+        self, records: Sequence[RawRecord], model: ScoringModel
+    ) -> tuple[FeatureRows | None, BatchResult]:
+        """``process_batch``'s three steps, keeping the rows for the shadow."""
+        now_ms = time.time_ns() // 1_000_000
+        decoded = decode_batch(records, now_ms=now_ms, config=self._config)
+        rows = self._features.update_and_read(decoded.events) if decoded.events else None
+        result = score_batch(decoded, rows, model, now_ms=now_ms, config=self._config)
         if self._after_scored is not None and result.predictions:
             self._after_scored(result)
-        return result
+        return rows, result
 
 
 def _settle_unacked(events: Sequence[Any]) -> None:

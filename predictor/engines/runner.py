@@ -105,11 +105,6 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
     """Run the chosen engine until ``stop``; the exit code (0 when everything was committed)."""
     from predictor.models.handle import ModelHandle
 
-    if settings.shadow_stage is not None and engine == "faust":
-        raise EngineConfigError(
-            "ETA_SHADOW_STAGE is served by the confluent engine only; drop --engine faust "
-            "or unset ETA_SHADOW_STAGE"
-        )
     if not settings.kafka_bootstrap_servers:
         raise _missing("ETA_KAFKA_BOOTSTRAP_SERVERS")
     redis_url = settings.redis_url_value()
@@ -139,15 +134,14 @@ def run_stream(settings: Settings, engine: str, stop: threading.Event) -> int:
         if settings.prediction_ttl_s:
             latest = LatestPredictions(client, ttl_s=settings.prediction_ttl_s).store_result
         freeze_startup_heap(STREAM_GEN0_THRESHOLD)
+        build = faust_worker if engine == "faust" else confluent_worker
         if settings.shadow_stage is None:
-            build = faust_worker if engine == "faust" else confluent_worker
             stats = build(settings, features, handle.current, metrics, latest).run(stop)
             return 0 if stats.uncommitted_batches == 0 else 3
         # follows its stage as the primary does; none there yet: counted
         with ModelHandle.following(settings, client, settings.shadow_stage) as shadow_handle:
             shadow = shadow_stage(settings, shadow_handle, metrics)
-            worker = confluent_worker(settings, features, handle.current, metrics, latest, shadow)
-            stats = worker.run(stop)
+            stats = build(settings, features, handle.current, metrics, latest, shadow).run(stop)
         return 0 if stats.uncommitted_batches == 0 else 3
     finally:
         handle.close()

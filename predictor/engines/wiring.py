@@ -154,8 +154,10 @@ def faust_worker(
     models: Callable[[], ScoringModel],
     metrics: StreamMetrics | None = None,
     after_scored: Callable[[BatchResult], None] | None = None,
+    shadow: ShadowStage | None = None,
 ) -> FaustWorker:
-    """The same worker as a Faust app (``pip install etastream[faust]``)."""
+    """The same worker as a Faust app (``pip install etastream[faust]``); with ``shadow``, a
+    challenger scores every batch too, as in ``confluent_worker``."""
     from predictor.engines.faust_app import FaustWorker
 
     if settings.kafka:
@@ -180,4 +182,5 @@ def faust_worker(
         session_timeout_s=settings.session_timeout_ms / 1000,
         after_scored=after_scored,
         compression=producer_codec(settings, WORKER_WRITES),
+        shadow=shadow,
     )

@@ -74,6 +74,44 @@ def register_shuffled(settings: Settings, tmp_path: Path) -> str:
     return version
 
 
+def test_the_faust_engine_scores_in_shadow_too(
+    settings: Settings, tmp_path: Path, key_prefix: str
+) -> None:
+    """The same stage on the faust engine: a shadow record per served order, with what was
+    served to the bit and the challenger's own answer."""
+    pytest.importorskip("faust")
+    served = registered_model(settings, tmp_path).model_copy(update={"shadow_stage": "staging"})
+    challenger = register_shuffled(served, tmp_path)
+    ensure_topics(served)
+    registry = Registry(served.registry_dir)
+    champion = registry.load(served.model_name, registry.resolve(served.model_name, "production"))
+    metrics = StreamMetrics()
+    redis_url = served.redis_url_value()
+    assert redis_url is not None
+    with ModelHandle(registry, served.model_name, "staging", None, 0.2) as staging:
+        shadow = shadow_stage(served, staging, metrics)
+        features = redis_features(served, redis_url, key_prefix)
+        with running_worker(served, features, champion, metrics, "faust", shadow=shadow):
+            orders = publish_simulated(served, 300)
+            predictions = TopicReader(served, served.predictions_topic)
+            shadows = TopicReader(served, served.shadow_topic)
+            got = predictions.read_until(lambda m: len(m) >= len(orders), 90)
+            got_shadow = shadows.read_until(lambda m: len(m) >= len(orders), 30)
+            predictions.close()
+            shadows.close()
+    served_s = {m.key().decode(): orjson.loads(m.value())["predicted_duration_s"] for m in got}
+    records = [ShadowPrediction.model_validate_json(m.value()) for m in got_shadow]
+    assert len(served_s) == len(orders)
+    assert {r.order_id for r in records} == set(served_s)
+    assert {(r.champion_version, r.challenger_version) for r in records} == {
+        (champion.version, challenger)
+    }
+    assert all(r.champion_predicted_duration_s == served_s[r.order_id] for r in records)
+    assert any(
+        r.challenger_predicted_duration_s != r.champion_predicted_duration_s for r in records
+    )
+
+
 @pytest.mark.parametrize("truth_follows", ["champion", "challenger"])
 def test_the_monitor_compares_champion_and_challenger_and_the_guard_decides(
     settings: Settings,

@@ -151,11 +151,11 @@ def running_worker(
     shadow: ShadowStage | None = None,
 ) -> Iterator[ConfluentWorker | FaustWorker]:
     """A worker of ``engine`` in a thread; stopped (finish, flush, commit) when the block ends.
-    ``shadow`` (confluent only) scores every batch with a challenger too."""
+    ``shadow`` scores every batch with a challenger too."""
     models = model if callable(model) and not hasattr(model, "predict") else (lambda: model)
     worker: ConfluentWorker | FaustWorker
     if engine == "faust":
-        worker = faust_worker(settings, features, models, metrics, after_scored)  # type: ignore[arg-type]
+        worker = faust_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]
     else:
         worker = confluent_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]
     stop = threading.Event()

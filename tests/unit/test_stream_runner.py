@@ -59,12 +59,3 @@ def test_a_stop_ends_the_wait() -> None:
     stop = threading.Event()
     stop.set()
     assert not wait_for_model(ArrivesAfter(misses=10**9), stop, "eta@production", Path("m"))
-
-
-def test_a_shadow_on_the_faust_engine_is_refused_before_anything_starts() -> None:
-    from predictor.engines.errors import EngineConfigError
-    from predictor.engines.runner import run_stream
-    from stream_features.settings import Settings
-
-    with pytest.raises(EngineConfigError, match="confluent engine only"):
-        run_stream(Settings(shadow_stage="staging"), "faust", threading.Event())
