@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -20,18 +20,10 @@ from predictor.models.registry import Registry
 from stream_features.redis_client import is_cluster
 from stream_features.stack import StackUrls
 from tests.conftest import REDIS_KINDS
+from tests.polling import wait_until
 from tests.unit._training_data import rows, write_small_artifact
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def test_a_running_handle_serves_a_promoted_version_within_2_s(
 
         registry.promote("eta", "2", "production")
 
-        assert wait_for(lambda: handle.current().version == "2", timeout_s=2.0)
+        wait_until(lambda: handle.current().version == "2", timeout_s=2.0)
     assert handle.current().predict(rows()).shape == (64,)
 
 
@@ -125,7 +117,7 @@ def test_a_handle_polls_the_pointer_when_a_message_was_missed(
         # Another registry moved the pointer without publishing (or the message was lost).
         redis_client.set(registry.key("eta", "production"), "2")
 
-        assert wait_for(lambda: handle.current().version == "2", timeout_s=2.0)
+        wait_until(lambda: handle.current().version == "2", timeout_s=2.0)
 
 
 @pytest.mark.parametrize("redis_client", REDIS_KINDS, indirect=True)
@@ -200,12 +192,12 @@ def test_a_handle_logs_a_lost_redis_once_and_says_when_it_is_back(
         ):
             proc.terminate()
             proc.wait(5)
-            assert wait_for(lambda: handle.last_error is not None, 10)
+            wait_until(lambda: handle.last_error is not None, 10)
             down = time.monotonic()
-            assert wait_for(lambda: time.monotonic() - down > 1.0, 2)  # 20 retries
+            wait_until(lambda: time.monotonic() - down > 1.0, 2)  # 20 retries
             warned = [r for r in caplog.records if "cannot reach Redis" in r.getMessage()]
             proc = _private_redis(port, tmp_path)
-            assert wait_for(
+            wait_until(
                 lambda: any("reaches Redis again" in r.getMessage() for r in caplog.records),
                 10,
             )

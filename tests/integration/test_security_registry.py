@@ -4,8 +4,6 @@ refused, the current model stays, and the handle says why."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -14,18 +12,10 @@ import redis
 
 from predictor.models.handle import ModelHandle
 from predictor.models.registry import Registry
+from tests.polling import wait_until
 from tests.unit._training_data import write_small_artifact
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +49,7 @@ def test_a_hostile_pointer_in_redis_is_refused_and_the_model_kept(
         move = {"name": "eta", "stage": "production", "to_version": version}
         redis_client.publish(registry.channel, orjson.dumps(move))
 
-        assert wait_for(lambda: handle.last_error is not None, timeout_s=5.0)
+        wait_until(lambda: handle.last_error is not None, timeout_s=5.0)
         assert "is not allowed" in (handle.last_error or "")
         assert handle.current().version == "1"
         assert handle.swaps == 0
@@ -78,4 +68,4 @@ def test_hostile_move_messages_do_not_stop_the_handle(
         registry.register(artifacts[1])
         registry.promote("eta", "2", "production")  # still followed afterwards
 
-        assert wait_for(lambda: handle.current().version == "2", timeout_s=5.0)
+        wait_until(lambda: handle.current().version == "2", timeout_s=5.0)

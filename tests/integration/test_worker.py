@@ -11,7 +11,6 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,7 @@ from tests.integration.worker_helpers import (
     publish_simulated,
     running_worker,
 )
+from tests.polling import wait_until
 from tests.serving_fakes import LinearModel, dasher_event
 
 pytestmark = pytest.mark.integration
@@ -205,7 +205,7 @@ def test_redis_outage_retries_the_batch_and_loses_nothing(
         reader.read_until(lambda m: len(m) >= len(first), timeout_s=30)
         outage.close()  # SIGTERM to redis-server: the worker's next batch fails
         produce_orders(settings, second)
-        assert _wait_for(lambda: _retries(metrics) >= 2, timeout_s=30), "no retry seen"
+        wait_until(lambda: _retries(metrics) >= 2, 30, "a retry")
         predicted = metrics.registry.get_sample_value("eta_stream_predictions_total")
         assert predicted == len(first), "a prediction was made without Redis"
         with start_stack(redis_only):  # the same port and data dir: the worker reconnects
@@ -217,15 +217,6 @@ def test_redis_outage_retries_the_batch_and_loses_nothing(
 def _retries(metrics: StreamMetrics) -> float:
     value = metrics.registry.get_sample_value("eta_stream_retries_total", {"cause": "features"})
     return value or 0.0
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_exactly_once_mode_commits_offsets_inside_the_transaction(
@@ -272,10 +263,10 @@ def test_metrics_cover_throughput_batches_latency_lag_dlq_and_model(
     with running_worker(settings, features, LinearModel("3"), metrics, engine=engine):
         reader.read_until(lambda m: len(m) >= len(orders), timeout_s=60)
         topic = {"topic": settings.orders_topic}
-        assert _wait_for(lambda: sample("eta_stream_dead_letters_total", topic) == 2, 30)
+        wait_until(lambda: sample("eta_stream_dead_letters_total", topic) == 2, 30)
         lag = {"topic": settings.orders_topic, "partition": "0"}
         # reported every few seconds; Tansu's watermarks can be off, so only its presence counts
-        assert _wait_for(lambda: sample("eta_stream_consumer_lag", lag) is not None, 30)
+        wait_until(lambda: sample("eta_stream_consumer_lag", lag) is not None, 30)
     reader.close()
     assert sample("eta_stream_events_total", topic) == len(orders) + 2
     assert sample("eta_stream_predictions_total") == len(orders)

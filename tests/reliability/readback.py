@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from confluent_kafka import Message, Producer
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,18 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_features.kafka_clients import producer_config
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, WorkerProcess
+from tests.polling import wait_until
 
 __all__ = ["END_MARKER", "await_predicted", "drain", "expect_predicted", "metric", "wait_until"]
 
 END_MARKER = b"__end_of_scenario__"
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail saying ``what`` did not happen in time."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.02)
 
 
 def _read_predicted(

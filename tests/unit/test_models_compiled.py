@@ -9,8 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from predictor.errors import CompiledScoringError
 from predictor.models import compiled
 from predictor.models.artifact import EtaModel, load_artifact
 from predictor.models.compiled import compile_model, parity_sample, with_scoring
+from tests.polling import wait_until
 from tests.unit._training_data import rows, write_small_artifact
 
 pytest.importorskip("lleaves", reason="compiled scoring needs pip install etastream[compiled]")
@@ -153,13 +152,6 @@ print(json.dumps(compile_model(model).scoring_info))
 """
 
 
-def _wait_for(done: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
-        time.sleep(0.01)
-
-
 def test_two_processes_compiling_one_version_compile_it_once(fresh: Path, tmp_path: Path) -> None:
     """Both start at the same moment on a cold cache: one compiles, the other waits on the
     lock and loads the library it cached (issue #22: each compiled its own)."""
@@ -180,7 +172,7 @@ def test_two_processes_compiling_one_version_compile_it_once(fresh: Path, tmp_pa
         for i in range(2)
     ]
     try:
-        _wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(2)), "start")
+        wait_until(lambda: all((tmp_path / f"ready{i}").exists() for i in range(2)), 60, "start")
         (tmp_path / "go").touch()
         outs = [p.communicate(timeout=120) for p in procs]
     finally:
@@ -217,7 +209,7 @@ def test_a_compile_waiting_on_a_killed_holder_compiles_itself(
         result: list[EtaModel] = []
         worker = threading.Thread(target=lambda: result.append(compile_model(model)))
         worker.start()
-        _wait_for(lambda: "being compiled by another process" in caplog.text, "wait")
+        wait_until(lambda: "being compiled by another process" in caplog.text, 60, "wait")
         assert worker.is_alive() and not result
         holder.kill()
         worker.join(120)

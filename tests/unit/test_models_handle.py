@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,8 @@ from predictor.errors import StageNotSetError
 from predictor.models.artifact import atomic_write
 from predictor.models.handle import ModelHandle, ShadowRecord, ShadowScorer
 from predictor.models.registry import Registry
+from tests.polling import wait_until
 from tests.unit._training_data import rows, write_small_artifact
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +50,7 @@ def test_handle_serves_the_stage_and_follows_a_promotion(
 
     registry.promote("eta", "2", "production")
 
-    assert wait_for(lambda: handle.current().version == "2")
+    wait_until(lambda: handle.current().version == "2")
     assert batch.version == "1"  # a batch holding the old model keeps scoring with it
     np.testing.assert_array_equal(batch.predict(rows()), before)
     assert handle.current().predict(rows()).mean() > before.mean() + 300
@@ -74,7 +65,7 @@ def test_handle_keeps_the_old_model_when_the_new_one_fails_to_load(
     # What another host's registry sync would do: the pointer moves to a broken artifact.
     atomic_write(registry.root / "eta" / "aliases.json", orjson.dumps({"production": "2"}))
 
-    assert wait_for(lambda: handle.last_error is not None)
+    wait_until(lambda: handle.last_error is not None)
     assert "model.txt has SHA-256" in str(handle.last_error)
     assert handle.current().version == "1"
     assert handle.current().predict(rows()).shape == (64,)
@@ -89,7 +80,7 @@ def test_handle_on_an_unset_stage_fails_fast_unless_asked_to_wait(registry: Regi
         with pytest.raises(StageNotSetError):
             waiting.current()
         registry.promote("eta", "2", "staging")
-        assert wait_for(lambda: waiting.peek() is not None)
+        wait_until(lambda: waiting.peek() is not None)
         assert waiting.current().version == "2"
 
 
@@ -133,7 +124,7 @@ def test_auto_scoring_serves_at_once_and_moves_to_the_compiled_twin(registry: Re
     with ModelHandle(registry, "eta", "production", None, 0.05, scoring="auto") as handle:
         first = handle.current()
         assert first.version == "1"
-        assert wait_for(lambda: handle.current().backend == "compiled", timeout_s=60)
+        wait_until(lambda: handle.current().backend == "compiled", timeout_s=60)
         compiled = handle.current()
 
     assert compiled.version == "1"
