@@ -16,10 +16,12 @@ import pytest
 import redis
 
 import predictor.api.predict
+from predictor.api.wiring import SHADOW_FLUSH_S
 from predictor.models.registry import Registry
 from stream_features.contract import ShadowPrediction
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
+from stream_features.stack import free_port
 from tests.api_fakes import AppClient
 from tests.feature_events import order
 from tests.integration.api_helpers import api_client, model_settings, seed_state
@@ -123,3 +125,34 @@ def test_an_http_prediction_is_shadowed_and_its_response_is_unchanged(
         assert swapped.champion_predicted_duration_s == swapped.challenger_predicted_duration_s
     finally:
         reader.close()
+
+
+def test_a_shadow_whose_broker_is_not_there_leaves_the_answers_alone(
+    settings: Settings,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing listens at the shadow's broker: the API starts, answers the same bytes, and its
+    shutdown gives the undeliverable records ``SHADOW_FLUSH_S`` and no more."""
+    off = model_settings(settings, tmp_path)
+    register_shuffled(off, tmp_path)
+    nowhere = off.model_copy(
+        update={"shadow_stage": "staging", "kafka_bootstrap_servers": f"127.0.0.1:{free_port()}"}
+    )
+    now = datetime.now(UTC)
+    seed_state(redis_client, key_prefix, now)
+    monkeypatch.setattr(predictor.api.predict, "served_now", lambda: now)
+    body = order("nowhere-1", now, store="s1", market="m1").model_dump_json().encode()
+
+    with api_client(off, key_prefix) as api:
+        expected = api.post("/v1/predictions", content=body)
+    started = time.monotonic()
+    with api_client(nowhere, key_prefix) as api:
+        got = api.post("/v1/predictions", content=body)
+    closed_in_s = time.monotonic() - started
+
+    assert expected.status_code == got.status_code == 200, got.text
+    assert got.content == expected.content
+    assert closed_in_s < SHADOW_FLUSH_S + 10
