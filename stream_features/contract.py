@@ -301,8 +301,9 @@ class ShadowPrediction(_Message):
     """A challenger's prediction next to the champion's (topic ``delivery-eta-shadow``, key
     ``order_id``).
 
-    The stream worker writes one per served order when ``ETA_SHADOW_STAGE`` names a stage: the
-    same feature row scored by the model at that stage, on the record only (never served).
+    The stream worker (and the HTTP API) writes one per served order when ``ETA_SHADOW_STAGE``
+    names a stage: the same feature row scored by the model at that stage, on the record only
+    (never served).
     Produced best-effort, at most once: a shadow record may be missing, never a prediction.
     """
 

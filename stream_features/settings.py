@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     model_poll_s: float = Field(0.5, gt=0, description="how often services check the alias")
     shadow_stage: str | None = Field(
         None,
-        description="the stream worker also scores every batch with the model at this alias "
-        "(e.g. staging) and writes both to shadow_topic, never serving it; unset: off",
+        description="the stream worker (and `eta serve`, given a broker) also scores every "
+        "batch with the model at this alias (e.g. staging) and writes both to shadow_topic, "
+        "never serving it; unset: off",
     )
     promote_min_orders: int = Field(
         500,

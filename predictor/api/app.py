@@ -26,6 +26,7 @@ from predictor.api.errors import ApiError, FieldProblem, InvalidRequest, NotRead
 from predictor.api.metrics import ApiMetrics
 from predictor.api.middleware import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RequestContext
 from predictor.api.parsing import MAX_PROBLEMS
+from predictor.api.predict import ShadowHook
 from predictor.api.routes import ApiConfig, ModelSource, Services, build_router
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.errors import ExplainUnavailable
@@ -158,9 +159,13 @@ def create_app(
     models: ModelSource,
     *,
     on_close: Callable[[], None] | None = None,
+    metrics: ApiMetrics | None = None,
+    shadow: ShadowHook | None = None,
 ) -> FastAPI:
     """The HTTP API over ``client`` (the stream's Redis) and ``models``; ``on_close`` runs at
-    shutdown (close the model handle and the client)."""
+    shutdown (close the model handle and the client). ``metrics``: the app's own when None;
+    ``shadow`` (``ETA_SHADOW_STAGE``) is handed every scored batch (``predictor.api.predict``).
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -179,10 +184,10 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    metrics = ApiMetrics(models.peek)
+    metrics = metrics or ApiMetrics(models.peek)
     metrics.registry.register(LoadFailures(lambda: int(getattr(models, "load_failures", 0))))
     batch = BatchPredictionStore(client, config.key_prefix)
-    app.include_router(build_router(Services(config, client, models, metrics, batch)))
+    app.include_router(build_router(Services(config, client, models, metrics, batch, shadow)))
     _install_handlers(app)
     # add_middleware puts each one outside the ones before it: innermost first
     app.add_middleware(BodyLimit, max_bytes=config.max_request_bytes)

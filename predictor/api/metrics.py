@@ -95,6 +95,20 @@ class ApiMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
             registry=r,
         )
+        self.shadow_predictions = Counter(
+            "eta_http_shadow_predictions",
+            "Shadow records sent (ETA_SHADOW_STAGE): the challenger's prediction next to the "
+            "one served",
+            registry=r,
+        )
+        self.shadow_failures = Counter(
+            "eta_http_shadow_failures",
+            "Batches or records the shadow left out, by reason (missing: no model at the "
+            "stage; error: it failed to score; busy: its queue of batches was full, dropped; "
+            "dropped: its producer queue was full; delivery: the broker refused a record)",
+            ["reason"],
+            registry=r,
+        )
         r.register(_ModelInfo(current_model))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -26,7 +26,7 @@ from predictor.api.errors import (
 )
 from predictor.api.metrics import ApiMetrics
 from predictor.api.parsing import parse_orders
-from predictor.api.predict import predict_orders, score_orders
+from predictor.api.predict import ShadowHook, predict_orders, score_orders
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.serving.latest import latest_key
 from predictor.serving.pipeline import PipelineConfig, ScoringModel
@@ -70,6 +70,7 @@ class Services:
     models: ModelSource
     metrics: ApiMetrics
     batch: BatchPredictionStore
+    shadow: ShadowHook | None = None  # ETA_SHADOW_STAGE: handed every batch once it is scored
 
 
 def model_or_503(models: ModelSource, config: ApiConfig) -> ScoringModel:
@@ -87,7 +88,9 @@ def batcher(services: Services) -> OnlineBatcher:
     def score(
         orders: Sequence[OrderCreated], model: ScoringModel
     ) -> list[bytes | UnusablePrediction]:
-        return score_orders(client, orders, model, key_prefix=config.key_prefix)
+        return score_orders(
+            client, orders, model, key_prefix=config.key_prefix, shadow=services.shadow
+        )
 
     return OnlineBatcher(
         score,
@@ -208,7 +211,12 @@ def build_router(services: Services) -> APIRouter:
         model = model_or_503(services.models, config)  # before parking: 503 without a model
         if explain:  # rare and heavier (SHAP over every tree): not in the shared batch
             values = predict_orders(
-                client, orders, model, key_prefix=config.key_prefix, explain=True
+                client,
+                orders,
+                model,
+                key_prefix=config.key_prefix,
+                explain=True,
+                shadow=services.shadow,
             )
         else:
             values = await online.predict(orders)

@@ -14,7 +14,7 @@ from predictor.engines.errors import EngineConfigError
 from predictor.engines.options import engine_options, pipeline_config
 from predictor.serving.metrics import StreamMetrics
 from predictor.serving.pipeline import BatchResult, ScoringModel
-from predictor.serving.shadow_stage import KafkaShadowSink, ShadowStage
+from predictor.serving.shadow_stage import ShadowStage, kafka_shadow_stage
 from stream_features.kafka_clients import Output, consumer_config, producer_codec, producer_config
 from stream_features.redis_client import REDIS_ERRORS, redis_client
 from stream_features.settings import Settings
@@ -133,16 +133,12 @@ def shadow_stage(settings: Settings, handle: ModelHandle, metrics: StreamMetrics
     """The shadow of ``handle`` (the model at ``settings.shadow_stage``), with a producer of its
     own writing ``settings.shadow_topic``: not idempotent, one ack, no retries to wait for
     (at most once), so it holds nothing of the primary's back."""
-    from confluent_kafka import Producer
-
     from predictor.models.shadow import ShadowScorer
 
-    at_most_once = {"enable.idempotence": False, "acks": 1, "linger.ms": 20}
-    producer = Producer({**producer_config(settings, writes=("predictions",)), **at_most_once})
-    sink = KafkaShadowSink(producer, settings.shadow_topic, metrics.shadow_failures)
-    return ShadowStage(
+    return kafka_shadow_stage(
+        producer_config(settings, writes=("predictions",)),
+        settings.shadow_topic,
         ShadowScorer(handle, keep=10),
-        sink,
         scored=metrics.shadow_predictions,
         failures=metrics.shadow_failures,
     )

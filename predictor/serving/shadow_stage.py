@@ -28,9 +28,11 @@ from stream_features.contract import SCHEMA_VERSION, to_json
 from stream_features.vectors import FeatureRows
 
 __all__ = [
+    "AT_MOST_ONCE",
     "KafkaShadowSink",
     "ShadowSink",
     "ShadowStage",
+    "kafka_shadow_stage",
     "served_orders",
     "shadow_records",
 ]
@@ -44,6 +46,11 @@ class ShadowSink(Protocol):
     def send(self, key: bytes, value: bytes) -> bool: ...
 
     def flush(self, timeout_s: float) -> None: ...
+
+
+AT_MOST_ONCE: dict[str, Any] = {"enable.idempotence": False, "acks": 1, "linger.ms": 20}
+"""A shadow producer's settings over the predictions' producer config: not idempotent, one
+ack, no retries to wait for (at most once), so it holds nothing of the primary's back."""
 
 
 class KafkaShadowSink:
@@ -225,3 +232,21 @@ class _Served:
 
     def __init__(self, version: str) -> None:
         self.version = version
+
+
+def kafka_shadow_stage(
+    producer_config: dict[str, Any],
+    topic: str,
+    scorer: ShadowScorer,
+    *,
+    scored: Counter,
+    failures: Counter,
+    max_pending: int = 4,
+) -> ShadowStage:
+    """A ``ShadowStage`` writing ``topic`` through a producer of its own: ``producer_config``
+    (the predictions' producer config) with ``AT_MOST_ONCE`` over it."""
+    from confluent_kafka import Producer
+
+    producer = Producer({**producer_config, **AT_MOST_ONCE})
+    sink = KafkaShadowSink(producer, topic, failures)
+    return ShadowStage(scorer, sink, scored=scored, failures=failures, max_pending=max_pending)

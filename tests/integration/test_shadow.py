@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -32,7 +31,6 @@ from predictor.monitoring.recording import read_paired, read_summaries
 from predictor.monitoring.runner import build_service, record_dir
 from predictor.serving.metrics import StreamMetrics
 from stream_features.contract import OrderDelivered, ShadowPrediction, encode
-from stream_features.definitions import feature_names
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import (
@@ -41,37 +39,11 @@ from tests.integration.worker_helpers import (
     publish_simulated,
     running_worker,
 )
-from tests.integration.worker_models import registered_model
+from tests.integration.worker_models import register_shuffled, registered_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ORDERS = 800
-
-
-def register_shuffled(settings: Settings, tmp_path: Path) -> str:
-    """The champion's recipe on shuffled labels, registered and put at staging."""
-    from predictor.models.dataset import split_by_time
-    from predictor.models.synthetic import LABEL, synthetic_training_set
-    from predictor.models.training import TrainConfig
-    from predictor.models.workflow import train_to_artifact
-
-    frame = synthetic_training_set(3000, seed=0)
-    frame = frame.with_columns(pl.col(LABEL).shuffle(seed=7))
-    split = split_by_time(frame, feature_names(), 0.2)
-    artifact = tmp_path / "shuffled"
-    config = TrainConfig(num_boost_round=40, early_stopping_rounds=10, learning_rate=0.1)
-    train_to_artifact(
-        split,
-        artifact,
-        name=settings.model_name,
-        training_set="shuffled",
-        config=config,
-        force=True,
-    )
-    registry = Registry(settings.registry_dir)
-    version = registry.register(artifact, settings.model_name)
-    registry.promote(settings.model_name, version, "staging")
-    return version
 
 
 def test_the_faust_engine_scores_in_shadow_too(
