@@ -16,8 +16,8 @@ Measured:
    than the wall time);
 3. where a run's time goes: cProfile of a smaller run, top functions by own time.
 
-    python bench/batch_predict.py                        # 100,000 stores × 4 slots
-    python bench/batch_predict.py --stores 20000 --no-profile
+    python -m bench.batch_predict                        # 100,000 stores × 4 slots
+    python -m bench.batch_predict --stores 20000 --no-profile
 
 Prints tables and writes ``bench/results/batch_predict.json``.
 """
@@ -30,7 +30,6 @@ import os
 import platform
 import pstats
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -43,10 +42,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serving_setup import bench_artifact, register, seed_state
-
+from bench.serving_setup import bench_artifact, register, seed_state
 from predictor.batch_scoring import (
     batch_order_id,
     orders_frame,
@@ -111,8 +107,8 @@ def _profile(client: redis.Redis, profiles: Any, model: EtaModel, slots: int, ou
     run = run_batch(client, profiles, model, as_of=datetime.now(UTC), slots=slots, out_dir=out)
     profiler.disable()
     stats = pstats.Stats(profiler)
-    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
-    top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]  # pstats.Stats keeps its table (.stats) out of typeshed
+    top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]  # type: ignore[attr-defined]  # as above
     return {
         "stores": run.stores,
         "note": "main thread only (the feature-read thread is not profiled); tottime shares",

@@ -1,6 +1,6 @@
 """Monitor throughput: the core alone, with the Redis join, and through Kafka end to end.
 
-Input: the shocked run of ``tests/monitor_scenario.py`` (30 simulated hours of a two-market
+Input: the shocked run of ``bench/monitor_scenario.py`` (30 simulated hours of a two-market
 marketplace, ~13k predictions with their features and ~12k deliveries), and the same records
 with the features stripped (what the monitor sees when ETA_STREAM_INCLUDE_FEATURES is off).
 
@@ -12,8 +12,8 @@ with the features stripped (what the monitor sees when ETA_STREAM_INCLUDE_FEATUR
 then the cost of a publish (summaries of the three windows) and the Redis memory the join
 holds per order still waiting for its delivery.
 
-    python bench/monitor.py             # ~1 minute here
-    python bench/monitor.py --repeat 5
+    python -m bench.monitor             # ~1 minute here
+    python -m bench.monitor --repeat 5
 
 Wall time on a shared machine is noisy, so each run also reports events per CPU second: this
 process's CPU time (all its threads, librdkafka's included) plus redis-server's own (INFO cpu)
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -42,8 +41,8 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.monitor_scenario
-
+from bench.loads import keys_memory, produce
+from bench.monitor_scenario import WireRecord, scenario_records, scenario_registry
 from predictor.models.registry import Registry
 from predictor.monitoring.core import Monitor, MonitorConfig
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
@@ -54,9 +53,6 @@ from predictor.serving.records import RawRecord
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from stream_features.stack import start_stack
-from tests.integration.test_feature_memory import keys_memory
-from tests.integration.worker_helpers import produce
-from tests.monitor_scenario import WireRecord, scenario_records, scenario_registry
 
 RESULTS = Path(__file__).parent / "results" / "monitor.json"
 INTAKE = IntakeConfig("deliveries", "predictions")

@@ -12,8 +12,8 @@ stalled server cannot hide its queue (no coordinated omission). Then a closed lo
 one request's parts (parse, feature read, predict, encode, the whole ASGI call) shows where the
 time goes.
 
-    python bench/online.py                        # 1,000 req/s for 20 s, then max throughput
-    python bench/online.py --rate 500 --seconds 10 --scoring lightgbm
+    python -m bench.online                        # 1,000 req/s for 20 s, then max throughput
+    python -m bench.online --rate 500 --seconds 10 --scoring lightgbm
 
 Prints tables and writes ``bench/results/online.json``.
 """
@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,8 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from http_load import request_bytes, run_load, summary
-from serving_setup import bench_artifact, register, seed_state
-
+from bench.http_load import request_bytes, run_load, summary
+from bench.serving_setup import bench_artifact, register, seed_state
 from stream_features.contract import OrderCreated
 from stream_features.settings import Settings
 from stream_features.stack import free_port, start_stack
@@ -191,10 +188,10 @@ def _breakdown(redis_url: str, model: Any, orders: list[OrderCreated], n: int) -
             }
             sent: list[Any] = []
 
-            async def receive(body: bytes = body) -> dict[str, Any]:
+            async def receive(body: bytes = body) -> MutableMapping[str, Any]:
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            async def send(message: dict[str, Any], sent: list[Any] = sent) -> None:
+            async def send(message: MutableMapping[str, Any], sent: list[Any] = sent) -> None:
                 sent.append(message)
 
             started = time.perf_counter_ns()

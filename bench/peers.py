@@ -28,9 +28,9 @@ replaces the runs of the contenders it ran and keeps the others (each run names 
 so one contender can be rerun without losing the table; ``--fresh`` keeps none.
 
     pip install -e '.[bench]'
-    python bench/peers.py                                   # all, 200,000 orders
-    python bench/peers.py --orders 5000 --contenders etastream,quix:apply --out /tmp/p.json
-    python bench/peers.py --as-of 2026-11-25T12:00Z --contenders etastream:confluent-x2
+    python -m bench.peers                                   # all, 200,000 orders
+    python -m bench.peers --orders 5000 --contenders etastream,quix:apply --out /tmp/p.json
+    python -m bench.peers --as-of 2026-11-25T12:00Z --contenders etastream:confluent-x2
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from peers_input import batch_tables, build_input
-from peers_report import (
+from rich.console import Console
+
+from bench.peers_input import batch_tables, build_input
+from bench.peers_report import (
     README_END,
     README_START,
     choose_rows,
@@ -60,9 +62,7 @@ from peers_report import (
     speedup,
     verdict,
 )
-from peers_run import CONTENDERS, Contender, EtaSetup, run_contender
-from rich.console import Console
-
+from bench.peers_run import CONTENDERS, Contender, EtaSetup, run_contender
 from stream_features.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "peers.json"
@@ -88,8 +88,7 @@ def _selected(spec: str) -> list[Contender]:
 
 def prepare_etastream(workdir: Path, as_of: datetime) -> EtaSetup:
     """Train and register the production recipe, compile it, and compute batch tables."""
-    from stream import _register_model
-
+    from bench.stream import _register_model
     from predictor.models.compiled import compile_model
     from predictor.models.registry import Registry
     from stream_features.errors import EtaError

@@ -16,8 +16,9 @@ import time
 import orjson
 import redis
 from confluent_kafka import Consumer, Producer
-from peers_check import WINDOW_BUCKETS, bucket_of
-from peers_loop import run_loop
+
+from bench.peers_check import WINDOW_BUCKETS, bucket_of
+from bench.peers_loop import run_loop
 
 __all__ = ["main", "run"]
 

@@ -3,8 +3,8 @@
 Both engines score through ``EtaModel.predict`` (input check, transform, clip included), on the
 same rows, in one run: single rows (the online path) and batches of 1000 (the stream path).
 
-    python bench/scoring.py                      # trains a model on generated data first
-    python bench/scoring.py --artifact models/eta/3
+    python -m bench.scoring                      # trains a model on generated data first
+    python -m bench.scoring --artifact models/eta/3
 
 Prints a table and writes ``bench/results/scoring.json``.
 """

@@ -23,9 +23,9 @@ Engines: ``confluent`` and ``faust`` (``eta predict stream --engine ...``) and `
 per-event loop for comparison (poll one record, one Redis round trip, one predict, produce,
 flush, commit).
 
-    python bench/stream.py                          # all three engines
-    python bench/stream.py --engines confluent --profile   # cProfile of the worker, top costs
-    python bench/stream.py --engines confluent --orders 20000 --seconds 20 --low-rate 0 \
+    python -m bench.stream                          # all three engines
+    python -m bench.stream --engines confluent --profile   # cProfile of the worker, top costs
+    python -m bench.stream --engines confluent --orders 20000 --seconds 20 --low-rate 0 \
         --out /tmp/stream.json                  # a short check of confluent against the loop
 
 Prints a table and writes ``bench/results/stream.json`` (or ``--out``).
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-import psutil  # type: ignore[import-untyped]
+import psutil
 from confluent_kafka import Consumer, Producer
 from rich.console import Console
 from rich.table import Table
@@ -139,7 +139,7 @@ class Worker:
     ) -> None:
         # ``cmd``: another program in the same harness (bench/peers.py runs its peers so)
         if cmd is None and engine == "naive":
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--naive-worker"]
+            cmd = [sys.executable, "-m", "bench.stream", "--naive-worker"]
         elif cmd is None:
             call = "from predictor.cli import main; main()"
             cmd = [sys.executable, "-c", call, "predict", "stream", "--engine", engine]
@@ -456,7 +456,7 @@ def run_reference(
     ensure_topics(settings)
     events = _backlog(settings, REFERENCE_WARMUP)
     reader = _reader(settings, args.reader_fetch_wait_ms)
-    cmd = [sys.executable, str(Path(__file__).resolve().parent / "stream_loop.py")]
+    cmd = [sys.executable, "-m", "bench.stream_loop"]
     loop = Worker(settings, "loop", workdir / "loop.log", cmd=cmd)
     result: dict[str, Any] = {
         "engine": REFERENCE,
@@ -544,7 +544,7 @@ def _profile_confluent(base: Settings, n_orders: int) -> dict[str, Any]:
     done = worker.stats.predictions
     worker.close()
     stats = pstats.Stats(profiler)
-    entries = stats.stats  # type: ignore[attr-defined]
+    entries = stats.stats  # type: ignore[attr-defined]  # pstats.Stats keeps its table (.stats) out of typeshed
     rows = [
         {
             "function": f"{Path(file).name}:{line}({func})",
