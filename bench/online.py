@@ -45,6 +45,7 @@ from rich.table import Table
 
 from bench.http_load import request_bytes, run_load, summary
 from bench.serving_setup import bench_artifact, register, seed_state
+from predictor.models.artifact import EtaModel
 from stream_features.contract import OrderCreated
 from stream_features.settings import Settings
 from stream_features.stack import free_port, start_stack
@@ -214,6 +215,25 @@ def _breakdown(redis_url: str, model: Any, orders: list[OrderCreated], n: int) -
 
 
 def main() -> None:
+    args = _parser().parse_args()
+    console = Console()
+    model, fixed, most, script, breakdown = _measure(args, console)
+    results = {
+        "fixed_rate": {
+            "rate_per_s": args.rate,
+            **summary(*fixed),
+            "redis_script_us_per_request": script.get("usec_per_call"),
+        },
+        "max_throughput": {"concurrency": args.concurrency, **summary(*most)},
+    }
+    _print_tables(console, args, model, results, breakdown, script)
+    report = _report(args, model, results, breakdown)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    console.print(f"written to {args.out}")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -226,9 +246,18 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=100_000)
     parser.add_argument("--max-rounds", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    console = Console()
+    return parser
 
+
+Load = tuple[dict[str, Any], float]  # what run_load measured, and the server's CPU over it
+
+
+def _measure(
+    args: argparse.Namespace, console: Console
+) -> tuple[EtaModel, Load, Load, dict[str, Any], dict[str, Any]]:
+    """The stack, the model, Redis state and ``eta serve`` started; both loads run against it,
+    then the in-process breakdown of one request. Returns the model, the fixed-rate and the
+    closed-loop measurements, Redis's script stats and the breakdown."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_stack(Settings(data_dir=Path(tmp) / "stack")) as urls,
@@ -275,14 +304,17 @@ def main() -> None:
             server.wait(30)
         breakdown = _breakdown(urls.redis_url, model, orders, 3000)
 
-    results = {
-        "fixed_rate": {
-            "rate_per_s": args.rate,
-            **summary(fixed, fixed_cpu),
-            "redis_script_us_per_request": script.get("usec_per_call"),
-        },
-        "max_throughput": {"concurrency": args.concurrency, **summary(most, most_cpu)},
-    }
+    return model, (fixed, fixed_cpu), (most, most_cpu), script, breakdown
+
+
+def _print_tables(
+    console: Console,
+    args: argparse.Namespace,
+    model: EtaModel,
+    results: dict[str, Any],
+    breakdown: dict[str, Any],
+    script: dict[str, Any],
+) -> None:
     table = Table(title=f"eta serve, 1 worker, {model.backend} scoring, {os.cpu_count()} cores")
     for column in (
         "load",
@@ -322,7 +354,13 @@ def main() -> None:
         f"Redis time in the feature script: {script.get('usec_per_call')} µs per request "
         "(fixed-rate run, INFO commandstats)"
     )
-    report = {
+
+
+def _report(
+    args: argparse.Namespace, model: EtaModel, results: dict[str, Any], breakdown: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``--out`` holds."""
+    return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),
@@ -339,9 +377,6 @@ def main() -> None:
         "results": results,
         "breakdown_us": breakdown,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    console.print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ CONTENDERS = (
         "`stateful_map`, SQLite recovery snapshots every 1 s",
         stops_at_end=True,
     ),
-    Contender("naive", "per-event", "peers_naive", "confluent-kafka, a Redis round trip per order"),
+    Contender("naive", "per-event", "naive", "confluent-kafka, a Redis round trip per order"),
     Contender(  # never a peer (peers_report): what any Python worker pays to go through Kafka
         "ceiling",
         "dict",
