@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,18 @@ def main() -> None:
     with console.status("building the scenario (simulate, train, score)…"):
         full = list(scenario_records(True))
         lean = without_features(scenario_records(True))
+    rows, memory = _measure({"with features": full, "predictions only": lean}, args.repeat, console)
+    _print_table(console, rows, memory)
+    _save(rows, memory)
+    console.print(f"wrote {RESULTS}")
+
+
+def _measure(
+    inputs: dict[str, list[WireRecord]], repeat: int, console: Console
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """On a fresh stack: each input through the join in memory and in Redis at two batch
+    sizes (best of ``repeat``), then through Kafka; and the join state each leaves in Redis."""
     rows: list[dict[str, Any]] = []
-    memory: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Settings(data_dir=Path(tmp) / "stack", registry_dir=scenario_registry())
         with start_stack(base) as urls:
@@ -184,31 +195,37 @@ def main() -> None:
                 }
             )
             client = redis.Redis.from_url(urls.redis_url)
-            for label, records in (("with features", full), ("predictions only", lean)):
-                for batch in (200, 2000):
-                    for name, make, server in (
-                        ("core", MemoryJoin, None),
-                        (
-                            "redis",
-                            lambda: RedisJoin(client, 3600, f"b{uuid.uuid4().hex[:6]}:"),
-                            client,
-                        ),
-                    ):
-                        best = max(
-                            (run_core(records, make(), batch, server) for _ in range(args.repeat)),
-                            key=lambda r: r["events_per_cpu_s"],
-                        )
-                        rows.append({"path": name, "input": label, "batch": batch, **best})
-                        console.log(rows[-1])
+            for label, records in inputs.items():
+                for row in _core_rows(records, client, repeat):
+                    rows.append({"path": row.pop("path"), "input": label, **row})
+                    console.log(rows[-1])
                 tag = uuid.uuid4().hex[:6]
                 with console.status(f"kafka, {label}…"):
                     result = run_kafka(settings, records, tag, client)
                 rows.append({"path": "kafka", "input": label, "batch": 2000, **result})
                 console.log(rows[-1])
-            memory = {
-                "with features": join_memory(client, full),
-                "predictions only": join_memory(client, lean),
-            }
+            memory = {label: join_memory(client, records) for label, records in inputs.items()}
+    return rows, memory
+
+
+def _core_rows(
+    records: list[WireRecord], client: redis.Redis, repeat: int
+) -> Iterator[dict[str, Any]]:
+    """The join without Kafka, in memory (``core``) and in Redis, at batches of 200 and 2000:
+    the best of ``repeat`` runs of each."""
+    for batch in (200, 2000):
+        for name, make, server in (
+            ("core", MemoryJoin, None),
+            ("redis", lambda: RedisJoin(client, 3600, f"b{uuid.uuid4().hex[:6]}:"), client),
+        ):
+            best = max(
+                (run_core(records, make(), batch, server) for _ in range(repeat)),
+                key=lambda r: r["events_per_cpu_s"],
+            )
+            yield {"path": name, "batch": batch, **best}
+
+
+def _print_table(console: Console, rows: list[dict[str, Any]], memory: dict[str, Any]) -> None:
     table = Table(title="eta monitor throughput (best of runs)")
     columns = (
         "path",
@@ -238,6 +255,9 @@ def main() -> None:
         console.print(
             f"join state in Redis, {label}: {m['bytes_per_order']:.0f} B per waiting order"
         )
+
+
+def _save(rows: list[dict[str, Any]], memory: dict[str, Any]) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_bytes(
         orjson.dumps(
@@ -250,7 +270,6 @@ def main() -> None:
             option=orjson.OPT_INDENT_2,
         )
     )
-    console.print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":
