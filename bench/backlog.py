@@ -5,14 +5,14 @@ On the embedded stack (Tansu + redis-server, started here), for each ``--fetch-w
 used before), on fresh topics of ``--partitions`` partitions: ``--live-orders`` orders stamped
 now are produced in large record batches, then a week-old history of the same stores and
 markets (``--old-orders`` orders and ``--old-snapshots`` supply snapshots) in record batches of
-two, as a paced ``eta produce replay`` writes them (``tests/backlog_load.py``). A confluent
+two, as a paced ``eta produce replay`` writes them (``bench/loads.py``). A confluent
 worker (in this process, the whole pipeline with a linear stand-in model) then drains it.
 Orders/s and events/s run from the first record consumed to the last; a run that has not
 consumed everything after ``--limit-s`` is reported as such, with what it had done. The old
 events are late by design (their stores and markets applied the live ones first): counted.
 
-    python bench/backlog.py                           # 10 ms against 50 ms
-    python bench/backlog.py --fetch-waits 50 --out /tmp/backlog.json   # a quick check
+    python -m bench.backlog                           # 10 ms against 50 ms
+    python -m bench.backlog --fetch-waits 50 --out /tmp/backlog.json   # a quick check
 
 Prints a table and writes ``bench/results/backlog.json`` (or ``--out``).
 """
@@ -42,13 +42,11 @@ _console = Console()
 
 def run_one(base: Settings, fetch_wait_ms: int, args: argparse.Namespace) -> dict[str, Any]:
     """Produce the backlog on fresh topics and drain it with one worker; the measurements."""
+    from bench.loads import LinearModel, live_orders, old_records, produce, produce_in_small_batches
     from predictor.engines.wiring import confluent_worker, redis_features
     from predictor.serving.metrics import StreamMetrics
     from stream_features.contract import encode
     from stream_features.kafka_clients import ensure_topics
-    from tests.backlog_load import old_records, produce_in_small_batches
-    from tests.integration.worker_helpers import live_orders, produce
-    from tests.serving_fakes import LinearModel
 
     tag = uuid.uuid4().hex[:8]
     settings = base.model_copy(

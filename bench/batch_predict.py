@@ -16,8 +16,8 @@ Measured:
    than the wall time);
 3. where a run's time goes: cProfile of a smaller run, top functions by own time.
 
-    python bench/batch_predict.py                        # 100,000 stores × 4 slots
-    python bench/batch_predict.py --stores 20000 --no-profile
+    python -m bench.batch_predict                        # 100,000 stores × 4 slots
+    python -m bench.batch_predict --stores 20000 --no-profile
 
 Prints tables and writes ``bench/results/batch_predict.json``.
 """
@@ -30,7 +30,6 @@ import os
 import platform
 import pstats
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -43,10 +42,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serving_setup import bench_artifact, register, seed_state
-
+from bench.serving_setup import bench_artifact, register, seed_state
 from predictor.batch_scoring import (
     batch_order_id,
     orders_frame,
@@ -111,8 +107,8 @@ def _profile(client: redis.Redis, profiles: Any, model: EtaModel, slots: int, ou
     run = run_batch(client, profiles, model, as_of=datetime.now(UTC), slots=slots, out_dir=out)
     profiler.disable()
     stats = pstats.Stats(profiler)
-    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
-    top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]  # pstats.Stats keeps its table (.stats) out of typeshed
+    top = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]  # type: ignore[attr-defined]  # as above
     return {
         "stores": run.stores,
         "note": "main thread only (the feature-read thread is not profiled); tottime shares",
@@ -128,6 +124,19 @@ def _profile(client: redis.Redis, profiles: Any, model: EtaModel, slots: int, ou
 
 
 def main() -> None:
+    args = _parser().parse_args()
+    console = Console()
+    compiled, n_rows, scoring, runs, profile = _measure(args, console)
+    _print_tables(console, args, n_rows, scoring, runs, profile)
+    report = _report(args, compiled, scoring, runs, profile)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
+    console.print(f"written to {args.out}")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", type=int, default=100_000)
     parser.add_argument("--slots", type=int, default=4)
@@ -139,9 +148,15 @@ def main() -> None:
     parser.add_argument("--profile-stores", type=int, default=10_000)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    console = Console()
+    return parser
 
+
+def _measure(
+    args: argparse.Namespace, console: Console
+) -> tuple[EtaModel, int, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """On a fresh stack with ``--stores`` seeded: scoring alone (compiled and LightGBM), two
+    whole ``eta predict batch`` runs, and a cProfile of a smaller one. Returns the compiled
+    model, the rows scored, the scoring figures, the runs and the profile (or None)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_stack(Settings(data_dir=Path(tmp) / "stack")) as urls,
@@ -187,7 +202,18 @@ def main() -> None:
                 client, profiles.head(args.profile_stores), compiled, args.slots, workdir / "p"
             )
 
-    table = Table(title=f"batch scoring, {rows.shape[0]:,} rows, {os.cpu_count()} cores")
+    return compiled, rows.shape[0], scoring, runs, profile
+
+
+def _print_tables(
+    console: Console,
+    args: argparse.Namespace,
+    n_rows: int,
+    scoring: dict[str, Any],
+    runs: list[dict[str, Any]],
+    profile: dict[str, Any] | None,
+) -> None:
+    table = Table(title=f"batch scoring, {n_rows:,} rows, {os.cpu_count()} cores")
     for column in ("engine", "rows", "best s", "rows/s (best)", "rows/s (median)"):
         table.add_column(column, justify="right")
     for name, s in scoring.items():
@@ -221,7 +247,17 @@ def main() -> None:
         for row in profile["top_tottime"][:10]:
             top.add_row(row["function"], f"{row['tottime_s']:.2f}", f"{row['share']:.0%}")
         console.print(top)
-    report = {
+
+
+def _report(
+    args: argparse.Namespace,
+    compiled: EtaModel,
+    scoring: dict[str, Any],
+    runs: list[dict[str, Any]],
+    profile: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What ``--out`` holds."""
+    return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),
@@ -242,11 +278,6 @@ def main() -> None:
         "runs": runs,
         "profile": profile,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(
-        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    )
-    console.print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ records, bytes on the wire per record (librdkafka's ``txbytes``), and the CPU of
 back with librdkafka (decompression included). Throughput is the best of ``--rounds`` runs,
 CPU the least.
 
-    python bench/compression.py                 # none, gzip (level 1), gzip:6, lz4, zstd, snappy
-    python bench/compression.py --records 50000 --codecs none gzip lz4
+    python -m bench.compression                 # none, gzip (level 1), gzip:6, lz4, zstd, snappy
+    python -m bench.compression --records 50000 --codecs none gzip lz4
 
 Prints one JSON line per codec and writes ``bench/results/compression.json``.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-import psutil  # type: ignore[import-untyped]
+import psutil
 from confluent_kafka import Consumer, Producer
 
 from predictor.engines.wiring import WORKER_WRITES

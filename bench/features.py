@@ -1,7 +1,7 @@
 """Streaming feature throughput and memory: the worker's partition state next to a naive baseline.
 
 Both run against a real redis-server started here (``start_stack``) on the same steady load
-(``tests/feature_load.py``: 2,000 stores in 6 markets, orders, deliveries and snapshots):
+(``bench/loads.py``: 2,000 stores in 6 markets, orders, deliveries and snapshots):
 
 - ``worker state``: ``RedisFeatureSource.update_and_read``, the batch applied to the state in
   the process and written behind in one MULTI/EXEC, at batch sizes 1, 100 and 1000;
@@ -14,8 +14,8 @@ Then the memory of the stream's keys (``MEMORY USAGE`` summed) after 100k and af
 and where the batch-1000 time goes: Redis's command time next to the wall time, plus the top
 Python functions under cProfile.
 
-    python bench/features.py                  # full run (~3 minutes here)
-    python bench/features.py --memory-events 200000
+    python -m bench.features                  # full run (~3 minutes here)
+    python -m bench.features --memory-events 200000
 
 Prints a table and writes ``bench/results/features.json``.
 """
@@ -28,7 +28,6 @@ import itertools
 import os
 import platform
 import pstats
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,8 +39,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.feature_load
-
+from bench.loads import keys_memory, steady_load
 from stream_features.contract import (
     Event,
     MarketSupplySnapshot,
@@ -53,8 +51,6 @@ from stream_features.definitions import BATCH_FEATURES, BUCKET_S, STREAM_FEATURE
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.settings import Settings
 from stream_features.stack import start_stack
-from tests.feature_load import steady_load
-from tests.integration.test_feature_memory import keys_memory
 
 RESULTS = Path(__file__).parent / "results" / "features.json"
 BUCKET_MS = BUCKET_S * 1000
@@ -243,7 +239,7 @@ def main() -> None:
                 "redis": info.get("redis_version"),
                 "platform": platform.platform(),
             },
-            "load": "tests/feature_load.steady_load: 2000 stores, 6 markets, 0.1 s between orders",
+            "load": "bench.loads.steady_load: 2000 stores, 6 markets, 0.1 s between orders",
             "throughput": runs,
             "target_orders_per_s_at_1000": 100_000,
             "profile_batch_1000": profile,

@@ -1,6 +1,6 @@
 """Monitor throughput: the core alone, with the Redis join, and through Kafka end to end.
 
-Input: the shocked run of ``tests/monitor_scenario.py`` (30 simulated hours of a two-market
+Input: the shocked run of ``bench/monitor_scenario.py`` (30 simulated hours of a two-market
 marketplace, ~13k predictions with their features and ~12k deliveries), and the same records
 with the features stripped (what the monitor sees when ETA_STREAM_INCLUDE_FEATURES is off).
 
@@ -12,8 +12,8 @@ with the features stripped (what the monitor sees when ETA_STREAM_INCLUDE_FEATUR
 then the cost of a publish (summaries of the three windows) and the Redis memory the join
 holds per order still waiting for its delivery.
 
-    python bench/monitor.py             # ~1 minute here
-    python bench/monitor.py --repeat 5
+    python -m bench.monitor             # ~1 minute here
+    python -m bench.monitor --repeat 5
 
 Wall time on a shared machine is noisy, so each run also reports events per CPU second: this
 process's CPU time (all its threads, librdkafka's included) plus redis-server's own (INFO cpu)
@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.monitor_scenario
-
+from bench.loads import keys_memory, produce
+from bench.monitor_scenario import WireRecord, scenario_records, scenario_registry
 from predictor.models.registry import Registry
 from predictor.monitoring.core import Monitor, MonitorConfig
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
@@ -54,9 +54,6 @@ from predictor.serving.records import RawRecord
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from stream_features.stack import start_stack
-from tests.integration.test_feature_memory import keys_memory
-from tests.integration.worker_helpers import produce
-from tests.monitor_scenario import WireRecord, scenario_records, scenario_registry
 
 RESULTS = Path(__file__).parent / "results" / "monitor.json"
 INTAKE = IntakeConfig("deliveries", "predictions")
@@ -175,8 +172,18 @@ def main() -> None:
     with console.status("building the scenario (simulate, train, score)…"):
         full = list(scenario_records(True))
         lean = without_features(scenario_records(True))
+    rows, memory = _measure({"with features": full, "predictions only": lean}, args.repeat, console)
+    _print_table(console, rows, memory)
+    _save(rows, memory)
+    console.print(f"wrote {RESULTS}")
+
+
+def _measure(
+    inputs: dict[str, list[WireRecord]], repeat: int, console: Console
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """On a fresh stack: each input through the join in memory and in Redis at two batch
+    sizes (best of ``repeat``), then through Kafka; and the join state each leaves in Redis."""
     rows: list[dict[str, Any]] = []
-    memory: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Settings(data_dir=Path(tmp) / "stack", registry_dir=scenario_registry())
         with start_stack(base) as urls:
@@ -188,31 +195,37 @@ def main() -> None:
                 }
             )
             client = redis.Redis.from_url(urls.redis_url)
-            for label, records in (("with features", full), ("predictions only", lean)):
-                for batch in (200, 2000):
-                    for name, make, server in (
-                        ("core", MemoryJoin, None),
-                        (
-                            "redis",
-                            lambda: RedisJoin(client, 3600, f"b{uuid.uuid4().hex[:6]}:"),
-                            client,
-                        ),
-                    ):
-                        best = max(
-                            (run_core(records, make(), batch, server) for _ in range(args.repeat)),
-                            key=lambda r: r["events_per_cpu_s"],
-                        )
-                        rows.append({"path": name, "input": label, "batch": batch, **best})
-                        console.log(rows[-1])
+            for label, records in inputs.items():
+                for row in _core_rows(records, client, repeat):
+                    rows.append({"path": row.pop("path"), "input": label, **row})
+                    console.log(rows[-1])
                 tag = uuid.uuid4().hex[:6]
                 with console.status(f"kafka, {label}…"):
                     result = run_kafka(settings, records, tag, client)
                 rows.append({"path": "kafka", "input": label, "batch": 2000, **result})
                 console.log(rows[-1])
-            memory = {
-                "with features": join_memory(client, full),
-                "predictions only": join_memory(client, lean),
-            }
+            memory = {label: join_memory(client, records) for label, records in inputs.items()}
+    return rows, memory
+
+
+def _core_rows(
+    records: list[WireRecord], client: redis.Redis, repeat: int
+) -> Iterator[dict[str, Any]]:
+    """The join without Kafka, in memory (``core``) and in Redis, at batches of 200 and 2000:
+    the best of ``repeat`` runs of each."""
+    for batch in (200, 2000):
+        for name, make, server in (
+            ("core", MemoryJoin, None),
+            ("redis", lambda: RedisJoin(client, 3600, f"b{uuid.uuid4().hex[:6]}:"), client),
+        ):
+            best = max(
+                (run_core(records, make(), batch, server) for _ in range(repeat)),
+                key=lambda r: r["events_per_cpu_s"],
+            )
+            yield {"path": name, "batch": batch, **best}
+
+
+def _print_table(console: Console, rows: list[dict[str, Any]], memory: dict[str, Any]) -> None:
     table = Table(title="eta monitor throughput (best of runs)")
     columns = (
         "path",
@@ -242,6 +255,9 @@ def main() -> None:
         console.print(
             f"join state in Redis, {label}: {m['bytes_per_order']:.0f} B per waiting order"
         )
+
+
+def _save(rows: list[dict[str, Any]], memory: dict[str, Any]) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_bytes(
         orjson.dumps(
@@ -254,7 +270,6 @@ def main() -> None:
             option=orjson.OPT_INDENT_2,
         )
     )
-    console.print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ stalled server cannot hide its queue (no coordinated omission). Then a closed lo
 one request's parts (parse, feature read, predict, encode, the whole ASGI call) shows where the
 time goes.
 
-    python bench/online.py                        # 1,000 req/s for 20 s, then max throughput
-    python bench/online.py --rate 500 --seconds 10 --scoring lightgbm
+    python -m bench.online                        # 1,000 req/s for 20 s, then max throughput
+    python -m bench.online --rate 500 --seconds 10 --scoring lightgbm
 
 Prints tables and writes ``bench/results/online.json``.
 """
@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,9 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from http_load import request_bytes, run_load, summary
-from serving_setup import bench_artifact, register, seed_state
-
+from bench.http_load import request_bytes, run_load, summary
+from bench.serving_setup import bench_artifact, register, seed_state
+from predictor.models.artifact import EtaModel
 from stream_features.contract import OrderCreated
 from stream_features.settings import Settings
 from stream_features.stack import free_port, start_stack
@@ -191,10 +189,10 @@ def _breakdown(redis_url: str, model: Any, orders: list[OrderCreated], n: int) -
             }
             sent: list[Any] = []
 
-            async def receive(body: bytes = body) -> dict[str, Any]:
+            async def receive(body: bytes = body) -> MutableMapping[str, Any]:
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            async def send(message: dict[str, Any], sent: list[Any] = sent) -> None:
+            async def send(message: MutableMapping[str, Any], sent: list[Any] = sent) -> None:
                 sent.append(message)
 
             started = time.perf_counter_ns()
@@ -217,6 +215,25 @@ def _breakdown(redis_url: str, model: Any, orders: list[OrderCreated], n: int) -
 
 
 def main() -> None:
+    args = _parser().parse_args()
+    console = Console()
+    model, fixed, most, script, breakdown = _measure(args, console)
+    results = {
+        "fixed_rate": {
+            "rate_per_s": args.rate,
+            **summary(*fixed),
+            "redis_script_us_per_request": script.get("usec_per_call"),
+        },
+        "max_throughput": {"concurrency": args.concurrency, **summary(*most)},
+    }
+    _print_tables(console, args, model, results, breakdown, script)
+    report = _report(args, model, results, breakdown)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    console.print(f"written to {args.out}")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -229,9 +246,18 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=100_000)
     parser.add_argument("--max-rounds", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    console = Console()
+    return parser
 
+
+Load = tuple[dict[str, Any], float]  # what run_load measured, and the server's CPU over it
+
+
+def _measure(
+    args: argparse.Namespace, console: Console
+) -> tuple[EtaModel, Load, Load, dict[str, Any], dict[str, Any]]:
+    """The stack, the model, Redis state and ``eta serve`` started; both loads run against it,
+    then the in-process breakdown of one request. Returns the model, the fixed-rate and the
+    closed-loop measurements, Redis's script stats and the breakdown."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_stack(Settings(data_dir=Path(tmp) / "stack")) as urls,
@@ -278,14 +304,17 @@ def main() -> None:
             server.wait(30)
         breakdown = _breakdown(urls.redis_url, model, orders, 3000)
 
-    results = {
-        "fixed_rate": {
-            "rate_per_s": args.rate,
-            **summary(fixed, fixed_cpu),
-            "redis_script_us_per_request": script.get("usec_per_call"),
-        },
-        "max_throughput": {"concurrency": args.concurrency, **summary(most, most_cpu)},
-    }
+    return model, (fixed, fixed_cpu), (most, most_cpu), script, breakdown
+
+
+def _print_tables(
+    console: Console,
+    args: argparse.Namespace,
+    model: EtaModel,
+    results: dict[str, Any],
+    breakdown: dict[str, Any],
+    script: dict[str, Any],
+) -> None:
     table = Table(title=f"eta serve, 1 worker, {model.backend} scoring, {os.cpu_count()} cores")
     for column in (
         "load",
@@ -325,7 +354,13 @@ def main() -> None:
         f"Redis time in the feature script: {script.get('usec_per_call')} µs per request "
         "(fixed-rate run, INFO commandstats)"
     )
-    report = {
+
+
+def _report(
+    args: argparse.Namespace, model: EtaModel, results: dict[str, Any], breakdown: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``--out`` holds."""
+    return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),
@@ -342,9 +377,6 @@ def main() -> None:
         "results": results,
         "breakdown_us": breakdown,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    console.print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

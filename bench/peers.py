@@ -28,9 +28,9 @@ replaces the runs of the contenders it ran and keeps the others (each run names 
 so one contender can be rerun without losing the table; ``--fresh`` keeps none.
 
     pip install -e '.[bench]'
-    python bench/peers.py                                   # all, 200,000 orders
-    python bench/peers.py --orders 5000 --contenders etastream,quix:apply --out /tmp/p.json
-    python bench/peers.py --as-of 2026-11-25T12:00Z --contenders etastream:confluent-x2
+    python -m bench.peers                                   # all, 200,000 orders
+    python -m bench.peers --orders 5000 --contenders etastream,quix:apply --out /tmp/p.json
+    python -m bench.peers --as-of 2026-11-25T12:00Z --contenders etastream:confluent-x2
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from peers_input import batch_tables, build_input
-from peers_report import (
+from rich.console import Console
+
+from bench.peers_input import BenchInput, batch_tables, build_input
+from bench.peers_report import (
     README_END,
     README_START,
     choose_rows,
@@ -60,9 +62,7 @@ from peers_report import (
     speedup,
     verdict,
 )
-from peers_run import CONTENDERS, Contender, EtaSetup, run_contender
-from rich.console import Console
-
+from bench.peers_run import CONTENDERS, Contender, EtaSetup, run_contender
 from stream_features.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "peers.json"
@@ -88,8 +88,7 @@ def _selected(spec: str) -> list[Contender]:
 
 def prepare_etastream(workdir: Path, as_of: datetime) -> EtaSetup:
     """Train and register the production recipe, compile it, and compute batch tables."""
-    from stream import _register_model
-
+    from bench.stream import _register_model
     from predictor.models.compiled import compile_model
     from predictor.models.registry import Registry
     from stream_features.errors import EtaError
@@ -171,6 +170,29 @@ def _aware(text: str) -> datetime:
 
 
 def main() -> None:
+    args = _parser().parse_args()
+    contenders, overrides = _contenders(args.contenders, args.eta_set)
+    at = datetime.now(UTC).isoformat()
+    session = {"at": at, "etastream_commit": _commit()}
+    started = time.perf_counter()
+    data = build_input(args.orders, span_s=args.span_h * 3600, now=args.as_of)
+    described = data.describe()
+    _console.print(f"input in {time.perf_counter() - started:.1f} s: {described}")
+    mine, model = _run_all(args, contenders, overrides, data, session)
+    runs, kept = merge_runs(_earlier_runs(args.out, described, args.fresh), mine)
+    if kept:
+        names = ", ".join(f"{r['tool']}:{r['variant']}" for r in kept)
+        _console.print(f"kept from {args.out} (same input): {names}")
+    rows = choose_rows(runs)
+    result = _result(at, described, model, runs, rows)
+    print_table(_console, runs, rows, result)
+    profile = next((r["profile"] for r in mine if r.get("profile")), None)  # the one worker's
+    if profile:
+        print_profile(_console, profile)
+    _save(args.out, result)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--span-h", type=float, default=2.5, help="event time the orders span")
@@ -210,22 +232,31 @@ def main() -> None:
         "input)",
     )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep its logs")
-    args = parser.parse_args()
-    contenders = _selected(args.contenders)
-    overrides = dict(item.split("=", 1) for item in args.eta_set)
+    return parser
+
+
+def _contenders(names: str, eta_set: list[str]) -> tuple[list[Contender], dict[str, str]]:
+    """The contenders ``--contenders`` names, and etastream's ``--eta-set`` settings (written
+    into its variants' names, so a run with them is a row of its own)."""
+    contenders = _selected(names)
+    overrides = dict(item.split("=", 1) for item in eta_set)
     if overrides:
-        sets = ", ".join(args.eta_set)
+        sets = ", ".join(eta_set)
         contenders = [
             replace(c, variant=f"{c.variant}, {sets}") if c.script is None else c
             for c in contenders
         ]
+    return contenders, overrides
 
-    started = time.perf_counter()
-    at = datetime.now(UTC).isoformat()
-    session = {"at": at, "etastream_commit": _commit()}
-    data = build_input(args.orders, span_s=args.span_h * 3600, now=args.as_of)
-    described = data.describe()
-    _console.print(f"input in {time.perf_counter() - started:.1f} s: {described}")
+
+def _run_all(
+    args: argparse.Namespace,
+    contenders: list[Contender],
+    overrides: dict[str, str],
+    data: BenchInput,
+    session: dict[str, Any],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Each contender on the same input, in order: this run's rows and etastream's model."""
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="eta-peers-") as tmp:
         workdir = args.keep or Path(tmp)
@@ -253,32 +284,37 @@ def main() -> None:
             runs.append(row)
             brief = {k: row[k] for k in ("orders_per_s", "correct", "wrong", "missing")}
             _console.print(brief | {"rss_mb": row["peak_rss_mb"], "stalled": row["stalled"]})
-    runs, kept = merge_runs(_earlier_runs(args.out, described, args.fresh), runs)
-    if kept:
-        names = ", ".join(f"{r['tool']}:{r['variant']}" for r in kept)
-        _console.print(f"kept from {args.out} (same input): {names}")
-    rows = choose_rows(runs)
-    result = {
+    return runs, eta.model if eta else None
+
+
+def _result(
+    at: str,
+    described: dict[str, Any],
+    model: str | None,
+    runs: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What ``--out`` holds: the machine, versions, input, model, the rows kept and every run."""
+    return {
         "at": at,
         "machine": _machine(),
         "versions": _versions(),
         "input": described,
-        "model": eta.model if eta else None,
+        "model": model,
         "oracle": "per order: the store's orders in the 10 one-minute event-time buckets "
         "ending with the order's own bucket, read before it (the order itself not counted)",
         "speedup_vs_best_correct_peer": speedup(rows),
         "rows": [{k: v for k, v in r.items() if k != "profile"} for r in rows],
         "runs": runs,
     }
-    print_table(_console, runs, rows, result)
-    mine = [r for r in runs if r["session"] is session]  # this run's, not a kept one's
-    profile = next((r["profile"] for r in mine if r.get("profile")), None)  # the one worker's
-    if profile:
-        print_profile(_console, profile)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    _console.print(f"written {args.out}")
-    if args.out.resolve() == RESULTS.resolve():
+
+
+def _save(out: Path, result: dict[str, Any]) -> None:
+    """Write ``out``; the default results file also updates README's peer table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    _console.print(f"written {out}")
+    if out.resolve() == RESULTS.resolve():
         _console.print(_update_readme(readme_block(result)))
 
 

@@ -1,6 +1,6 @@
 """Bytewax contender of the peer benchmark: the store's 10-minute order count per order.
 
-Run by ``bench/peers.py`` as its own process (``python bench/peers_bytewax.py --variant ...``):
+Run by ``bench/peers.py`` as its own process (``python -m bench.peers_bytewax --variant ...``):
 one Bytewax worker (``cli_main``, what ``python -m bytewax.run`` calls) on Bytewax's Kafka
 connectors. ``kop.input`` reads the topic's partitions from the beginning, ``key_on`` keys each
 record by store (its Kafka key), a ``stateful_map`` keeps per store the counts of its last 10
@@ -42,26 +42,27 @@ from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from peers_check import bucket_of, count_then_add
+
+from bench.peers_check import bucket_of, count_then_add
 
 __all__ = ["answers", "build", "count_then_add", "main"]
 
 Buckets = list[list[int]]  # [[bucket, orders], ...], oldest first
-Order = KafkaSourceMessage[bytes, bytes]
-Answer = KafkaSinkMessage[bytes, bytes]
+Order = KafkaSourceMessage[bytes | None, bytes | None]  # as the Kafka source types them
+Answer = KafkaSinkMessage[bytes | None, bytes]
 
 
 def _answer(state: Buckets | None, msg: Order) -> tuple[Buckets, Answer]:
     assert msg.timestamp is not None  # the bench sets every record's timestamp
     kept, count = count_then_add(state or [], bucket_of(msg.timestamp[1]))
-    order_id = orjson.loads(msg.value)["order_id"]
+    order_id = orjson.loads(msg.value or b"{}")["order_id"]
     out = {"order_id": order_id, "count": count, "at_ms": time.time_ns() // 1_000_000}
     return kept, KafkaSinkMessage(msg.key, orjson.dumps(out))
 
 
 def answers(orders: Stream[Order]) -> Stream[Answer]:
     """Keyed by store, one answer per order from a ``stateful_map`` over its minute buckets."""
-    by_store = op.key_on("by_store", orders, lambda msg: msg.key.decode())
+    by_store = op.key_on("by_store", orders, lambda msg: (msg.key or b"").decode())
     counted = op.stateful_map("count_10m", by_store, _answer)
     return op.key_rm("unkey", counted)
 

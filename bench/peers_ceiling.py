@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
-from peers_check import WINDOW_BUCKETS, bucket_of
-from peers_loop import run_loop
+
+from bench.peers_check import WINDOW_BUCKETS, bucket_of
+from bench.peers_loop import run_loop
 
 __all__ = ["StoreCounts", "main", "run"]
 

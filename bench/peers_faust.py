@@ -1,6 +1,6 @@
 """faust-streaming contender of the peer benchmark: the store's 10-minute order count per order.
 
-Run by ``bench/peers.py`` as its own process (``python bench/peers_faust.py --variant ...``).
+Run by ``bench/peers.py`` as its own process (``python -m bench.peers_faust --variant ...``).
 Output per order as the other peers: ``{"order_id", "count", "at_ms"}`` (see ``peers_check``
 for what ``count`` must be). Event time is the record's timestamp (the bench sets it to
 ``created_at``), i.e. ``relative_to_stream``.
@@ -23,7 +23,8 @@ from typing import Any
 
 import faust
 import orjson
-from peers_check import WINDOW_BUCKETS, bucket_of, count_then_add
+
+from bench.peers_check import WINDOW_BUCKETS, bucket_of, count_then_add
 
 __all__ = ["build", "main"]
 

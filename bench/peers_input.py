@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from peers_check import expected_counts
-
+from bench.peers_check import expected_counts
 from stream_features.contract import OrderCreated, OrderDelivered, encode, to_ms
 
 __all__ = ["BenchInput", "batch_tables", "build_input", "load_topic", "simulate_orders"]

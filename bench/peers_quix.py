@@ -1,6 +1,6 @@
 """Quix Streams contender of the peer benchmark: the store's 10-minute order count per order.
 
-Run by ``bench/peers.py`` as its own process (``python bench/peers_quix.py --variant ...``).
+Run by ``bench/peers.py`` as its own process (``python -m bench.peers_quix --variant ...``).
 Each order's output is ``{"order_id", "count", "at_ms"}`` on the output topic, ``count`` being
 the store's orders in the 10 one-minute buckets ending with the order's own, before it
 (``peers_check``), and ``at_ms`` the wall clock when Quix handled it. Event time is the
@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from peers_check import bucket_of, count_then_add, own_window_start_ms
 from quixstreams import Application
 from quixstreams.dataframe.windows.aggregations import Count, Last
 from quixstreams.state import State
+
+from bench.peers_check import bucket_of, count_then_add, own_window_start_ms
 
 __all__ = ["build", "main"]
 

@@ -41,20 +41,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psutil  # type: ignore[import-untyped]
+import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from peers_check import check_outputs
-from peers_group import Log, log_from_end, read_holdings, wait_settled
-from peers_input import BenchInput, load_topic
-from peers_profile import PySpy
-from stream import CpuShare, Worker
 
+from bench.peers_check import check_outputs
+from bench.peers_group import Log, log_from_end, read_holdings, wait_settled
+from bench.peers_input import BenchInput, load_topic
+from bench.peers_profile import PySpy
+from bench.stream import CpuShare, Worker
 from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
 __all__ = ["CONTENDERS", "ETA_FEATURE", "Contender", "EtaSetup", "run_contender"]
 
-BENCH = Path(__file__).resolve().parent
 ETA_FEATURE = "store__orders_created__10m"
 SETTLE_S = 120.0  # how long the workers of a several-process contender may take to join
 END_DEADLINE_S = 30.0  # how long a worker that stops at the end may take to exit by itself
@@ -66,7 +65,9 @@ Parse = Callable[[bytes], tuple[str, int, float]]
 class Contender:
     tool: str
     variant: str
-    script: str | None = None  # the peer's worker in bench/; None: ``eta predict stream``
+    script: str | None = (
+        None  # its worker, ``python -m bench.<script>``; None: ``eta predict stream``
+    )
     label: str = ""  # what the variant does, for the README
     stops_at_end: bool = False  # the worker exits by itself once it has read the backlog
     processes: int = 1  # workers in one consumer group (etastream only: it logs assignments)
@@ -93,32 +94,30 @@ CONTENDERS = (
         "`eta predict stream`, its state on a 3-master Redis Cluster",
         redis="cluster",
     ),
-    Contender("quix", "window", "peers_quix.py", "hopping window, `Count` + `Last`"),
-    Contender("quix", "apply", "peers_quix.py", "stateful `apply`, minute buckets"),
-    Contender("faust", "table", "peers_faust.py", "table of minute buckets"),
-    Contender("faust", "hopping", "peers_faust.py", "hopping table, `expires=None`"),
-    Contender("faust", "hopping-expires", "peers_faust.py", "hopping table, `expires=15 min`"),
+    Contender("quix", "window", "peers_quix", "hopping window, `Count` + `Last`"),
+    Contender("quix", "apply", "peers_quix", "stateful `apply`, minute buckets"),
+    Contender("faust", "table", "peers_faust", "table of minute buckets"),
+    Contender("faust", "hopping", "peers_faust", "hopping table, `expires=None`"),
+    Contender("faust", "hopping-expires", "peers_faust", "hopping table, `expires=15 min`"),
     Contender(
         "bytewax",
         "stateful_map",
-        "peers_bytewax.py",
+        "peers_bytewax",
         "`stateful_map` over minute buckets, no recovery",
         stops_at_end=True,
     ),
     Contender(
         "bytewax",
         "recovery",
-        "peers_bytewax.py",
+        "peers_bytewax",
         "`stateful_map`, SQLite recovery snapshots every 1 s",
         stops_at_end=True,
     ),
-    Contender(
-        "naive", "per-event", "peers_naive.py", "confluent-kafka, a Redis round trip per order"
-    ),
+    Contender("naive", "per-event", "naive", "confluent-kafka, a Redis round trip per order"),
     Contender(  # never a peer (peers_report): what any Python worker pays to go through Kafka
         "ceiling",
         "dict",
-        "peers_ceiling.py",
+        "peers_ceiling",
         "reference: confluent-kafka + a dict in the process, no durability",
     ),
 )
@@ -212,9 +211,9 @@ def read_outputs(
 
 def _peer_cmd(c: Contender, bootstrap: str, redis_url: str, out: str, state: Path) -> list[str]:
     assert c.script is not None
-    cmd = [sys.executable, str(BENCH / c.script), "--variant", c.variant, "--bootstrap", bootstrap]
-    cmd += ["--input", "orders", "--output", out, "--group", f"bench-{c.tool}"]
-    cmd += ["--state-dir", str(state)]
+    cmd = [sys.executable, "-m", f"bench.{c.script}", "--variant", c.variant]
+    cmd += ["--bootstrap", bootstrap, "--input", "orders", "--output", out]
+    cmd += ["--group", f"bench-{c.tool}", "--state-dir", str(state)]
     return cmd + (["--redis-url", redis_url] if c.tool == "naive" else [])
 
 

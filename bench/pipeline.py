@@ -14,8 +14,8 @@ With no broker in the loop it shows what the overlap is worth now that the updat
 Python (it holds the GIL the decoder needs). Reported per mode: the median orders/s, Redis's
 command time (``INFO commandstats``) and how long the main thread waited for rows.
 
-    python bench/pipeline.py                 # ~1 minute here
-    python bench/pipeline.py --events 300000 --rounds 5
+    python -m bench.pipeline                 # ~1 minute here
+    python -m bench.pipeline --events 300000 --rounds 5
 
 Prints a table and writes ``bench/results/pipeline.json``.
 """
@@ -26,7 +26,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,8 +40,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.feature_load
-
+from bench.loads import steady_load
 from predictor.serving.pipeline import DecodedBatch, PipelineConfig, decode_batch, score_batch
 from predictor.serving.records import RawRecord
 from stream_features.contract import encode
@@ -50,7 +48,6 @@ from stream_features.definitions import feature_names
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.settings import Settings
 from stream_features.stack import start_stack
-from tests.feature_load import steady_load
 
 RESULTS = Path(__file__).parent / "results" / "pipeline.json"
 TOPICS = {"OrderCreated": "orders", "OrderDelivered": "deliveries"}

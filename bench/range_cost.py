@@ -6,7 +6,7 @@ The stream core's per-batch work after the feature read, in process: one vectori
 rows, then the fast encoder for each order. Batches of 1000 rows (the worker's
 ``ETA_BATCH_MAX_EVENTS``) and of 1 (an online request), LightGBM and lleaves.
 
-    python bench/range_cost.py --artifact models/eta/3      # an artifact with a range
+    python -m bench.range_cost --artifact models/eta/3      # an artifact with a range
 
 Prints a table; writes nothing.
 """

@@ -3,8 +3,8 @@
 Both engines score through ``EtaModel.predict`` (input check, transform, clip included), on the
 same rows, in one run: single rows (the online path) and batches of 1000 (the stream path).
 
-    python bench/scoring.py                      # trains a model on generated data first
-    python bench/scoring.py --artifact models/eta/3
+    python -m bench.scoring                      # trains a model on generated data first
+    python -m bench.scoring --artifact models/eta/3
 
 Prints a table and writes ``bench/results/scoring.json``.
 """
@@ -82,6 +82,19 @@ def _model(args: argparse.Namespace, workdir: Path) -> EtaModel:
 
 
 def main() -> None:
+    args = _parser().parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _model(args, Path(tmp))
+        results, compile_info = _measure(args, model, console)
+    _print_tables(console, model, results, compile_info)
+    report = _report(model, results, compile_info)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    console.print(f"written to {args.out}")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", help="an artifact directory (default: train one)")
     parser.add_argument("--train-rows", type=int, default=100_000)
@@ -90,37 +103,49 @@ def main() -> None:
     parser.add_argument("--batch-calls", type=int, default=300)
     parser.add_argument("--batch-rows", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    console = Console()
+    return parser
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = _model(args, Path(tmp))
-        engines: dict[str, EtaModel] = {"lightgbm": model}
-        compile_info: dict[str, Any] = {}
-        if lleaves_version() is not None:
-            started = time.perf_counter()
-            engines["compiled"] = compile_model(model, use_cache=False)
-            compile_info = {**engines["compiled"].scoring_info}
-            compile_info["cold_compile_s"] = round(time.perf_counter() - started, 2)
-        else:
-            console.print("[yellow]lleaves not installed: LightGBM only[/]")
 
-        pool = split_by_time(
-            synthetic_training_set(20_000, seed=7), feature_names(), valid_fraction=0.5
-        ).x_valid
-        singles = [pool[i : i + 1] for i in range(2000)]
-        n = args.batch_rows
-        batches = [pool[i : i + n] for i in range(0, pool.shape[0] - n + 1, n // 2)]
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        for engine, scorer in engines.items():
-            results[engine] = {
-                "single_row": _summary(_timings(scorer.predict, singles, args.single_calls), 1),
-                f"batch_{n}": _summary(_timings(scorer.predict, batches, args.batch_calls), n),
-            }
-        if "compiled" in engines:
-            diff = np.abs(engines["compiled"].predict(pool) - model.predict(pool)).max()
-            compile_info["max_abs_diff_on_bench_rows_s"] = float(diff)
+def _measure(
+    args: argparse.Namespace, model: EtaModel, console: Console
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, Any]]:
+    """Single rows and batches through LightGBM and, where lleaves is installed, the compiled
+    scorer (compiled cold, checked against LightGBM). Returns the timings and the compile's
+    figures."""
+    engines: dict[str, EtaModel] = {"lightgbm": model}
+    compile_info: dict[str, Any] = {}
+    if lleaves_version() is not None:
+        started = time.perf_counter()
+        engines["compiled"] = compile_model(model, use_cache=False)
+        compile_info = {**engines["compiled"].scoring_info}
+        compile_info["cold_compile_s"] = round(time.perf_counter() - started, 2)
+    else:
+        console.print("[yellow]lleaves not installed: LightGBM only[/]")
 
+    pool = split_by_time(
+        synthetic_training_set(20_000, seed=7), feature_names(), valid_fraction=0.5
+    ).x_valid
+    singles = [pool[i : i + 1] for i in range(2000)]
+    n = args.batch_rows
+    batches = [pool[i : i + n] for i in range(0, pool.shape[0] - n + 1, n // 2)]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for engine, scorer in engines.items():
+        results[engine] = {
+            "single_row": _summary(_timings(scorer.predict, singles, args.single_calls), 1),
+            f"batch_{n}": _summary(_timings(scorer.predict, batches, args.batch_calls), n),
+        }
+    if "compiled" in engines:
+        diff = np.abs(engines["compiled"].predict(pool) - model.predict(pool)).max()
+        compile_info["max_abs_diff_on_bench_rows_s"] = float(diff)
+    return results, compile_info
+
+
+def _print_tables(
+    console: Console,
+    model: EtaModel,
+    results: dict[str, dict[str, dict[str, float]]],
+    compile_info: dict[str, Any],
+) -> None:
     table = Table(title=f"scoring {model.metadata.get('num_trees')} trees, {os.cpu_count()} cores")
     for column in ("engine", "case", "p50 µs", "p99 µs", "mean µs", "rows/s"):
         table.add_column(column, justify="right" if column != "engine" else "left")
@@ -141,7 +166,13 @@ def main() -> None:
             f"{compile_info['parity_max_abs_diff_s']:.2e} s on the parity sample, "
             f"{compile_info['max_abs_diff_on_bench_rows_s']:.2e} s on the bench rows"
         )
-    report = {
+
+
+def _report(
+    model: EtaModel, results: dict[str, dict[str, dict[str, float]]], compile_info: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``--out`` holds."""
+    return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpus": os.cpu_count(),
@@ -158,9 +189,6 @@ def main() -> None:
         "compile": compile_info,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    console.print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ and sends them to a sink that keeps nothing). Reported: the primary's µs per or
 batches; the shadow thread competes for the GIL and the cores), the shadow thread's own µs per
 order, the batches it skipped as busy, and whether the primary bytes were identical.
 
-    python bench/shadow_cost.py                      # two tiny models trained here
-    python bench/shadow_cost.py --artifact models/eta/3 --challenger models/eta/4
+    python -m bench.shadow_cost                      # two tiny models trained here
+    python -m bench.shadow_cost --artifact models/eta/3 --challenger models/eta/4
 
 Prints a table; writes nothing. Run it briefly on a shared machine (``--batches``).
 """
@@ -104,7 +104,7 @@ def _batches(n: int) -> list[tuple[DecodedBatch, FeatureRows]]:
         ]
         records = [RawRecord(encode(o), "orders", 0, i) for i, o in enumerate(orders)]
         rows = FeatureRows(feature_names(), values, np.full(BATCH, 1.0), orders)
-        out.append((DecodedBatch(BatchResult(), list(orders), records), rows))  # type: ignore[arg-type]
+        out.append((DecodedBatch(BatchResult(), list(orders), records), rows))  # type: ignore[arg-type]  # pydantic OrderCreated where the core types wire_decode Structs: same fields, read alike
     return out
 
 

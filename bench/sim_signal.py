@@ -12,8 +12,8 @@ and builds, per delivered order:
 Both models train on the first days and are scored on the last ``--holdout-days`` (a later
 holdout, so time leaks nothing forward). Also times the simulator and the log.
 
-    python bench/sim_signal.py                 # 14 days, seed 0
-    python bench/sim_signal.py --days 21 --seed 3
+    python -m bench.sim_signal                 # 14 days, seed 0
+    python -m bench.sim_signal --days 21 --seed 3
 
 Prints a table and writes ``bench/results/sim_signal.json``.
 """

@@ -2,7 +2,7 @@
 
 ``ReplayState`` is the one implementation of the window rules (stream_features/replay_state.py).
 This bench runs it in process, with no broker and no Redis, on the steady load of
-``tests/feature_load.py`` (2,000 stores in 6 markets), in batches as the worker applies them
+``bench/loads.py`` (2,000 stores in 6 markets), in batches as the worker applies them
 and with ``changes`` collected as the worker does, and times three stages apart:
 
 - ``apply_and_read``: each event applied, each order read just before its own event;
@@ -12,8 +12,8 @@ and with ``changes`` collected as the worker does, and times three stages apart:
 
 It is the number to move when the per-event loop is compiled or the view encoding changes.
 
-    python bench/state_engine.py                # 200k events, ~1 minute here
-    python bench/state_engine.py --events 50000 --batch 100
+    python -m bench.state_engine                # 200k events, ~1 minute here
+    python -m bench.state_engine --events 50000 --batch 100
 
 Prints a table and writes ``bench/results/state_engine.json``.
 """
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from itertools import repeat
 from pathlib import Path
@@ -32,12 +31,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.feature_load
-
+from bench.loads import steady_load
 from stream_features.replay_state import Changes, ReplayState, apply_and_read
 from stream_features.state_codec import encode_view
 from stream_features.wire_decode import to_wire
-from tests.feature_load import steady_load
 
 RESULTS = Path(__file__).parent / "results" / "state_engine.json"
 STAGES = ("apply_and_read", "rows", "encode views")

@@ -20,12 +20,13 @@ generated data and served from a registry, for each engine:
   within ``REFERENCE_RATIO`` (1.5×, issue #16). ``--no-reference`` leaves it out.
 
 Engines: ``confluent`` and ``faust`` (``eta predict stream --engine ...``) and ``naive``, a
-per-event loop for comparison (poll one record, one Redis round trip, one predict, produce,
+per-event loop for comparison (``bench/naive.py``, the peer bench's naive loop with the
+worker's pipeline as its answer: poll one record, one Redis round trip, one predict, produce,
 flush, commit).
 
-    python bench/stream.py                          # all three engines
-    python bench/stream.py --engines confluent --profile   # cProfile of the worker, top costs
-    python bench/stream.py --engines confluent --orders 20000 --seconds 20 --low-rate 0 \
+    python -m bench.stream                          # all three engines
+    python -m bench.stream --engines confluent --profile   # cProfile of the worker, top costs
+    python -m bench.stream --engines confluent --orders 20000 --seconds 20 --low-rate 0 \
         --out /tmp/stream.json                  # a short check of confluent against the loop
 
 Prints a table and writes ``bench/results/stream.json`` (or ``--out``).
@@ -34,7 +35,6 @@ Prints a table and writes ``bench/results/stream.json`` (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-import psutil  # type: ignore[import-untyped]
+import psutil
 from confluent_kafka import Consumer, Producer
 from rich.console import Console
 from rich.table import Table
@@ -139,7 +139,7 @@ class Worker:
     ) -> None:
         # ``cmd``: another program in the same harness (bench/peers.py runs its peers so)
         if cmd is None and engine == "naive":
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--naive-worker"]
+            cmd = [sys.executable, "-m", "bench.naive", "--eta"]
         elif cmd is None:
             call = "from predictor.cli import main; main()"
             cmd = [sys.executable, "-c", call, "predict", "stream", "--engine", engine]
@@ -170,47 +170,6 @@ class Worker:
         self._stop.set()
         self._log.close()
         return code
-
-
-def naive_worker() -> None:
-    """Per event: poll one record, one Redis round trip, one predict, produce, flush, commit."""
-    from confluent_kafka import KafkaException
-
-    from predictor.engines.options import pipeline_config
-    from predictor.engines.wiring import redis_features
-    from predictor.models.compiled import with_scoring
-    from predictor.models.registry import Registry
-    from predictor.serving.pipeline import process_batch
-    from stream_features.kafka_clients import consumer_config, producer_config
-
-    settings = Settings()
-    registry = Registry(settings.registry_dir)
-    version = registry.resolve(settings.model_name, settings.serve_stage)
-    model = with_scoring(registry.load(settings.model_name, version), settings.scoring)
-    features = redis_features(settings, settings.redis_url_value() or "")
-    config = pipeline_config(settings)
-    consumer = Consumer({**consumer_config(settings), "fetch.wait.max.ms": 10})
-    producer = Producer(producer_config(settings))
-    consumer.subscribe(
-        [settings.orders_topic, settings.dasher_events_topic, settings.deliveries_topic]
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    while not stop.is_set():
-        msg = consumer.poll(0.1)
-        if msg is None or msg.error() is not None:
-            continue
-        result = process_batch(
-            [msg], features, model, now_ms=time.time_ns() // 1_000_000, config=config
-        )
-        for out in result.predictions:
-            producer.produce(settings.predictions_topic, out.value, out.key)
-        for out in result.dead_letters:
-            producer.produce(settings.dlq_topic, out.value, out.key)
-        producer.flush()
-        with contextlib.suppress(KafkaException):
-            consumer.commit(message=msg, asynchronous=True)
-    consumer.close()
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -456,7 +415,7 @@ def run_reference(
     ensure_topics(settings)
     events = _backlog(settings, REFERENCE_WARMUP)
     reader = _reader(settings, args.reader_fetch_wait_ms)
-    cmd = [sys.executable, str(Path(__file__).resolve().parent / "stream_loop.py")]
+    cmd = [sys.executable, "-m", "bench.stream_loop"]
     loop = Worker(settings, "loop", workdir / "loop.log", cmd=cmd)
     result: dict[str, Any] = {
         "engine": REFERENCE,
@@ -544,7 +503,7 @@ def _profile_confluent(base: Settings, n_orders: int) -> dict[str, Any]:
     done = worker.stats.predictions
     worker.close()
     stats = pstats.Stats(profiler)
-    entries = stats.stats  # type: ignore[attr-defined]
+    entries = stats.stats  # type: ignore[attr-defined]  # pstats.Stats keeps its table (.stats) out of typeshed
     rows = [
         {
             "function": f"{Path(file).name}:{line}({func})",
@@ -590,11 +549,7 @@ def main() -> None:
         help="measure the trivial loop (bench/stream_loop.py) after confluent",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
-    parser.add_argument("--naive-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.naive_worker:
-        naive_worker()
-        return
 
     from stream_features.stack import start_stack
 

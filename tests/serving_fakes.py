@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from bench.loads import LinearModel
 from stream_features.contract import OrderCreated, encode, event_id, to_ms
 from stream_features.definitions import feature_names
 from stream_features.vectors import FeatureRows
@@ -95,23 +96,6 @@ class MemoryFeatures:
 
     def read(self, orders: Sequence[OrderCreated]) -> FeatureRows:
         raise NotImplementedError("the streaming core never reads without updating")
-
-
-class LinearModel:
-    """A model of known output: 600 s plus a minute per order in the store's last 10 minutes."""
-
-    def __init__(self, version: str = "1", name: str = "eta") -> None:
-        self.name, self.version = name, version
-        self.col = feature_names().index(STORE_10M)
-        self.calls: list[int] = []
-        self.override: dict[int, float] = {}
-
-    def predict(self, values: npt.NDArray[np.float64], /) -> npt.NDArray[np.float64]:
-        self.calls.append(values.shape[0])
-        out = 600.0 + 60.0 * values[:, self.col]
-        for row, value in self.override.items():
-            out[row] = value
-        return out
 
 
 def ms(value: datetime) -> int:

@@ -137,7 +137,7 @@ def test_a_memoryview_is_measured_in_bytes_not_items() -> None:
     import array
 
     view = memoryview(array.array("d", [0.0] * 200_000))  # 200k items, 1.6 MB
-    assert "message of 1600000 bytes" in rejected(view).reason  # type: ignore[arg-type]
+    assert "message of 1600000 bytes" in rejected(view).reason  # type: ignore[arg-type]  # a memoryview on purpose: decode must refuse any buffer that size
 
 
 def test_reasons_quote_hostile_values_printably_and_briefly() -> None:

@@ -40,7 +40,7 @@ def served(settings: Settings, tmp_path: Path) -> Settings:
     return model_settings(settings, tmp_path)
 
 
-def _model(settings: Settings):  # type: ignore[no-untyped-def]
+def _model(settings: Settings):  # type: ignore[no-untyped-def]  # a fixture helper; its model type is the test's business
     registry = Registry(settings.registry_dir)
     return registry.load(settings.model_name, registry.resolve(settings.model_name, "production"))
 

@@ -14,21 +14,12 @@ import itertools
 import pytest
 import redis
 
+from bench.loads import keys_memory, steady_load
 from stream_features.redis_windows import RedisFeatureSource
-from tests.feature_load import steady_load
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BATCH = 1000
-
-
-def keys_memory(client: redis.Redis, prefix: str) -> tuple[int, int]:
-    """Bytes (``MEMORY USAGE``, summed) and number of the keys under ``prefix``."""
-    total = count = 0
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        total += int(client.memory_usage(key, samples=0) or 0)
-        count += 1
-    return total, count
 
 
 def test_memory_after_500k_events_is_within_2x_of_after_100k(

@@ -108,7 +108,7 @@ def test_eta_monitor_rejects_bad_records_with_reasons_and_stops_cleanly(
             decode_dead_letter(m.value()) for m in dlq.read_until(lambda ms: len(ms) >= 3, 60)
         ]
 
-        def joined(messages: list) -> bool:  # type: ignore[type-arg]
+        def joined(messages: list) -> bool:  # type: ignore[type-arg]  # confluent Message lists: its stubs are not installed
             records = [decode_monitor_record(m.value()) for m in messages]
             return any(isinstance(r, MonitorSummary) and r.totals.get("joined") for r in records)
 

@@ -1,6 +1,6 @@
 """Done-when, end to end: the monitor on the real broker and Redis sees the injected shift.
 
-The shocked run of ``tests/monitor_scenario.py`` (a dasher shortage in one market, scored by
+The shocked run of ``bench/monitor_scenario.py`` (a dasher shortage in one market, scored by
 a registered model through the serving core, features included) is produced to the test's
 predictions and deliveries topics; ``eta monitor``'s service reads them, joins them in Redis
 and publishes to the monitoring topic, where the test reads the MAE alert of the shocked
@@ -23,6 +23,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
+from bench.monitor_scenario import (
+    MODEL_NAME,
+    SHOCK_MARKET,
+    SHOCK_MS,
+    scenario_records,
+    scenario_registry,
+)
 from predictor.models.registry import Registry
 from predictor.monitoring.core import Monitor, MonitorConfig
 from predictor.monitoring.intake import IntakeConfig
@@ -43,13 +50,6 @@ from stream_features.contract import OrderDelivered
 from stream_features.kafka_clients import consumer_config, ensure_topics, producer_config
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import TopicReader, produce
-from tests.monitor_scenario import (
-    MODEL_NAME,
-    SHOCK_MARKET,
-    SHOCK_MS,
-    scenario_records,
-    scenario_registry,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -202,7 +202,7 @@ def test_the_monitor_alerts_on_an_injected_shortage_through_kafka_and_redis(
     again = build_service(settings, key_prefix=key_prefix + "mon:")
     try:
         newest = joined["delivered_at"].max()
-        last_day = joined.filter(joined["delivered_at"] > newest - timedelta(days=1))  # type: ignore[operator]
+        last_day = joined.filter(joined["delivered_at"] > newest - timedelta(days=1))  # type: ignore[operator]  # a datetime column's max() is a datetime
         assert again.restore(directory) == last_day.height  # a restart starts from the record
         assert again.stats.records == 0
     finally:

@@ -47,7 +47,7 @@ def registry(
 
 @pytest.fixture()
 def subscriber(registry: Registry, redis_client: redis.Redis) -> Iterator[redis.client.PubSub]:
-    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # untyped in redis-py's own annotations
     pubsub.subscribe(registry.channel)
     yield pubsub
     pubsub.close()

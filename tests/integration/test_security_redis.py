@@ -38,7 +38,7 @@ def secured(stack: StackUrls, tmp_path_factory: pytest.TempPathFactory) -> Itera
     data_dir = tmp_path_factory.mktemp("secured")
     settings = Settings(
         kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
-        embedded_redis_password=PASSWORD,  # type: ignore[arg-type]
+        embedded_redis_password=PASSWORD,  # type: ignore[arg-type]  # a str, as the environment gives it; pydantic makes the SecretStr
         data_dir=data_dir,
     )
     with start_stack(settings) as urls:
@@ -63,7 +63,7 @@ def use_with_our_clients(url: str, tmp_path: Path, key_prefix: str) -> None:
     from tests.unit._training_data import write_small_artifact
 
     wait_for_redis(url, timeout_s=5)
-    settings = Settings(redis_url=url, registry_dir=tmp_path / "models")  # type: ignore[arg-type]
+    settings = Settings(redis_url=url, registry_dir=tmp_path / "models")  # type: ignore[arg-type]  # a str, as the environment gives it; pydantic makes the SecretStr
     features = redis_features(settings, url, key_prefix=key_prefix)
     events = [decode_json(m) for messages in VALID.values() for m in messages if is_event(m)]
     rows = features.update_and_read(events)
@@ -82,7 +82,7 @@ def is_event(message: dict[str, object]) -> bool:
     return message["type"] not in {"DeliveryPrediction", "DeadLetter"}
 
 
-def decode_json(message: dict[str, object]):  # type: ignore[no-untyped-def]
+def decode_json(message: dict[str, object]):  # type: ignore[no-untyped-def]  # returns whatever JSON the message held
     import orjson
 
     return decode(orjson.dumps(message))

@@ -89,7 +89,7 @@ class RunningUp:
 
 
 def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
+    for line in stream:  # type: ignore[attr-defined]  # a process's text stdout, typed object to take either pipe
         lines.put(line.rstrip("\n"))
     lines.put(None)
 

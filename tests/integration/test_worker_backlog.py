@@ -20,12 +20,12 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from bench.loads import old_records, produce_in_small_batches
 from predictor.engines.wiring import redis_features
 from predictor.serving.metrics import StreamMetrics
 from stream_features.contract import encode
 from stream_features.kafka_clients import consumer_config, ensure_topics
 from stream_features.settings import Settings
-from tests.backlog_load import old_records, produce_in_small_batches
 from tests.integration.worker_helpers import TopicReader, live_orders, produce, running_worker
 from tests.serving_fakes import LinearModel
 

@@ -36,7 +36,7 @@ def served(settings: Settings, tmp_path: Path) -> Settings:
     return registered_model(settings, tmp_path)
 
 
-def _order_ids(messages: list) -> Counter[bytes]:  # type: ignore[type-arg]
+def _order_ids(messages: list) -> Counter[bytes]:  # type: ignore[type-arg]  # confluent Message lists: its stubs are not installed
     return Counter(m.key() for m in messages)
 
 

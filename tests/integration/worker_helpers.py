@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message
 
+from bench.loads import live_orders, produce
 from predictor.engines.confluent import ConfluentWorker
 from predictor.engines.faust_app import FaustWorker
 from predictor.engines.wiring import confluent_worker, faust_worker
@@ -42,55 +43,6 @@ __all__ = [
     "running_worker",
     "worker_env",
 ]
-
-
-def live_orders(n: int, prefix: str, stores: int = 200, start: int = 0) -> list[OrderCreated]:
-    """``n`` orders stamped just now, spread over ``stores`` stores in 10 markets."""
-    now = datetime.now(UTC)
-    out = []
-    for i in range(start, start + n):
-        store = i % stores
-        out.append(
-            OrderCreated(
-                order_id=f"{prefix}{i}",
-                created_at=now - timedelta(milliseconds=n - i),
-                market_id=f"m{store % 10}",
-                store_id=f"s{store}",
-                store_category=("pizza", "thai", "sushi")[store % 3],
-                order_protocol=1 + store % 5,
-                total_items=1 + i % 7,
-                subtotal=1500 + (i * 37) % 5000,
-                num_distinct_items=1,
-                min_item_price=500,
-                max_item_price=1500,
-                estimated_order_place_duration_s=300,
-                estimated_store_to_consumer_driving_duration_s=600 + store,
-            )
-        )
-    return out
-
-
-def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
-    """Produce (topic, key, value) records and wait until every one is acknowledged."""
-    producer = Producer({**producer_config(settings), "linger.ms": 20})
-    errors: list[str] = []
-
-    def check(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    count = 0
-    for topic, key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=check)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        count += 1
-    assert producer.flush(30) == 0, "records left unacknowledged"
-    assert not errors, errors[:5]
-    return count
 
 
 def produce_orders(settings: Settings, orders: Iterable[OrderCreated]) -> int:
@@ -155,9 +107,9 @@ def running_worker(
     models = model if callable(model) and not hasattr(model, "predict") else (lambda: model)
     worker: ConfluentWorker | FaustWorker
     if engine == "faust":
-        worker = faust_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]
+        worker = faust_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]  # models: a model or a callable giving one, narrowed at run time above
     else:
-        worker = confluent_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]
+        worker = confluent_worker(settings, features, models, metrics, after_scored, shadow)  # type: ignore[arg-type]  # as above
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
-import psutil  # type: ignore[import-untyped]
+import psutil
 import redis
 
 from stream_features.contract import Event

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from bench.http_load import SHED_WITHOUT_RETRY_AFTER, request_bytes, run_load

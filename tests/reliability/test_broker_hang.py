@@ -19,7 +19,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from stream_features.contract import encode

@@ -40,7 +40,7 @@ PAUSE_S = 0.8  # 18 chunks: about 15 s of stream, the hang starting a few second
 def _timed(call: httpx.Client, method: str, path: str, **kwargs: object) -> tuple[int, float]:
     started = time.monotonic()
     try:
-        status = call.request(method, path, **kwargs).status_code  # type: ignore[arg-type]
+        status = call.request(method, path, **kwargs).status_code  # type: ignore[arg-type]  # **kwargs passed through as httpx's request takes them
     except httpx.TimeoutException:
         status = 0  # no answer within the client's own 5 s
     return status, time.monotonic() - started

@@ -1,6 +1,6 @@
 """Traffic for the fault scenarios: orders streamed in the background, and a large steady load.
 
-``steady_records`` is the wire-level twin of ``tests.feature_load.steady_load`` (same shape:
+``steady_records`` is the wire-level twin of ``bench.loads.steady_load`` (same shape:
 fixed active stores and markets, orders ``spacing_s`` apart in event time, each delivered 20–60
 minutes later, 1% never, a supply snapshot per market every ``snapshot_every_s``), but it yields
 encoded records ready to produce: building a million pydantic events would cost the suite

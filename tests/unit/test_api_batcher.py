@@ -82,7 +82,7 @@ def test_a_flush_takes_at_most_max_orders_the_rest_goes_next() -> None:
 
     answers = _run(batcher, [_orders("a", 3), _orders("b", 3), _orders("c", 1), _orders("d", 5)])
 
-    assert [len(a) for a in answers] == [3, 3, 1, 5]  # type: ignore[arg-type]
+    assert [len(a) for a in answers] == [3, 3, 1, 5]  # type: ignore[arg-type]  # _run returns object (answers or exceptions); these are lists
     assert [len(b) for b in score.batches] == [3, 4, 5]  # a; b+c; d alone (over the cap)
 
 

@@ -20,7 +20,7 @@ from tests.unit.test_compose import BASE, SECURE, environment, load, settings_fr
 def test_the_api_healthcheck_probes_an_open_path(
     files: tuple[object, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api = load(*files)["api"]  # type: ignore[arg-type]
+    api = load(*files)["api"]  # type: ignore[arg-type]  # the parametrized files are Paths, typed object by pytest's ids
     settings = settings_from(environment(api), monkeypatch)
     probe = " ".join(api["healthcheck"]["test"])
     match = re.search(r"https?://[^/]+(/[\w/]*)", probe)

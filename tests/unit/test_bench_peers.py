@@ -8,10 +8,9 @@ brute-force reading of its definition, and to etastream's own in-memory referenc
 from __future__ import annotations
 
 import doctest
-import importlib.util
+import importlib
 import json
 import random
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -33,19 +32,11 @@ RESULTS = ROOT / "bench" / "results" / "peers.json"
 
 
 def _load(name: str) -> ModuleType:
-    """A module of bench/ (not a package: its scripts import each other by name)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A module of the bench package, ``bench.<name>``."""
+    return importlib.import_module(f"bench.{name}")
 
 
 pc = _load("peers_check")
-_load("peers_loop")  # imported by name by peers_ceiling and peers_naive
 
 
 def test_an_order_never_counts_itself_and_stores_are_apart() -> None:
@@ -209,15 +200,6 @@ def test_bytewax_answers_as_the_oracle() -> None:
 
 
 def _peers() -> ModuleType:
-    for name in (
-        "peers_input",
-        "peers_profile",
-        "peers_group",
-        "stream",
-        "peers_run",
-        "peers_report",
-    ):
-        _load(name)
     return _load("peers")
 
 
@@ -273,7 +255,7 @@ def test_readme_peer_table_is_the_last_saved_run() -> None:
     """README's table is rendered from bench/results/peers.json (bench/peers.py writes both)."""
     result = json.loads((ROOT / "bench" / "results" / "peers.json").read_text())
     block = _load("peers_report").readme_block(result)
-    assert block in (ROOT / "README.md").read_text(), "rerun python bench/peers.py"
+    assert block in (ROOT / "README.md").read_text(), "rerun python -m bench.peers"
     assert (
         "| etastream" in block and "| quix" in block and "| bytewax" in block
     )  # the run kept has the durable peers and Bytewax

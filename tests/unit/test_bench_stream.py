@@ -7,8 +7,7 @@ with what ``confluent_worker`` hands to confluent-kafka, for settings that chang
 from __future__ import annotations
 
 import doctest
-import importlib.util
-import sys
+import importlib
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -24,15 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str) -> ModuleType:
-    """A module of bench/ (not a package: its scripts import each other by name)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A module of the bench package, ``bench.<name>``."""
+    return importlib.import_module(f"bench.{name}")
 
 
 loop = _load("stream_loop")
@@ -65,7 +57,7 @@ def test_the_loop_has_the_workers_client_configs(
     monkeypatch.setattr(confluent, "Consumer", consumers)
     monkeypatch.setattr(confluent, "Producer", producers)
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:1", **overrides)
-    wiring.confluent_worker(settings, features=None, models=lambda: None)  # type: ignore[arg-type]
+    wiring.confluent_worker(settings, features=None, models=lambda: None)  # type: ignore[arg-type]  # features=None: only the clients' config is built here
     [worker_consumer], [worker_producer] = consumers.configs, producers.configs
     worker_consumer.pop("on_commit")
     for watched in (worker_consumer, worker_producer):  # the engine's broker watch, not tuning

@@ -78,7 +78,7 @@ def test_readme_benchmark_table_comes_from_the_bench_results() -> None:
 
 
 def test_readme_lists_every_eta_command() -> None:
-    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]  # get_command types a click Command; the app's is a Group, which has commands
     missing = [name for name in commands if f"`eta {name}" not in README]
     assert not missing, f"add these to README's Commands table: {missing}"
 

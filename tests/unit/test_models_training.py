@@ -34,7 +34,7 @@ def test_model_beats_both_baselines_on_generated_data() -> None:
 @pytest.mark.parametrize("objective", ["l1", "l2", "log_l2"])
 def test_every_objective_trains_and_predicts_seconds(objective: str) -> None:
     split = small_split()
-    config = TrainConfig(objective=objective, num_boost_round=30, learning_rate=0.2)  # type: ignore[arg-type]
+    config = TrainConfig(objective=objective, num_boost_round=30, learning_rate=0.2)  # type: ignore[arg-type]  # objective a str from parametrize; TrainConfig takes its Literal
     result = train_model(split, feature_dtypes(), config)
 
     predictions = result.predict(split.x_valid)

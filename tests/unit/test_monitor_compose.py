@@ -17,7 +17,7 @@ def test_the_monitor_service_runs_eta_monitor_exposes_its_metrics_and_keeps_its_
     settings = settings_from(environment(monitor), monkeypatch)
 
     assert monitor["command"] == ["monitor"]
-    assert "monitor" in typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert "monitor" in typer.main.get_command(app).commands  # type: ignore[attr-defined]  # get_command types a click Command; the app's is a Group, which has commands
     assert [int(p) for p in monitor["expose"]] == [settings.monitor_metrics_port]
     assert settings.monitor_metrics_port != 9108  # not the worker's port
     assert settings.monitor_group != settings.consumer_group  # its own consumer group

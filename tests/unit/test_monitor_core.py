@@ -230,7 +230,7 @@ def reference(seed: int = 0) -> ModelReference:
 
 def drift_monitor(**config: object) -> Monitor:
     ref = reference()
-    return Monitor(MonitorConfig(min_samples=50, **config), lambda _n, _v: ref)  # type: ignore[arg-type]
+    return Monitor(MonitorConfig(min_samples=50, **config), lambda _n, _v: ref)  # type: ignore[arg-type]  # **config: object into MonitorConfig's typed fields
 
 
 def steady(
@@ -246,7 +246,7 @@ def steady(
                 "order__hour_of_day": 3.0,
                 **({"gappy": 1.0} if rng.random() > 0.1 else {}),
             },
-            **kw,  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]  # **kw: object into the pair's typed fields
         )
         for i in range(n)
     ]

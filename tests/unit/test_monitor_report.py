@@ -230,7 +230,7 @@ def test_eta_report_writes_the_page_from_the_monitors_files(
     )
     assert since.exit_code == 0, since.output
     recent = pl.Series([p.delivered_ms for p in pairs])
-    expected = int((recent >= recent.max() - 3_600_000).sum())  # type: ignore[operator]
+    expected = int((recent >= recent.max() - 3_600_000).sum())  # type: ignore[operator]  # polars types max() as any scalar; an int column's is an int
     assert f"({expected} joined pairs)" in since.output
 
 

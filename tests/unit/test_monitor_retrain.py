@@ -148,7 +148,7 @@ def test_recorded_pairs_round_trip_through_the_monitors_files(tmp_path: Path) ->
     assert set(kept["order_id"]) == {p.order_id for p in pairs[100:]}
     row = kept.filter(pl.col("order_id") == pairs[150].order_id).row(0, named=True)
     assert row["actual_duration_s"] == pytest.approx(pairs[150].actual_s)
-    assert row["order__total_items"] == pairs[150].features["order__total_items"]  # type: ignore[index]
+    assert row["order__total_items"] == pairs[150].features["order__total_items"]  # type: ignore[index]  # features is Optional; these pairs were recorded with them
 
 
 def test_the_trigger_fires_on_an_alert_at_most_once_per_cooldown() -> None:

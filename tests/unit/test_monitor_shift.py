@@ -1,7 +1,7 @@
 """Done-when, in the core: an injected dasher shortage raises MAE, PSI and the ETA range's
 miss rate, and alerts.
 
-The controlled experiment of ``tests/monitor_scenario.py``: the same simulated marketplace with
+The controlled experiment of ``bench/monitor_scenario.py``: the same simulated marketplace with
 and without a shortage in market m1 (a tenth of its dashers from day three, noon), scored by a
 model trained on the run without it. Whatever differs between the two runs is the shock's. The
 shocked run's m1 MAE and its market-feature PSI rise well above the control's, and it raises
@@ -18,14 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from predictor.models.registry import Registry
-from predictor.monitoring.core import Monitor, MonitorConfig
-from predictor.monitoring.drift import ModelReference
-from predictor.monitoring.join import MemoryJoin, delivery_op, joined_from, prediction_op
-from predictor.monitoring.messages import MonitorAlert, decode_prediction
-from predictor.monitoring.rolling import WINDOWS
-from stream_features.contract import OrderDelivered, decode
-from tests.monitor_scenario import (
+from bench.monitor_scenario import (
     MODEL_NAME,
     SHOCK_MARKET,
     SHOCK_MS,
@@ -33,6 +26,13 @@ from tests.monitor_scenario import (
     scenario_records,
     scenario_registry,
 )
+from predictor.models.registry import Registry
+from predictor.monitoring.core import Monitor, MonitorConfig
+from predictor.monitoring.drift import ModelReference
+from predictor.monitoring.join import MemoryJoin, delivery_op, joined_from, prediction_op
+from predictor.monitoring.messages import MonitorAlert, decode_prediction
+from predictor.monitoring.rolling import WINDOWS
+from stream_features.contract import OrderDelivered, decode
 
 pytestmark = pytest.mark.slow
 

@@ -161,7 +161,7 @@ def test_feature_source_errors_reach_the_engine_with_nothing_produced() -> None:
 
 def test_a_broken_feature_source_is_not_silently_trusted() -> None:
     class Short(MemoryFeatures):
-        def update_and_read(self, events):  # type: ignore[no-untyped-def]
+        def update_and_read(self, events):  # type: ignore[no-untyped-def]  # overrides the fake's method as written there
             rows = super().update_and_read(events)
             return type(rows)(rows.names, rows.values[:0], rows.freshness_s[:0], [], {})
 

@@ -10,7 +10,7 @@ from stream_features.replay_state import ReplayState
 from tests.feature_events import T0, delivered, order
 
 
-def col(rows, name: str) -> list[float]:  # type: ignore[no-untyped-def]
+def col(rows, name: str) -> list[float]:  # type: ignore[no-untyped-def]  # reads a FeatureRows; a two-line helper left untyped
     j = rows.names.index(name)
     return [float(v) for v in rows.values[:, j]]
 

@@ -277,7 +277,7 @@ def test_structs_built_by_hand_are_checked_too() -> None:
                busy_dashers=0, outstanding_orders=0)  # fmt: skip
     odd = struct(market_id=7, at=datetime(2026, 1, 1, tzinfo=UTC), onshift_dashers=1,
                  busy_dashers=2, outstanding_orders=0)  # fmt: skip
-    assert odd.market_id == "7"  # type: ignore[attr-defined]
+    assert odd.market_id == "7"  # type: ignore[attr-defined]  # struct() builds a type at run time: mypy cannot see its fields
     assert [f.rule for f in findings(odd)] == ["busy_above_onshift"]
 
 
@@ -312,7 +312,7 @@ def test_integer_ids_get_the_same_answer(message: dict[str, Any]) -> None:
 def test_integer_ids_are_read_without_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wire_decode, "decode", lambda *_: pytest.fail("fell back to pydantic"))
     event = decode_fast(orjson.dumps({**_ORDER, "order_id": 7, "market_id": 1, "store_id": 70}))
-    assert (event.order_id, event.market_id, event.store_id) == ("7", "1", "70")  # type: ignore[union-attr]
+    assert (event.order_id, event.market_id, event.store_id) == ("7", "1", "70")  # type: ignore[union-attr]  # decode_fast returns any event; this one is an order
 
 
 @pytest.mark.parametrize("name", OPTIONAL_ORDER_FIELDS)
@@ -358,7 +358,7 @@ def test_the_typed_classes_match_the_models(model: type[BaseModel]) -> None:
     typed = WIRE_TYPES[model.__name__].__mro__[1]
     hints = typing.get_type_hints(typed)
     assert hints.pop("type") == typing.ClassVar[model.model_fields["type"].annotation]
-    assert typed.type == model.model_fields["type"].default  # type: ignore[attr-defined]
+    assert typed.type == model.model_fields["type"].default  # type: ignore[attr-defined]  # typed is found through __mro__ at run time: a plain type to mypy
     assert hints == {n: _plain(f.annotation) for n, f in model.model_fields.items() if n != "type"}
     defaults = {f.name: f.default for f in msgspec.structs.fields(typed)}
     wanted = {n: f.default for n, f in model.model_fields.items() if n != "type"}

@@ -73,7 +73,7 @@ class WireRecord:
     at_ms: int
     topic: str
     """"predictions" or "deliveries"."""
-    key: bytes
+    key: bytes | None
     value: bytes
 
 
