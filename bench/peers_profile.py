@@ -28,7 +28,7 @@ STAGES: dict[str, str] = {
     "write-behind to Redis, building it (_write_behind)": "_write_behind",
     "score + encode (score_batch)": "score_batch",
     "model predict": "predict",
-    "encode predictions": "encode_prediction",
+    "encode predictions": "answers",
     "produce (_produce)": "_produce",
     "acks and commits (_settle)": "_settle",
     "latest prediction per order to Redis (store_result)": "store_result",

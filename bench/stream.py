@@ -464,7 +464,7 @@ _STAGES = [
     ("core: decode + checks", "pipeline.py", "_validated"),
     ("features: Redis round trip + rows", "redis_windows.py", "update_and_read"),
     ("model predict", "artifact.py", "predict"),
-    ("encode predictions", "encoding.py", "encode_prediction"),
+    ("encode predictions", "encoding.py", "answers"),
     ("produce", "confluent.py", "_send"),
     ("consume (incl. waiting)", "~", "<method 'consume' of 'cimpl.Consumer' objects>"),
     ("producer poll", "~", "<method 'poll' of 'cimpl.Producer' objects>"),
