@@ -199,6 +199,9 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
                 "ETA_STREAM_INCLUDE_FEATURES": "true",
                 "ETA_PREDICTION_TTL_S": "7200",
                 "ETA_MONITOR_DRIFT_WINDOW": config.drift_window,
+                # the stream starts empty, as the history did: judge drift as the training
+                # rows were built, without the first settle_s (the warm-up's first orders)
+                "ETA_MONITOR_DRIFT_SETTLE_S": f"{config.settle_s:g}",
             }
         )
         end = history_end(datetime.now(UTC), config)
@@ -358,6 +361,7 @@ def _drift_rule(env: dict[str, str]) -> DriftRule:
         threshold=float(fields["psi_alert"].default),
         exempt=frozenset(fields["monitor_psi_exempt"].default),
         min_entities=int(fields["monitor_psi_min_entities"].default),
+        min_samples=int(fields["monitor_psi_min_samples"].default),
     )
 
 
