@@ -85,6 +85,9 @@ class Figures:
     alerts: float = 0.0
     drift_alerts: float = 0.0
     """Of ``alerts``, those on a PSI."""
+    monitored: float = 0.0
+    """Prediction records the monitor has consumed: the final drift figures wait for it to
+    catch up with ``predictions`` (a monitor still in the warm-up shows its figures)."""
 
 
 def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **labels: str) -> float:
@@ -93,7 +96,13 @@ def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **label
     return max(cur.total(name, **labels) - prev.total(name, **labels), 0.0) / dt
 
 
-def figures(prev: Tick, cur: Tick, orders_topic: str, drift: DriftRule | None = None) -> Figures:
+def figures(
+    prev: Tick,
+    cur: Tick,
+    orders_topic: str,
+    drift: DriftRule | None = None,
+    predictions_topic: str = "delivery-eta-predictions",
+) -> Figures:
     """The dashboard's numbers for the interval between ``prev`` and ``cur``; drift as the
     monitor alerts on it (``drift``: its window and threshold).
 
@@ -133,6 +142,7 @@ def figures(prev: Tick, cur: Tick, orders_topic: str, drift: DriftRule | None = 
                 out.mae_by_model[key] = value
         _drift(out, m, drift or DriftRule())
         out.alerts = m.total("eta_monitor_alerts_total")
+        out.monitored = m.total("eta_monitor_records_total", topic=predictions_topic)
         out.drift_alerts = m.total("eta_monitor_alerts_total", kind="psi")
     return out
 
