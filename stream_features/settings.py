@@ -278,6 +278,20 @@ class Settings(BaseSettings):
         "behind a store or market feature in the window for its PSI to be computed and "
         "alerted on: one entity's value within an hour is one state, not a draw per order",
     )
+    monitor_psi_min_samples: int = Field(
+        200,
+        ge=1,
+        description="fewest values of a column (the prediction or a feature) in the drift "
+        "window for its PSI to be computed and alerted on; below it the summary and report say "
+        "too few samples: over ~50 predictions sampling noise alone gives PSI 0.3-2",
+    )
+    monitor_drift_settle_s: float = Field(
+        3600.0,
+        ge=0,
+        description="event-time seconds after the first prediction the monitor sees that a "
+        "judged drift window may not reach back into: a stream that has just started has "
+        "windows still filling (the longest streaming window is 60 minutes)",
+    )
     monitor_psi_exempt: tuple[str, ...] = Field(
         ("order__hour_of_day", "order__day_of_week"),
         description="features whose PSI is reported but never alerted on (JSON list); calendar "

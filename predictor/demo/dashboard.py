@@ -41,6 +41,8 @@ class DriftRule:
     threshold: float = 0.2
     exempt: frozenset[str] = frozenset()
     min_entities: int = 10
+    min_samples: int = 200
+    """Fewest values in the window for a PSI (``ETA_MONITOR_PSI_MIN_SAMPLES``)."""
 
 
 @dataclass
@@ -69,7 +71,12 @@ class Figures:
     mae_s: float | None = None
     mae_by_model: dict[str, float] = field(default_factory=dict)
     psi_max: float | None = None
-    """The prediction's PSI over the drift rule's window, for the version being served."""
+    """The prediction's PSI over the drift rule's window, for the version being served (or,
+    while it has too few predictions there for a PSI, the version with the most)."""
+    drift_model: str | None = None
+    """The version the drift figures are of."""
+    drift_samples: float | None = None
+    """Its predictions in the window."""
     feature_psi: tuple[str, float] | None = None
     """The feature with the highest PSI there (exempt features left out), and its PSI."""
     features_over: int = 0
@@ -78,6 +85,9 @@ class Figures:
     alerts: float = 0.0
     drift_alerts: float = 0.0
     """Of ``alerts``, those on a PSI."""
+    monitored: float = 0.0
+    """Prediction records the monitor has consumed: the final drift figures wait for it to
+    catch up with ``predictions`` (a monitor still in the warm-up shows its figures)."""
 
 
 def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **labels: str) -> float:
@@ -86,7 +96,13 @@ def _rate(prev: Scrape | None, cur: Scrape | None, dt: float, name: str, **label
     return max(cur.total(name, **labels) - prev.total(name, **labels), 0.0) / dt
 
 
-def figures(prev: Tick, cur: Tick, orders_topic: str, drift: DriftRule | None = None) -> Figures:
+def figures(
+    prev: Tick,
+    cur: Tick,
+    orders_topic: str,
+    drift: DriftRule | None = None,
+    predictions_topic: str = "delivery-eta-predictions",
+) -> Figures:
     """The dashboard's numbers for the interval between ``prev`` and ``cur``; drift as the
     monitor alerts on it (``drift``: its window and threshold).
 
@@ -126,13 +142,17 @@ def figures(prev: Tick, cur: Tick, orders_topic: str, drift: DriftRule | None = 
                 out.mae_by_model[key] = value
         _drift(out, m, drift or DriftRule())
         out.alerts = m.total("eta_monitor_alerts_total")
+        out.monitored = m.total("eta_monitor_records_total", topic=predictions_topic)
         out.drift_alerts = m.total("eta_monitor_alerts_total", kind="psi")
     return out
 
 
 def _drift(out: Figures, m: Scrape, rule: DriftRule) -> None:
-    """PSI and coverage of the served version over the rule's window (the one that alerts)."""
+    """PSI and coverage of the served version over the rule's window (the one that alerts);
+    while the served version has too few predictions there for a PSI (just promoted), the
+    version with the most predictions in the window, which the monitor still judges."""
     covered: dict[str, float] = {}
+    samples: dict[str, float] = {}
     psi: dict[str, dict[str, float]] = {}
     for (name, labels), value in m.values.items():
         ls = dict(labels)
@@ -142,11 +162,17 @@ def _drift(out: Figures, m: Scrape, rule: DriftRule) -> None:
             covered[ls["model"]] = value
         elif name == "eta_monitor_psi":
             psi.setdefault(ls["model"], {})[ls["feature"]] = value
+        elif name == "eta_monitor_psi_samples" and ls.get("feature") == "prediction":
+            samples[ls["model"]] = value
     if not covered:
         return
     served = [k for k in covered if k.rsplit(":", 1)[-1] in out.versions]
     model = served[0] if served else max(covered, key=lambda k: covered[k])
-    out.covered_s = covered[model]
+    if samples.get(model, 0.0) < rule.min_samples and samples:
+        most = max(samples, key=lambda k: samples[k])
+        model = most if samples[most] >= rule.min_samples else model
+    out.drift_model, out.drift_samples = model, samples.get(model)
+    out.covered_s = covered.get(model, 0.0)
     values = psi.get(model, {})
     out.psi_max = values.get("prediction")
     features = {k: v for k, v in values.items() if k != "prediction" and k not in rule.exempt}
@@ -182,6 +208,8 @@ def drift_text(f: Figures, rule: DriftRule) -> str:
     >>> rule = DriftRule(window="1h", threshold=0.2)
     >>> drift_text(Figures(psi_max=0.05, feature_psi=("store__x", 0.12), covered_s=1800), rule)
     'prediction 0.050, top feature store__x 0.120 (alert > 0.2; 30 of 60 min covered)'
+    >>> drift_text(Figures(covered_s=60, drift_model="eta:2", drift_samples=45), rule)
+    'eta:2 too few samples (45 of 200) (alert > 0.2; 1 of 60 min covered)'
     """
     if f.covered_s is None:
         return f"— (alert > {rule.threshold:g} over {rule.window})"
@@ -189,8 +217,13 @@ def drift_text(f: Figures, rule: DriftRule) -> str:
     if f.feature_psi is not None:
         top = f", top feature {f.feature_psi[0]} {f.feature_psi[1]:.3f}"
     over = f", {f.features_over} over" if f.features_over else ""
+    which = "" if f.drift_model is None else f"{f.drift_model} "
+    if f.drift_samples is not None and f.drift_samples < rule.min_samples:
+        shown = f"{which}too few samples ({f.drift_samples:,.0f} of {rule.min_samples})"
+    else:
+        shown = f"{which}prediction {_psi(f.psi_max)}{top}{over}"
     return (
-        f"prediction {_psi(f.psi_max)}{top}{over} (alert > {rule.threshold:g}; "
+        f"{shown} (alert > {rule.threshold:g}; "
         f"{min(f.covered_s, _WINDOW_S[rule.window]) / 60:.0f} of {_WINDOW_S[rule.window] / 60:.0f}"
         " min covered)"
     )
@@ -218,7 +251,8 @@ def render(f: Figures, cur: Tick, phase: str, note: str, drift: DriftRule | None
     table.add_row("dead letters", f"{f.dead_letters:,.0f}")
     table.caption = (
         f"{note + chr(10) if note else ''}PSI of a store or market feature only over ≥ "
-        f"{rule.min_entities} store/market-hours in the window (one market's value in an hour "
+        f"{rule.min_entities} store/market-hours and ≥ {rule.min_samples} values in the "
+        "window (one market's value in an hour "
         "is one state, not a draw per order); calendar features are not alerted on"
     )
     return table

@@ -51,6 +51,8 @@ from stream_features.stack import free_port, start_stack
 __all__ = ["DemoSummary", "run_demo"]
 
 _PLAIN_EVERY_S = 10.0
+_MONITOR_WAIT_S = 60.0
+"""How long the drained demo waits for the monitor to read every prediction."""
 """How often the demo prints a status line when its output is not a terminal."""
 
 
@@ -199,6 +201,9 @@ def run_demo(config: DemoConfig, console: Console) -> DemoSummary:
                 "ETA_STREAM_INCLUDE_FEATURES": "true",
                 "ETA_PREDICTION_TTL_S": "7200",
                 "ETA_MONITOR_DRIFT_WINDOW": config.drift_window,
+                # the stream starts empty, as the history did: judge drift as the training
+                # rows were built, without the first settle_s (the warm-up's first orders)
+                "ETA_MONITOR_DRIFT_SETTLE_S": f"{config.settle_s:g}",
             }
         )
         end = history_end(datetime.now(UTC), config)
@@ -305,7 +310,7 @@ def _dashboard(
                 online_version,
             )
             last = current
-            current = figures(prev, cur, orders_topic, rule)
+            current = figures(prev, cur, orders_topic, rule, settings.predictions_topic)
             if current.p50_ms is None and not catching_up(current):  # none new: the last seen
                 current.p50_ms, current.p99_ms = last.p50_ms, last.p99_ms
             if swap is None and elapsed >= config.live_s / 2:
@@ -339,9 +344,14 @@ def _dashboard(
                     traffic.check()
                 drained = current.predictions > 0 and current.orders_per_s == 0
                 settled_at = settled_at or (time.monotonic() if drained else None)
-                if settled_at and time.monotonic() - settled_at > 2:
+                # the final drift figures are the monitor's once it has read every prediction
+                # (read while it was still in the warm-up, they were the warm-up's); at most
+                # _MONITOR_WAIT_S more, then as they stand
+                monitored = current.monitored >= current.predictions
+                waited_s = time.monotonic() - settled_at if settled_at else 0.0
+                if settled_at and waited_s > 2 and (monitored or waited_s > _MONITOR_WAIT_S):
                     break
-                if elapsed > config.live_s + 120:
+                if not settled_at and elapsed > config.live_s + 120:
                     raise DemoError("the stream worker did not drain the traffic within 2 min")
     if swap is not None:
         swap.join(30)
@@ -358,6 +368,7 @@ def _drift_rule(env: dict[str, str]) -> DriftRule:
         threshold=float(fields["psi_alert"].default),
         exempt=frozenset(fields["monitor_psi_exempt"].default),
         min_entities=int(fields["monitor_psi_min_entities"].default),
+        min_samples=int(fields["monitor_psi_min_samples"].default),
     )
 
 

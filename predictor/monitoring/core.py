@@ -48,6 +48,10 @@ class MonitorConfig:
     pairs has a standard error of 4 points at 80 %, close to the tolerance."""
     psi_min_entities: int = 10
     """Fewest states (store or market × hour) behind such a feature for its PSI."""
+    psi_min_samples: int = 200
+    """Fewest values of a column (the prediction, a feature) in the window for its PSI."""
+    drift_settle_s: float = 3600.0
+    """Event time after the first prediction seen that judged drift windows leave out."""
     error_window: str = "1h"
     drift_window: str = "24h"
     psi_exempt: frozenset[str] = frozenset({"order__hour_of_day", "order__day_of_week"})
@@ -183,7 +187,9 @@ class Monitor:
     def __init__(self, config: MonitorConfig, references: ReferenceLoader) -> None:
         self.config = config
         self.errors = ErrorWindows()
-        self.drift = DriftWindows(references, config.psi_min_entities)
+        self.drift = DriftWindows(
+            references, config.psi_min_entities, config.psi_min_samples, config.drift_settle_s
+        )
         self.paired = PairedWindows()
         self._error_alerts = AlertBook(config.min_samples)
         self._coverage_alerts = AlertBook(config.coverage_min_samples)

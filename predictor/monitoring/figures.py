@@ -351,6 +351,8 @@ def psi_per_feature(
         y = np.arange(len(labels)) + k * height
         x = [values.get(n, 0.0) for n in labels]
         covered = f"{min(d.covered_s, d.window_s) / 60:.0f} of {d.window_s / 60:.0f} min covered"
+        if d.predictions < d.min_samples:
+            covered += f"; too few samples for a PSI: {d.predictions} of {d.min_samples}"
         alerting = "" if d.covered_s >= d.window_s else ", not alerted until full"
         ax.barh(
             y, x, height=height, label=f"{d.model_name}:{d.model_version} ({covered}{alerting})"

@@ -66,8 +66,12 @@ class FeatureDrift(_Record):
     feature: str
     psi: float | None = Field(
         None,
-        description="None without values, or for a store or market feature whose window holds "
-        "fewer distinct ones than the monitor's minimum (see entities)",
+        description="None with too few values in the window (samples below the version's "
+        "min_samples), or for a store or market feature whose window holds fewer distinct ones "
+        "than the monitor's minimum (see entities)",
+    )
+    samples: int | None = Field(
+        None, description="values of the feature in the window (predictions with features)"
     )
     entities: int | None = Field(
         None,
@@ -89,6 +93,11 @@ class ModelDrift(_Record):
         "prediction (drift alerts wait for a full window)"
     )
     predictions: int
+    min_samples: int = Field(
+        1,
+        description="fewest values of a column in the window for its PSI "
+        "(ETA_MONITOR_PSI_MIN_SAMPLES); below it the PSI is None: too few samples",
+    )
     with_features: int = Field(description="predictions that carried their features")
     reference: Literal["artifact", "unavailable"]
     prediction_psi: float | None = None

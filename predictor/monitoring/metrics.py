@@ -84,6 +84,13 @@ class MonitorMetrics:
         self.psi = Gauge(
             "eta_monitor_psi", "PSI against the artifact's reference", drift, registry=r
         )
+        self.psi_samples = Gauge(
+            "eta_monitor_psi_samples",
+            "Values behind the PSI in the window; below ETA_MONITOR_PSI_MIN_SAMPLES the PSI is "
+            "absent (too few samples)",
+            drift,
+            registry=r,
+        )
         self.missing = Gauge(
             "eta_monitor_missing_share",
             "Share of predictions missing the feature",
@@ -136,7 +143,7 @@ class MonitorMetrics:
         )
         self._gauges = [
             self.samples, self.mae, self.bias, self.p90, self.range_samples, self.range_coverage,
-            self.range_width, self.psi, self.missing, self.no_state,
+            self.range_width, self.psi, self.psi_samples, self.missing, self.no_state,
             self.freshness, self.covered, self.shadow_orders, self.shadow_mae, self.shadow_bias,
             self.shadow_p90, self.shadow_diff,
         ]  # fmt: skip
@@ -168,9 +175,12 @@ class MonitorMetrics:
             for d in s.drift:
                 model = f"{d.model_name}:{d.model_version}"
                 values[self.covered][(s.window, model)] = d.covered_s
+                values[self.psi_samples][(s.window, model, "prediction")] = d.predictions
                 if d.prediction_psi is not None:
                     values[self.psi][(s.window, model, "prediction")] = d.prediction_psi
                 for f in d.features:
+                    if f.samples is not None:
+                        values[self.psi_samples][(s.window, model, f.feature)] = f.samples
                     if f.psi is not None:
                         values[self.psi][(s.window, model, f.feature)] = f.psi
                     if f.missing_share is not None:

@@ -160,17 +160,23 @@ def _drift_table(
     head = (
         "<tr><th class=l>model</th><th class=l>window</th><th>covered (min)</th>"
         "<th>alert above</th><th>prediction PSI</th><th class=l>highest feature PSI</th>"
-        "<th>features above</th><th class=l>no PSI (too few stores/markets)</th></tr>"
+        "<th>features above</th><th class=l>no PSI (too few samples, or stores/markets)</th>"
+        "</tr>"
     )
     rows = []
     for d in drift:
         watched = [f for f in d.features if f.psi is not None and f.feature not in exempt]
         top = max(watched, key=lambda f: f.psi or 0.0, default=None)
         over = sum((f.psi or 0.0) > threshold for f in watched)
+        few = d.predictions < d.min_samples
         skipped = ", ".join(
             f"{f.feature} ({f.entities})" for f in d.features if f.psi is None and f.entities
         )
+        if few:  # every column has fewer values than predictions
+            skipped = f"all: too few samples ({d.predictions:,} of {d.min_samples:,})"
         pred = "—" if d.prediction_psi is None else f"{d.prediction_psi:.3f}"
+        if few:
+            pred = "too few samples"
         rows.append(
             f"<tr><td class=l>{html.escape(d.model_name)}:{html.escape(d.model_version)}</td>"
             f"<td class=l>{window}</td><td>{min(d.covered_s, d.window_s) / 60:,.0f} of "
@@ -180,8 +186,11 @@ def _drift_table(
         )
     note = (
         "<p class=meta>Drift alerts are read over this window once it is full; calendar "
-        "features are not alerted on; a store or market feature has a PSI only when the window "
-        "holds enough distinct ones (<code>ETA_MONITOR_PSI_MIN_ENTITIES</code>).</p>"
+        "features are not alerted on; a PSI is computed only over enough values "
+        "(<code>ETA_MONITOR_PSI_MIN_SAMPLES</code>), and for a store or market feature only "
+        "when the window holds enough distinct ones (<code>ETA_MONITOR_PSI_MIN_ENTITIES</code>); "
+        "the window is covered from <code>ETA_MONITOR_DRIFT_SETTLE_S</code> after the first "
+        "prediction on (a stream's first windows are still filling).</p>"
     )
     return f"<table>{head}{''.join(rows)}</table>{note}"
 

@@ -61,6 +61,8 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         coverage_tolerance=settings.monitor_coverage_tolerance,
         coverage_min_samples=settings.monitor_coverage_min_samples,
         psi_min_entities=settings.monitor_psi_min_entities,
+        psi_min_samples=settings.monitor_psi_min_samples,
+        drift_settle_s=settings.monitor_drift_settle_s,
         error_window=settings.monitor_error_window,
         drift_window=settings.monitor_drift_window,
         psi_exempt=frozenset(settings.monitor_psi_exempt),

@@ -51,12 +51,23 @@ def test_eta_demo_runs_end_to_end_with_a_hot_swap(tmp_path: Path) -> None:
     assert any("s] draining:" in line for line in lines), run.stdout[-3000:]
     assert all("alert > 0.2" in line for line in lines), run.stdout[-3000:]
 
-    # no shock: nothing may drift (#22.8). Fixed: the warm-up covers settle + drift window,
-    # the backfill covers the live clock hours, the training rows leave out censored labels
-    # (v1 over 1 h: every alerted feature < 0.2 but store_how 0.31). Still xfail: the final
-    # figure is the promoted v2's, over ~45 predictions (sampling noise, PSI 0.3-2 on order
-    # features too), and alerts raised while the warm-up burst's unsettled first orders fill
-    # the window
-    if final["drift_alerts"] or final["features_over"]:
-        pytest.xfail(f"a no-shock demo still reports drift: {final}")
+    # no shock: nothing may drift (#22.8). The warm-up covers settle + drift window, the
+    # backfill covers the live clock hours and their deliveries (store_how means were biased
+    # fast: PSI 0.3-3.4), the training rows leave out censored labels; the monitor judges no
+    # window reaching into the stream's first settle_s (ETA_MONITOR_DRIFT_SETTLE_S) and gives
+    # no PSI over fewer than ETA_MONITOR_PSI_MIN_SAMPLES values, so the figure shown is over
+    # enough predictions (v1's while the just-promoted v2 has too few)
+    # Still open: store_how__delivery_duration_mean__28d read PSI 0.38 (one alert) over a
+    # 1 h window. Not an as-of mismatch: the training rows' values equal the served batch
+    # table's exactly (PSI 0.000); the same orders re-keyed to later hours of the week read PSI
+    # 0.02-0.59. Each (store, hour of week) mean is over ~100 sparse backfill orders, so an hour
+    # of the week is a fresh draw of per-store noise, and a 1 h window (2 hours of the week)
+    # against a 1 h training set (2 others) compares two small samples of those draws.
+    if final.get("feature_psi", [""])[0] == "store_how__delivery_duration_mean__28d" and (
+        final["drift_alerts"] <= 1 and final["features_over"] <= 1
+    ):
+        pytest.xfail(f"store_how hour-of-week noise: {final}")
+    assert final["drift_alerts"] == 0, final
+    assert final["features_over"] == 0, final
+    assert final["drift_samples"] >= 200, final
     assert final["psi_max"] < 0.2, final

@@ -41,3 +41,27 @@ def test_a_worker_that_keeps_up_shows_the_interval_latency() -> None:
     p99, text = _shown(lag=3)
     assert p99 is not None and p99 > 100_000  # what this interval acknowledged, as it was
     assert "catching up" not in text
+
+
+def test_the_drift_shown_is_the_served_versions_or_with_too_few_samples_the_judged_one() -> None:
+    """A version promoted seconds ago has too few predictions for a PSI: the dashboard shows
+    the version with enough, named, and how many predictions the monitor has read (#22.8)."""
+    from predictor.demo.dashboard import DriftRule, drift_text
+
+    worker = 'eta_stream_predictions_total 5000\neta_stream_model_info{version="2"} 1\n'
+    w = '{window="1h",model="eta:%s",feature="%s"}'
+    monitor = (
+        f'eta_monitor_drift_covered_seconds{{window="1h",model="eta:1"}} 3600\n'
+        f'eta_monitor_drift_covered_seconds{{window="1h",model="eta:2"}} 60\n'
+        f"eta_monitor_psi_samples{w % ('1', 'prediction')} 4950\n"
+        f"eta_monitor_psi_samples{w % ('2', 'prediction')} 50\n"
+        f"eta_monitor_psi{w % ('1', 'prediction')} 0.04\n"
+        f"eta_monitor_psi{w % ('1', 'store__x')} 0.05\n"
+        'eta_monitor_records_total{topic="delivery-eta-predictions"} 4990\n'
+    )
+    rule = DriftRule(window="1h", min_samples=200)
+    tick = Tick(1.0, parse_metrics(worker), parse_metrics(monitor))
+    f = figures(Tick(0.0), tick, "orders", rule)
+    assert (f.drift_model, f.drift_samples, f.psi_max, f.features_over) == ("eta:1", 4950, 0.04, 0)
+    assert f.monitored == 4990 < f.predictions
+    assert drift_text(f, rule).startswith("eta:1 prediction 0.040")

@@ -229,7 +229,10 @@ def reference(seed: int = 0) -> ModelReference:
 
 
 def drift_monitor(**config: object) -> Monitor:
+    """A monitor over ``reference()``; its windows are judged from the first prediction on
+    (``drift_settle_s=0``) unless a test says otherwise."""
     ref = reference()
+    config = {"drift_settle_s": 0.0, **config}
     return Monitor(MonitorConfig(min_samples=50, **config), lambda _n, _v: ref)  # type: ignore[arg-type]  # **config: object into MonitorConfig's typed fields
 
 
@@ -439,3 +442,52 @@ def test_a_market_feature_gets_no_psi_from_a_few_market_states_and_says_how_many
     windows.add(later)
     day = {f.feature: f for f in windows.summaries("24h")[0].features}["market__busy_ratio"]
     assert day.entities == 12 and day.psi is not None and day.psi < 0.1
+
+
+def test_a_psi_over_too_few_values_is_not_computed_nor_alerted() -> None:
+    """Sampling noise over ~50 predictions gives PSI 0.3-2 on an unmoved distribution: no PSI
+    below ``psi_min_samples``, the summary keeping the count instead (#22.8)."""
+    rng = np.random.default_rng(3)
+    monitor = drift_monitor(drift_window="1h", psi_min_samples=200)
+    monitor.add_predictions(steady(60, T0, timedelta(hours=2), rng))
+    (summary,) = monitor.drift.summaries("1h")
+    assert summary.covered_s == 3600 and summary.min_samples == 200
+    assert summary.prediction_psi is None
+    busy = next(f for f in summary.features if f.feature == "busy")
+    assert busy.psi is None and busy.samples == summary.predictions < 200
+    assert monitor.alerts(NOW) == []
+
+    monitor = drift_monitor(drift_window="1h", psi_min_samples=20)  # the same values, counted
+    monitor.add_predictions(steady(60, T0, timedelta(hours=2), np.random.default_rng(3)))
+    (summary,) = monitor.drift.summaries("1h")
+    assert summary.prediction_psi is not None
+
+
+def test_a_window_reaching_into_the_first_settle_seconds_is_not_judged() -> None:
+    """A stream that has just started has windows still filling: predictions of its first
+    ``drift_settle_s`` are counted and shown, never alerted on; a shift after it still is."""
+    rng = np.random.default_rng(4)
+    monitor = drift_monitor(drift_window="1h", drift_settle_s=5400.0)
+    unsettled = [
+        prediction(i, T0 + timedelta(seconds=2 * i), duration_s=9000.0, features={"busy": 0.99})
+        for i in range(2700)  # the first 90 minutes: far from the reference
+    ]
+    monitor.add_predictions(unsettled)
+    (summary,) = monitor.drift.summaries("1h")
+    assert summary.prediction_psi is not None and summary.prediction_psi > 1
+    assert summary.covered_s < summary.window_s  # the window reaches into the settle
+    assert monitor.alerts(NOW) == []
+    # an hour of steady traffic after the settle: the window is full and raises nothing
+    monitor.add_predictions(steady(1800, T0 + timedelta(seconds=5400), timedelta(hours=1), rng))
+    (summary,) = monitor.drift.summaries("1h")
+    assert summary.covered_s == 3600
+    assert not [a for a in monitor.alerts(NOW) if a.kind == "psi"]
+    # then a real shift: alerted
+    later = T0 + timedelta(seconds=9000)
+    monitor.add_predictions(
+        [
+            prediction(i, later + timedelta(seconds=2 * i), duration_s=9000.0)
+            for i in range(20_000, 21_800)
+        ]
+    )
+    assert ("psi", "prediction") in {(a.kind, a.feature) for a in monitor.alerts(NOW)}
