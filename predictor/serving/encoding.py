@@ -84,19 +84,19 @@ def encode_prediction(
     an ``Explanation``'s fields in declaration order (``predictor.serving.explain``)."""
     if not (math.isfinite(predicted_duration_s) and 0 <= predicted_duration_s <= MAX_DURATION_S):
         raise ValueError(f"not a usable duration: {predicted_duration_s!r}")
-    encoded = answers(
-        [order],
-        [predicted_duration_s],
-        [math.nan if feature_freshness_s is None else feature_freshness_s],
+    encoded = answer(
+        order,
+        predicted_duration_s,
+        math.nan if feature_freshness_s is None else feature_freshness_s,
         model_name=model_name,
         model_version=model_version,
         served_at=served_at,
         mode=mode,
-        lows=[p10_s],
-        highs=[p90_s],
-        features=[features],
-        explanations=[explanation],
-    )[0]
+        p10_s=p10_s,
+        p90_s=p90_s,
+        features=features,
+        explanation=explanation,
+    )
     assert encoded is not None  # checked above
     return encoded
 
