@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -253,6 +254,21 @@ def _redis_commands(url: str, top: int = 6) -> dict[str, dict[str, float]]:
     }
 
 
+def cleared_stack_dir(c: Contender, workdir: Path) -> Path:
+    """The contender's stack directory, emptied along with its peer state: a kept workdir
+    (``--keep``) holds the last run's Redis AOF and snapshots, which a new stack would restore,
+    so the contender would start from the previous run's counts and answer wrong."""
+    stack_dir = workdir / f"stack-{c.tool}-{c.variant}"
+    for left in (stack_dir, _state_dir(c, workdir)):
+        shutil.rmtree(left, ignore_errors=True)
+    return stack_dir
+
+
+def _state_dir(c: Contender, workdir: Path) -> Path:
+    """Where a peer keeps its own state (Bytewax's recovery snapshots)."""
+    return workdir / f"state-{c.tool}-{c.variant}"
+
+
 def _log_path(c: Contender, workdir: Path, index: int) -> Path:
     return workdir / f"{c.tool}-{c.variant}{f'-{index + 1}' if c.processes > 1 else ''}.log"
 
@@ -266,7 +282,7 @@ def _start_workers(
         return [Worker(settings, "confluent", path) for path, _ in logs], _parse_eta, logs
     assert c.processes == 1, "a peer's worker logs no assignments to wait for"
     log = _log_path(c, workdir, 0)
-    state = workdir / f"state-{c.tool}-{c.variant}"
+    state = _state_dir(c, workdir)
     bootstrap, redis_url = settings.kafka_bootstrap_servers or "", settings.redis_url_value() or ""
     cmd = _peer_cmd(c, bootstrap, redis_url, settings.predictions_topic, state)
     return [Worker(settings, c.tool, log, cmd=cmd)], _parse_peer, [log_from_end(log)]
@@ -382,7 +398,7 @@ def run_contender(
     """One contender on a stack of its own: the row of the results."""
     from stream_features.stack import start_stack
 
-    stack_dir = workdir / f"stack-{c.tool}-{c.variant}"
+    stack_dir = cleared_stack_dir(c, workdir)
     embedded = Settings(data_dir=stack_dir, kafka_bootstrap_servers=None, redis_url=None)
     with start_stack(embedded) as urls, _state_redis(c, urls.redis_url, stack_dir) as state:
         extra: dict[str, Any] = {"predictions_topic": f"out-{c.tool}"}

@@ -89,7 +89,10 @@ def run(settings: Settings, stop: threading.Event) -> int:
             offsets = [TopicPartition(t, p, o) for (t, p), o in to_commit.items()]
             to_commit.clear()
             with contextlib.suppress(KafkaException):  # a rebalance: the next owner reads again
-                consumer.commit(offsets=offsets, asynchronous=asynchronous)
+                if asynchronous:  # two calls: the client's stubs type each mode apart
+                    consumer.commit(offsets=offsets)
+                else:
+                    consumer.commit(offsets=offsets, asynchronous=False)
 
     while not stop.is_set():
         messages = consumer.consume(options.batch_max_events, options.batch_max_wait_ms / 1e3)

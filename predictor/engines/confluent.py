@@ -318,11 +318,11 @@ class ConfluentWorker:
         batch = self._tracker.open(
             first, nxt, len(result.predictions) + len(result.dead_letters), result.created_ms
         )
-        for topic, records in (
+        for topic, outs in (
             (self._o.predictions_topic, result.predictions),
             (self._o.dlq_topic, result.dead_letters),
         ):
-            pairs = [(out.key, out.value) for out in records]
+            pairs = [(out.key, out.value) for out in outs]
             produce_all(self._producer, topic, pairs, batch.on_delivery)
         while len(self._tracker) > self._o.max_inflight_batches:
             self._producer.poll(0.005)

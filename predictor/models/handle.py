@@ -187,7 +187,7 @@ class ModelHandle:
     def _subscribe(self) -> Any:
         """Subscribe and wait for the confirmation, so no move published after it is missed."""
         assert self._redis is not None
-        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py's own annotations
+        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]  # untyped before redis-py 8
         pubsub.subscribe(self.registry.channel)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:

@@ -455,3 +455,17 @@ def test_a_run_of_the_two_processes_alone_keeps_the_saved_table() -> None:
     ]
     assert all(line in after.splitlines() for line in table)
     assert "| etastream | confluent-x2 | 20,000 | right | 100 |" in after
+
+
+def test_a_kept_workdir_starts_each_contender_from_nothing(tmp_path: Path) -> None:
+    """A second run into the same ``--keep`` directory once restored the first run's Redis AOF
+    and answered wrong on nearly every order: the contender's stack and state go first."""
+    run = _load("peers_run")
+    (eta,) = [c for c in run.CONTENDERS if c.tool == "etastream" and c.variant == "confluent"]
+    first = run.cleared_stack_dir(eta, tmp_path)
+    (first / "redis").mkdir(parents=True)
+    (first / "redis" / "appendonly.aof").write_text("the last run's counts")
+    (tmp_path / f"state-{eta.tool}-{eta.variant}").mkdir()
+    again = run.cleared_stack_dir(eta, tmp_path)
+    assert again == first and not again.exists()
+    assert not (tmp_path / f"state-{eta.tool}-{eta.variant}").exists()
