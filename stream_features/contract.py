@@ -319,6 +319,11 @@ class ShadowPrediction(_Message):
     challenger_version: str
     challenger_predicted_duration_s: _Seconds
     served_at: AwareDatetime
+    mode: Literal["streaming", "online"] = Field(
+        "streaming",
+        description="the path that served the order, as its prediction's mode: an order scored "
+        "by both the stream and the HTTP API has a shadow record of each",
+    )
 
 
 class DeadLetter(_Message):

@@ -11,6 +11,7 @@ it cannot set up, the API serves without it and says so in its log.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import redis
@@ -25,7 +26,7 @@ from predictor.engines.options import pipeline_config
 from predictor.serving.shadow_stage import ShadowStage, kafka_shadow_stage
 from predictor.serving.store_faults import check_eviction_policy
 from stream_features.errors import EtaError
-from stream_features.kafka_clients import producer_config
+from stream_features.kafka_clients import ensure_topics, producer_config
 from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
@@ -146,6 +147,9 @@ def api_shadow(settings: Settings, client: redis.Redis, metrics: ApiMetrics) -> 
             stage,
         )
         return None
+    threading.Thread(  # off the start-up path: a broker that is down never delays the API
+        target=_create_shadow_topic, args=(settings,), name="eta-shadow-topic", daemon=True
+    ).start()
     shadow_handle: ModelHandle = ModelHandle.following(settings, client, stage)
     try:
         return kafka_shadow_stage(
@@ -160,6 +164,20 @@ def api_shadow(settings: Settings, client: redis.Redis, metrics: ApiMetrics) -> 
         shadow_handle.close()
         log.warning("the API serves without its shadow: no producer for it (%s)", exc)
         return None
+
+
+def _create_shadow_topic(settings: Settings) -> None:
+    """Create the shadow topic with its configs, as the worker and ``eta up`` do: a broker
+    without topic auto-creation refuses the records until it exists."""
+    try:
+        ensure_topics(settings, topics=[settings.shadow_topic])
+    except Exception as exc:  # down, or refusing: the shadow is optional, the answers go on
+        log.warning(
+            "could not create the shadow topic %s (%s): the API's shadow records are refused "
+            "until it exists (eta up creates it)",
+            settings.shadow_topic,
+            exc,
+        )
 
 
 def app_from_env() -> FastAPI:

@@ -10,7 +10,9 @@ for tests and tools.
 
 Only what the monitor needs travels through the store, packed as a small JSON array. A shadow
 record (``ShadowPrediction``: champion and challenger of one order) waits under the model name
-``shadow:<name>``, so it joins the delivery on its own and never counts as a served prediction.
+``shadow:<name>`` (``shadow:<name>@online`` when the HTTP API served the order), so it joins the
+delivery on its own, never counts as a served prediction, and an order served by both paths
+keeps a pair of each.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ __all__ = [
 
 SHADOW_PREFIX = "shadow:"
 """The join's model name of a shadow record is this and the model's name."""
+_PATH_MARK = "@"
+"""Before the serving path in the join name of a shadow the stream did not serve (model names
+never hold it: ``predictor.models.registry``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,7 @@ class PairedJoined:
     delivered_ms: int
     champion_s: float
     challenger_s: float
+    mode: str = "streaming"  # the path that served the order: "streaming" or "online"
 
     @property
     def actual_s(self) -> float:
@@ -150,7 +156,8 @@ def shadow_op(s: ShadowPrediction) -> JoinOp:
             s.challenger_predicted_duration_s,
         ]
     )
-    return JoinOp("P", s.order_id, SHADOW_PREFIX + s.model_name, packed)
+    path = "" if s.mode == "streaming" else _PATH_MARK + s.mode
+    return JoinOp("P", s.order_id, SHADOW_PREFIX + s.model_name + path, packed)
 
 
 def paired_from(order_id: str, model_name: str, shadow: bytes, delivery: bytes) -> PairedJoined:
@@ -158,14 +165,18 @@ def paired_from(order_id: str, model_name: str, shadow: bytes, delivery: bytes) 
 
     >>> s = orjson.dumps(["1", "2", "staging", "m1", 1000, 1800.0, 1400.0])
     >>> p = paired_from("o1", "shadow:eta", s, orjson.dumps([1_501_000]))
-    >>> p.model_name, p.actual_s, p.champion_s, p.challenger_s
-    ('eta', 1500.0, 1800.0, 1400.0)
+    >>> p.model_name, p.mode, p.actual_s, p.champion_s, p.challenger_s
+    ('eta', 'streaming', 1500.0, 1800.0, 1400.0)
+    >>> paired_from("o1", "shadow:eta@online", s, orjson.dumps([1_501_000])).mode
+    'online'
     """
     champion, challenger, stage, market, created, champion_s, challenger_s = orjson.loads(shadow)
     (delivered,) = orjson.loads(delivery)
+    name, _, mode = model_name.removeprefix(SHADOW_PREFIX).partition(_PATH_MARK)
     return PairedJoined(
         order_id=order_id,
-        model_name=model_name.removeprefix(SHADOW_PREFIX),
+        model_name=name,
+        mode=mode or "streaming",
         champion_version=str(champion),
         challenger_version=str(challenger),
         challenger_stage=str(stage),

@@ -103,6 +103,7 @@ def paired_frame(pairs: Sequence[PairedJoined]) -> pl.DataFrame:
             "champion_duration_s": pl.Series([p.champion_s for p in pairs], dtype=pl.Float64),
             "challenger_duration_s": pl.Series([p.challenger_s for p in pairs], dtype=pl.Float64),
             "actual_duration_s": pl.Series([p.actual_s for p in pairs], dtype=pl.Float64),
+            "mode": pl.Series([p.mode for p in pairs], dtype=pl.String),
         }
     )
 
@@ -121,18 +122,23 @@ def frame_to_paired(frame: pl.DataFrame) -> list[PairedJoined]:
             delivered_ms=_ms(row["delivered_at"]),
             champion_s=float(row["champion_duration_s"]),
             challenger_s=float(row["challenger_duration_s"]),
+            mode=row.get("mode") or "streaming",  # parts from before the mode: the stream's
         )
         for row in frame.iter_rows(named=True)
     ]
 
 
 def read_paired(directory: Path) -> pl.DataFrame:
-    """Every recorded shadow pair, once per order and pairing of versions, by delivery time."""
+    """Every recorded shadow pair, once per order, serving path and pairing of versions, by
+    delivery time."""
     parts = sorted((directory / "shadow").glob("part-*.parquet"))
     if not parts:
         return paired_frame([])
     frame = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
-    keys = ["order_id", "model_name", "champion_version", "challenger_version"]
+    if "mode" not in frame.columns:
+        frame = frame.with_columns(mode=pl.lit("streaming"))
+    frame = frame.with_columns(pl.col("mode").fill_null("streaming"))
+    keys = ["order_id", "model_name", "champion_version", "challenger_version", "mode"]
     return frame.unique(keys, keep="last", maintain_order=True).sort("delivered_at")
 
 

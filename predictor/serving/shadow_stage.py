@@ -76,8 +76,9 @@ class KafkaShadowSink:
         self._p.flush(timeout_s)
 
 
-def served_orders(rows: FeatureRows, result: BatchResult) -> tuple[list[int], list[float]]:
-    """The row of each order ``result`` served, and the duration served for it.
+def served_orders(rows: FeatureRows, result: BatchResult) -> tuple[list[int], list[float], str]:
+    """The row of each order ``result`` served, the duration served for it, and the path that
+    served them (the predictions' ``mode``: one path scores a whole batch).
 
     Read back from the predictions that went out, so the shadow compares with exactly what was
     served (an order the champion dead-lettered has no row here).
@@ -85,13 +86,15 @@ def served_orders(rows: FeatureRows, result: BatchResult) -> tuple[list[int], li
     index = {order.order_id: i for i, order in enumerate(rows.orders)}
     at: list[int] = []
     durations: list[float] = []
+    mode = "streaming"
     for record in result.predictions:
         served = orjson.loads(record.value)
         i = index.get(served["order_id"])
         if i is not None:
             at.append(i)
             durations.append(float(served["predicted_duration_s"]))
-    return at, durations
+            mode = served["mode"]
+    return at, durations, mode
 
 
 def shadow_records(
@@ -105,6 +108,7 @@ def shadow_records(
     stage: str,
     version: str,
     served_at: datetime,
+    mode: str = "streaming",
 ) -> list[tuple[bytes, bytes]]:
     """One ``ShadowPrediction`` (key, value) per served order ``rows.orders[at[j]]``: the
     champion served ``champion[j]``, the challenger says ``challenger[j]`` (a non-finite one
@@ -128,6 +132,7 @@ def shadow_records(
             "challenger_version": version,
             "challenger_predicted_duration_s": max(duration, 0.0),
             "served_at": served_at,
+            "mode": mode,
         }
         out.append((order.order_id.encode(), to_json(message)))
     return out
@@ -191,7 +196,7 @@ class ShadowStage:
                 self._missing_logged = True
             return 0
         self._missing_logged = False
-        at, champion = served_orders(rows, result)
+        at, champion, mode = served_orders(rows, result)
         if not at:
             return 0
         values = rows.values if len(at) == len(rows) else rows.values[at]
@@ -211,6 +216,7 @@ class ShadowStage:
             stage=handle.stage,
             version=record.shadow_version,
             served_at=datetime.fromtimestamp(record.at, UTC),
+            mode=mode,
         )
         sent = 0
         for key, value in out:

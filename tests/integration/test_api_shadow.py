@@ -14,12 +14,13 @@ import httpx
 import orjson
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 import predictor.api.predict
 from predictor.api.wiring import SHADOW_FLUSH_S
 from predictor.models.registry import Registry
 from stream_features.contract import ShadowPrediction
-from stream_features.kafka_clients import ensure_topics
+from stream_features.kafka_clients import admin_config, ensure_topics, topic_config
 from stream_features.settings import Settings
 from stream_features.stack import free_port
 from tests.api_fakes import AppClient
@@ -27,6 +28,7 @@ from tests.feature_events import order
 from tests.integration.api_helpers import api_client, model_settings, seed_state
 from tests.integration.worker_helpers import TopicReader
 from tests.integration.worker_models import register_shuffled
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +96,7 @@ def test_an_http_prediction_is_shadowed_and_its_response_is_unchanged(
                         challenger,
                     )
                     assert record.challenger_stage == "staging"
+                    assert record.mode == "online"  # the API served it, not the stream
                     expected = served[order_id]
                     assert record.champion_predicted_duration_s == expected["predicted_duration_s"]
                     assert (record.store_id, record.market_id) == (
@@ -156,3 +159,25 @@ def test_a_shadow_whose_broker_is_not_there_leaves_the_answers_alone(
     assert expected.status_code == got.status_code == 200, got.text
     assert got.content == expected.content
     assert closed_in_s < SHADOW_FLUSH_S + 10
+
+
+def test_the_api_creates_its_shadow_topic_with_its_configs(
+    settings: Settings, redis_client: redis.Redis, key_prefix: str, tmp_path: Path
+) -> None:
+    """``eta serve`` with a shadow and no ``eta up`` before it: the topic appears, created with
+    the configs the worker would give it (Tansu describes only those)."""
+    off = model_settings(settings, tmp_path)
+    register_shuffled(off, tmp_path)
+    topic = f"shadow-own-{time.time_ns()}"
+    on = off.model_copy(update={"shadow_stage": "staging", "shadow_topic": topic})
+    admin = AdminClient(admin_config(on))
+    assert topic not in admin.list_topics(timeout=10).topics
+    with api_client(on, key_prefix):
+        wait_until(
+            lambda: topic in admin.list_topics(timeout=10).topics,
+            timeout_s=20,
+            what=f"the API to create {topic}",
+        )
+    (described,) = admin.describe_configs([ConfigResource("topic", topic)]).values()
+    configs = {name: entry.value for name, entry in described.result().items()}
+    assert configs["compression.type"] == topic_config(on, topic)["compression.type"]

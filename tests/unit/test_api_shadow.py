@@ -63,6 +63,7 @@ def test_the_served_answers_reach_the_worker_shadow_stage_as_a_batch_of_its_own(
     shadows = [ShadowPrediction.model_validate_json(v) for _k, v in sink.sent]
     assert [s.order_id for s in shadows] == ["o0", "o1", "o3", "o4"]  # not the unusable one
     assert {(s.champion_version, s.challenger_version) for s in shadows} == {("1", "2")}
+    assert {s.mode for s in shadows} == {"online"}  # the API served them, not the stream
     durations = champion.predict(rows.values).tolist()
     assert [s.champion_predicted_duration_s for s in shadows] == [
         durations[i] for i in (0, 1, 3, 4)

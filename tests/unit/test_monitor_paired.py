@@ -138,3 +138,29 @@ def test_windows_keep_each_pairing_of_versions_apart(tmp_path: Path) -> None:
     assert frame.height == 2
     assert frame["challenger_version"].to_list() == ["2", "3"]
     assert frame_to_paired(frame) == made  # what a restarted monitor refills its windows with
+
+
+def test_an_order_served_by_the_stream_and_the_api_keeps_a_pair_of_each(tmp_path: Path) -> None:
+    """Each path's shadow record joins the one delivery; a redelivered copy of either is a
+    duplicate, and the recording keeps both pairs with their path."""
+    stream = shadow(0, 1000.0, 1100.0)
+    online = stream.model_copy(update={"mode": "online", "champion_predicted_duration_s": 900.0})
+    records = [RawRecord(encode(s), "shadow", 0, i) for i, s in enumerate((stream, online))]
+    records.append(RawRecord(encode(delivered(0, 1200.0)), "deliveries", 0, 0))
+    records.append(RawRecord(encode(online), "shadow", 0, 2))  # redelivered after the join
+    batch = decode_monitor_batch(records, INTAKE, NOW)
+    assert not batch.dead_letters
+    result = MemoryJoin().join(batch.ops)
+    assert result.duplicates == 1
+    pairs = sorted((paired_from(*p) for p in result.pairs), key=lambda p: p.mode)
+    assert [(p.model_name, p.mode, p.champion_s) for p in pairs] == [
+        ("eta", "online", 900.0),
+        ("eta", "streaming", 1000.0),
+    ]
+    (tmp_path / "shadow").mkdir()
+    paired_frame(pairs).write_parquet(tmp_path / "shadow" / "part-0.parquet")
+    kept = frame_to_paired(read_paired(tmp_path))
+    assert sorted((p.mode, p.champion_s) for p in kept) == [
+        ("online", 900.0),
+        ("streaming", 1000.0),
+    ]

@@ -112,6 +112,7 @@ def test_every_served_order_gets_a_shadow_record_with_both_predictions() -> None
     assert [s.challenger_predicted_duration_s for s in shadows] == expected.tolist()
     assert [s.champion_predicted_duration_s for s in shadows] == expected.tolist()
     assert {s.challenger_stage for s in shadows} == {"staging"}
+    assert {s.mode for s in shadows} == {"streaming"}
     assert count(metrics, "eta_stream_shadow_predictions_total") == 6
     # the fast encoder writes what the contract's encoder writes, and eta tail reads it
     assert [encode(s) for s in shadows] == [v for _k, v in sink.sent]
