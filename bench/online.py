@@ -245,6 +245,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--artifact", type=Path, help="an artifact directory (default: train)")
     parser.add_argument("--train-rows", type=int, default=100_000)
     parser.add_argument("--max-rounds", type=int, default=2000)
+    parser.add_argument(
+        "--no-range", action="store_true", help="a model trained without the ETA range"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser
 
@@ -264,7 +267,10 @@ def _measure(
     ):
         workdir = Path(tmp)
         model = register(
-            bench_artifact(args.artifact, args.train_rows, args.max_rounds), workdir / "models"
+            bench_artifact(
+                args.artifact, args.train_rows, args.max_rounds, with_range=not args.no_range
+            ),
+            workdir / "models",
         )
         client = redis.Redis.from_url(urls.redis_url)
         now = datetime.now(UTC)
@@ -371,6 +377,7 @@ def _report(
             "num_trees": model.metadata.get("num_trees"),
             "backend": model.backend,
             "version": model.version,
+            "range": "range" in model.metadata,  # p10-p90 on every answer (off: --no-range)
         },
         "state": {"stores": args.stores, "orders_last_hour": args.stores * 10},
         "targets": {"p99_ms_at_1000_per_s": 10.0},

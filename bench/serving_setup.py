@@ -31,11 +31,14 @@ CACHE = Path.home() / ".cache" / "etastream-bench"
 _CATEGORIES = ("pizza", "thai", "sushi", "burgers", "salad", "mexican")
 
 
-def bench_artifact(artifact: Path | None, train_rows: int, max_rounds: int) -> Path:
-    """An artifact directory: the one given, or one trained on generated data (cached)."""
+def bench_artifact(
+    artifact: Path | None, train_rows: int, max_rounds: int, with_range: bool = True
+) -> Path:
+    """An artifact directory: the one given, or one trained on generated data (cached), with
+    the ETA range unless ``with_range`` is False (to measure what the range costs)."""
     if artifact is not None:
         return artifact
-    target = CACHE / f"model-{train_rows}-{max_rounds}"
+    target = CACHE / f"model-{train_rows}-{max_rounds}{'' if with_range else '-no-range'}"
     if not (target / "checksum.sha256").is_file():
         from predictor.models.dataset import split_by_time
         from predictor.models.synthetic import synthetic_training_set
@@ -55,6 +58,7 @@ def bench_artifact(artifact: Path | None, train_rows: int, max_rounds: int) -> P
             training_set="generated",
             config=TrainConfig(num_boost_round=max_rounds),
             force=True,
+            with_range=with_range,
         )
         print(f"trained on {train_rows:,} generated rows in {time.perf_counter() - started:.0f} s")
     return target
