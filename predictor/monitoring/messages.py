@@ -18,6 +18,7 @@ from stream_features.contract import SCHEMA_VERSION, DeliveryPrediction, ShadowP
 from stream_features.errors import RejectedMessage
 
 __all__ = [
+    "ALL_MARKETS",
     "AlertKind",
     "ChampionChallenger",
     "ErrorStats",
@@ -31,6 +32,9 @@ __all__ = [
     "decode_prediction",
     "decode_shadow",
 ]
+
+ALL_MARKETS = "*"
+"""The key of a figure over every market (as the error windows' ``all`` scope has it)."""
 
 AlertKind = Literal["mae", "psi", "missing_share", "no_state_share", "freshness", "coverage"]
 Scope = Literal["all", "model", "market"]
@@ -117,6 +121,9 @@ class ChampionChallenger(_Record):
     model_name: str
     champion_version: str
     challenger_version: str
+    market_id: str = Field(
+        ALL_MARKETS, description=f'the market of the orders compared, "{ALL_MARKETS}" for all'
+    )
     window_s: int | None = Field(None, description="None: every recorded pair (the guard)")
     orders: int = Field(description="delivered orders both versions predicted")
     champion_mae_s: float | None = None

@@ -114,7 +114,7 @@ class MonitorMetrics:
             registry=r,
         )
         # champion against challenger on the same orders (role: champion or challenger)
-        paired = ["window", "model", "champion", "challenger"]
+        paired = ["window", "model", "champion", "challenger", "market"]  # market "*": all
         self.shadow_orders = Gauge(
             "eta_monitor_shadow_orders",
             "Delivered orders both the champion and the challenger predicted",
@@ -190,7 +190,13 @@ class MonitorMetrics:
                 if d.freshness_p90_s is not None:
                     values[self.freshness][(s.window, model)] = d.freshness_p90_s
             for c in s.shadow:
-                pair = (s.window, c.model_name, c.champion_version, c.challenger_version)
+                pair = (
+                    s.window,
+                    c.model_name,
+                    c.champion_version,
+                    c.challenger_version,
+                    c.market_id,
+                )
                 values[self.shadow_orders][pair] = c.orders
                 for gauge, champion, challenger in (
                     (self.shadow_mae, c.champion_mae_s, c.challenger_mae_s),

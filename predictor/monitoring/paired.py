@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from predictor.monitoring.join import PairedJoined
-from predictor.monitoring.messages import ChampionChallenger
+from predictor.monitoring.messages import ALL_MARKETS, ChampionChallenger
 from predictor.monitoring.rolling import ABS_EDGES_S, WINDOWS, WindowRings, hist_quantile
 
 __all__ = ["Z_95", "PairedWindows", "compare", "sign_test_p"]
@@ -57,6 +57,7 @@ def _from_sums(
     challenger: str,
     sums: Array,
     window_s: int | None,
+    market_id: str = ALL_MARKETS,
 ) -> ChampionChallenger:
     n = int(sums[0])
     mean_d = float(sums[6] / n) if n else None
@@ -70,6 +71,7 @@ def _from_sums(
         model_name=model_name,
         champion_version=champion,
         challenger_version=challenger,
+        market_id=market_id,
         window_s=window_s,
         orders=n,
         champion_mae_s=float(sums[3] / n) if n else None,
@@ -134,39 +136,46 @@ def compare(
 
 class PairedWindows:
     """The paired sums per (model, champion version, challenger version) in event-time rings,
-    by delivery time; ``stats`` reads any window."""
+    by delivery time, over every market and per market; ``stats`` reads any window."""
 
     def __init__(self) -> None:
-        self.groups: dict[tuple[str, str, str], WindowRings] = {}
+        self.groups: dict[tuple[str, str, str, str], WindowRings] = {}
         self.until_ms: int | None = None
         self.late = 0
 
     def add(self, pairs: Sequence[PairedJoined]) -> None:
         if not pairs:
             return
-        keys = [(p.model_name, p.champion_version, p.challenger_version) for p in pairs]
+        pairing = [(p.model_name, p.champion_version, p.challenger_version) for p in pairs]
+        keys = [(*k, ALL_MARKETS) for k in pairing]
+        keys += [(*k, p.market_id) for k, p in zip(pairing, pairs, strict=True)]
         ts = np.fromiter((p.delivered_ms for p in pairs), dtype=np.int64, count=len(pairs))
         rows = _rows(
             np.fromiter((p.champion_s for p in pairs), dtype=np.float64, count=len(pairs)),
             np.fromiter((p.challenger_s for p in pairs), dtype=np.float64, count=len(pairs)),
             np.fromiter((p.actual_s for p in pairs), dtype=np.float64, count=len(pairs)),
         )
+        ts, rows = np.concatenate([ts, ts]), np.concatenate([rows, rows])  # all, then by market
+        late = 0
         for key in set(keys):
             mask = np.array([k == key for k in keys])
             ring = self.groups.get(key)
             if ring is None:
                 ring = self.groups[key] = WindowRings.of_width(_WIDTH)
-            self.late += ring.add(ts[mask], rows[mask])
+            late += ring.add(ts[mask], rows[mask])
+        self.late += late // 2  # each pair went to two groups
         newest = int(ts.max())
         self.until_ms = newest if self.until_ms is None else max(self.until_ms, newest)
 
     def stats(self, window: str) -> list[ChampionChallenger]:
-        """Each pairing's comparison over ``window`` (15m, 1h, 24h) ending at ``until_ms``."""
+        """Each pairing's comparison over ``window`` (15m, 1h, 24h) ending at ``until_ms``:
+        over every market (``ALL_MARKETS``, first) and then per market."""
         if self.until_ms is None:
             return []
         out = []
-        for (name, champion, challenger), ring in sorted(self.groups.items()):
+        for (name, champion, challenger, market), ring in sorted(self.groups.items()):
             sums = ring.window(self.until_ms, window)
             if sums[0] > 0:
-                out.append(_from_sums(name, champion, challenger, sums, WINDOWS[window]))
+                span = WINDOWS[window]
+                out.append(_from_sums(name, champion, challenger, sums, span, market))
         return out

@@ -20,7 +20,7 @@ import polars as pl
 from predictor.models.artifact import atomic_write
 from predictor.monitoring import figures
 from predictor.monitoring.importance import Importance, moves
-from predictor.monitoring.messages import ErrorStats, ModelDrift, MonitorSummary
+from predictor.monitoring.messages import ALL_MARKETS, ErrorStats, ModelDrift, MonitorSummary
 from predictor.monitoring.recording import paired_frame
 
 __all__ = ["FIGURES", "Figure", "render_report", "write_report"]
@@ -132,19 +132,28 @@ def _shadow_table(summaries: Sequence[MonitorSummary]) -> str:
             )
             diff = "—" if c.mean_abs_error_diff_s is None else f"{c.mean_abs_error_diff_s:+,.0f}"
             p = "—" if c.sign_test_p is None else f"{c.sign_test_p:.3g}"
+            market = "all" if c.market_id == ALL_MARKETS else html.escape(c.market_id)
+            cells = [
+                f"{_fmt(c.champion_mae_s)} / {_fmt(c.challenger_mae_s)}",
+                f"{_fmt(c.champion_bias_s)} / {_fmt(c.challenger_bias_s)}",
+                f"{_fmt(c.champion_p90_abs_error_s)} / {_fmt(c.challenger_p90_abs_error_s)}",
+                diff,
+                ci,
+                f"{c.challenger_better} / {c.challenger_worse}",
+                p,
+            ]
             rows.append(
                 f"<tr><td class=l>{s.window}</td><td class=l>{html.escape(c.model_name)}:"
                 f"{html.escape(c.champion_version)} vs {html.escape(c.challenger_version)}</td>"
-                f"<td>{c.orders}</td><td>{_fmt(c.champion_mae_s)} / {_fmt(c.challenger_mae_s)}"
-                f"</td><td>{_fmt(c.champion_bias_s)} / {_fmt(c.challenger_bias_s)}</td><td>"
-                f"{_fmt(c.champion_p90_abs_error_s)} / {_fmt(c.challenger_p90_abs_error_s)}</td>"
-                f"<td>{diff}</td><td>{ci}</td><td>{c.challenger_better} / "
-                f"{c.challenger_worse}</td><td>{p}</td></tr>"
+                f"<td class=l>{market}</td><td>{c.orders}</td>"
+                + "".join(f"<td>{cell}</td>" for cell in cells)
+                + "</tr>"
             )
     if not rows:
         return "<p>No shadow (ETA_SHADOW_STAGE) recorded.</p>"
     head = (
-        "<tr><th class=l>window</th><th class=l>champion vs challenger</th><th>orders</th>"
+        "<tr><th class=l>window</th><th class=l>champion vs challenger</th>"
+        "<th class=l>market</th><th>orders</th>"
         "<th>MAE (s)</th><th>bias (s)</th><th>p90 |error| (s)</th><th>Δ|error| (s)</th>"
         "<th>95% CI</th><th>challenger closer / farther</th><th>sign test p</th></tr>"
     )

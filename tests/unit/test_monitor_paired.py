@@ -11,6 +11,7 @@ import pytest
 from predictor.monitoring.core import Monitor, MonitorConfig
 from predictor.monitoring.intake import IntakeConfig, decode_monitor_batch
 from predictor.monitoring.join import SHADOW_PREFIX, MemoryJoin, paired_from
+from predictor.monitoring.messages import ALL_MARKETS, MonitorSummary
 from predictor.monitoring.metrics import MonitorMetrics
 from predictor.monitoring.paired import Z_95, PairedWindows, compare
 from predictor.monitoring.recording import (
@@ -88,7 +89,9 @@ def test_shadow_records_join_their_deliveries_apart_from_served_predictions() ->
     monitor = Monitor(MonitorConfig(), lambda _name, _version: None)
     monitor.add_paired(pairs)
     summary = monitor.summaries(T0)[1]
-    (c,) = summary.shadow
+    c, in_m1 = summary.shadow  # every market, then each market
+    assert (c.market_id, in_m1.market_id) == (ALL_MARKETS, "m1")
+    assert in_m1.model_dump(exclude={"market_id"}) == c.model_dump(exclude={"market_id"})
     assert (c.champion_version, c.challenger_version, c.orders) == ("1", "2", 3)
     assert (c.champion_mae_s, c.challenger_mae_s) == (200.0, 100.0)
     assert (c.champion_bias_s, c.challenger_bias_s) == (-200.0, -100.0)
@@ -100,11 +103,12 @@ def test_shadow_records_join_their_deliveries_apart_from_served_predictions() ->
 
     metrics = MonitorMetrics()
     metrics.publish(monitor.summaries(T0))
-    labels = {"window": "1h", "model": "eta", "champion": "1", "challenger": "2"}
+    labels = {"window": "1h", "model": "eta", "champion": "1", "challenger": "2", "market": "*"}
     get = metrics.registry.get_sample_value
     assert get("eta_monitor_shadow_orders", labels) == 3
     assert get("eta_monitor_shadow_mae_seconds", {**labels, "role": "challenger"}) == 100.0
     assert get("eta_monitor_shadow_abs_error_diff_seconds", {**labels, "bound": "mean"}) == -100.0
+    assert get("eta_monitor_shadow_orders", {**labels, "market": "m1"}) == 3
 
 
 def test_a_bad_shadow_record_is_a_dead_letter() -> None:
@@ -128,7 +132,8 @@ def test_windows_keep_each_pairing_of_versions_apart(tmp_path: Path) -> None:
         )
         made += [paired_from(*p) for p in joined.pairs]
     windows.add(made)
-    assert [(c.challenger_version, c.orders) for c in windows.stats("15m")] == [("2", 1), ("3", 1)]
+    every = [c for c in windows.stats("15m") if c.market_id == ALL_MARKETS]
+    assert [(c.challenger_version, c.orders) for c in every] == [("2", 1), ("3", 1)]
 
     log = JoinedLog(tmp_path, 100, "shadow", paired_frame)
     log.append(made)
@@ -164,3 +169,51 @@ def test_an_order_served_by_the_stream_and_the_api_keeps_a_pair_of_each(tmp_path
         ("online", 900.0),
         ("streaming", 1000.0),
     ]
+
+
+def test_each_market_is_compared_on_its_own_orders_beside_all_of_them() -> None:
+    """The challenger is better in m1 and worse in m2: the per-market rows say so, and the
+    row over every market pools the two (#23: side by side per market and window)."""
+    pairs = []
+    for i in range(40):
+        market = "m1" if i % 2 else "m2"
+        challenger = 1100.0 if market == "m1" else 1600.0  # actual 1200: 100 off, then 400
+        record = shadow(i, 1000.0, challenger).model_copy(update={"market_id": market})
+        joined = MemoryJoin().join(
+            decode_monitor_batch(
+                [
+                    RawRecord(encode(record), "shadow", 0, i),
+                    RawRecord(encode(delivered(i, 1200.0)), "deliveries", 0, i),
+                ],
+                INTAKE,
+                NOW,
+            ).ops
+        )
+        pairs += [paired_from(*p) for p in joined.pairs]
+    windows = PairedWindows()
+    windows.add(pairs)
+    by_market = {c.market_id: c for c in windows.stats("1h")}
+    assert set(by_market) == {ALL_MARKETS, "m1", "m2"}
+    assert (by_market["m1"].orders, by_market["m2"].orders, by_market[ALL_MARKETS].orders) == (
+        20,
+        20,
+        40,
+    )
+    assert by_market["m1"].mean_abs_error_diff_s == -100.0  # 100 off against 200 off
+    assert by_market["m2"].mean_abs_error_diff_s == 200.0  # 400 off against 200 off
+    assert by_market[ALL_MARKETS].mean_abs_error_diff_s == 50.0
+    assert windows.late == 0
+    page, _figures = render_report(joined_frame([]), [_summary_with(windows)], psi_threshold=0.2)
+    assert "<td class=l>m2</td>" in page and "<td class=l>all</td>" in page
+
+
+def _summary_with(windows: PairedWindows) -> MonitorSummary:
+    return MonitorSummary(
+        window="1h",
+        window_s=3600,
+        published_at=T0,
+        errors=[],
+        drift=[],
+        totals={},
+        shadow=windows.stats("1h"),
+    )
