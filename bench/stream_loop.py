@@ -6,7 +6,7 @@ this loop's, in the same run). What it shares with the worker is everything on t
 * the clients: built from the worker's own config (``consumer_config``, ``producer_config``,
   ``_latency_tuning``, ``CO_PARTITIONED`` where wiring has it, and the fetch backoff the
   worker adds while it aligns partitions), so the two cannot drift apart
-  (``tests/unit/test_bench_stream.py`` compares them with what ``confluent_worker`` builds);
+  (``tests/unit/bench/test_bench_stream.py`` compares them with what ``confluent_worker`` builds);
 * the subscription (the three source topics), the batch bounds (``consume`` of
   ``batch_max_events`` or ``batch_max_wait_ms``), ``producer.poll(0)`` once per batch;
 * at-least-once: a batch's offsets are committed, asynchronously every

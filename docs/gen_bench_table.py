@@ -1,7 +1,7 @@
 """Render README's benchmark table from ``bench/results/*.json``; ``--write`` updates README.
 
 The README's figures are whatever the benchmarks in the repo last measured, never typed by
-hand: ``tests/unit/test_docs.py`` fails when the table and the JSON files disagree. A result
+hand: ``tests/unit/project/test_docs.py`` fails when the table and the JSON files disagree. A result
 file that is not there yet is left out of the table. ``bench/peers.py`` has a table of its own
 in the README (written and checked from ``peers.json`` the same way).
 """

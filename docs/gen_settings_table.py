@@ -1,7 +1,7 @@
 """Write the README's table of ``ETA_*`` settings from ``Settings.model_fields``.
 
 The table lives between two marker comments in README.md, so it can never drift from the code:
-``tests/unit/test_docs.py`` fails when a setting changes and the table was not regenerated.
+``tests/unit/project/test_docs.py`` fails when a setting changes and the table was not regenerated.
 
     python docs/gen_settings_table.py            # print the table
     python docs/gen_settings_table.py --write    # rewrite it in README.md

@@ -1,6 +1,7 @@
 """Doctest collection of the package: a module that runs compiled (``stream_features.compiled``)
 is imported from its extension, which pytest's ``--doctest-modules`` cannot match to its
-``.py``; its rules are tested by tests/unit/test_replay_state.py and the parity tests."""
+``.py``; its rules are tested by tests/unit/stream_features/test_replay_state.py and the parity
+tests."""
 
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ One contract, not two:
   rejection is pydantic's, word for word; what pydantic's laxer reading accepts and msgspec's
   strict one does not (``3.0`` for an int, ``"3"`` for a number, epoch numbers for timestamps)
   is accepted as well, as the same Struct. The two decoders therefore accept the same messages
-  and reject the rest identically (``tests/unit/test_wire_decode.py`` checks it on generated
-  inputs); the price is that a rejected message costs msgspec's attempt plus pydantic's.
+  and reject the rest identically (``tests/unit/stream_features/test_wire_decode.py`` checks it
+  on generated inputs); the price is that a rejected message costs msgspec's attempt plus
+  pydantic's.
 """
 
 from __future__ import annotations

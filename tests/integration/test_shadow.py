@@ -7,7 +7,7 @@ and reports them side by side on the same orders; ``eta models promote-if-better
 decides, with its numbers, and keeps the decision in the registry. Run twice: deliveries
 that follow the champion (the challenger is refused) and deliveries that follow the
 challenger (it is promoted). (Byte-identical primary predictions are tested in
-``tests/unit/test_shadow_stage.py``.)
+``tests/unit/predictor/serving/test_shadow_stage.py``.)
 """
 
 from __future__ import annotations

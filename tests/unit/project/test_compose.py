@@ -20,8 +20,8 @@ import yaml
 from stream_features.kafka_clients import TOPIC_CONFIG, topic_config, topic_names
 from stream_features.redis_client import is_cluster_url
 from stream_features.settings import Settings
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "docker-compose.yml"
 SECURE = ROOT / "docker-compose.secure.yml"
 CLUSTER = ROOT / "docker-compose.cluster.yml"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import doctest
 import importlib
 from datetime import datetime
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,8 +17,6 @@ import pytest
 
 from predictor.engines import confluent, wiring
 from stream_features.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str) -> ModuleType:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 LAYERS: dict[str, frozenset[str]] = {
     "stream_features": frozenset({"predictor", "producers", "bench", "tests"}),

@@ -23,11 +23,11 @@ from stream_features.contract import to_ms
 from stream_features.replay_state import ReplayState
 from stream_features.settings import Settings
 from tests.feature_events import T0, order
+from tests.paths import ROOT
 
 MIN = 60_000
 
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "peers.json"
 
 

@@ -13,7 +13,7 @@ import pytest
 from predictor.api import create_app
 from predictor.api.wiring import api_config
 from tests.api_fakes import Models, call, dead_redis
-from tests.unit.test_compose import BASE, SECURE, environment, load, settings_from
+from tests.unit.project.test_compose import BASE, SECURE, environment, load, settings_from
 
 
 @pytest.mark.parametrize("files", [(BASE,), (BASE, SECURE)], ids=["base", "secure"])

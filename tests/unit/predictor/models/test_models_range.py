@@ -90,7 +90,7 @@ def test_the_stream_explains_each_prediction_when_asked(tmp_path: Path) -> None:
     from predictor.serving.pipeline import PipelineConfig, process_batch
     from stream_features.contract import DeliveryPrediction
     from tests.serving_fakes import MemoryFeatures, order_bytes
-    from tests.unit.test_pipeline import NOW, records
+    from tests.unit.predictor.serving.test_pipeline import NOW, records
 
     train_to_artifact(small_split(), tmp_path / "a", name="eta", training_set="x", config=SMALL)
     model = load_artifact(tmp_path / "a")
@@ -116,7 +116,7 @@ def test_a_stream_asked_to_explain_a_model_that_cannot_still_predicts(tmp_path: 
     from predictor.serving.pipeline import PipelineConfig, process_batch
     from stream_features.contract import DeliveryPrediction
     from tests.serving_fakes import MemoryFeatures, order_bytes
-    from tests.unit.test_pipeline import NOW, records
+    from tests.unit.predictor.serving.test_pipeline import NOW, records
 
     config = TrainConfig(objective="log_l2", num_boost_round=30, num_threads=1)
     train_to_artifact(

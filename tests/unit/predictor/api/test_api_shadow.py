@@ -20,7 +20,7 @@ from stream_features.contract import ShadowPrediction
 from stream_features.settings import Settings
 from stream_features.vectors import FeatureRows
 from tests.serving_fakes import T0, LinearModel, MemoryFeatures, order
-from tests.unit.test_shadow_stage import ListSink, StageOf
+from tests.unit.predictor.serving.test_shadow_stage import ListSink, StageOf
 
 
 def online_answers(n: int) -> tuple[FeatureRows, list[bytes | None], LinearModel]:

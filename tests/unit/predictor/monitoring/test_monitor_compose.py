@@ -7,7 +7,7 @@ import typer.main
 import yaml
 
 from predictor.cli import app
-from tests.unit.test_compose import BASE, environment, load, settings_from
+from tests.unit.project.test_compose import BASE, environment, load, settings_from
 
 
 def test_the_monitor_service_runs_eta_monitor_exposes_its_metrics_and_keeps_its_files(

@@ -7,15 +7,14 @@ import os
 import re
 import shlex
 import stat
-from pathlib import Path
 from types import ModuleType
 
 import typer.main
 
 from predictor.cli import app
 from stream_features.settings import Settings
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 CI_RUN = ROOT / ".ci" / "run"
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from stream_features.settings import Settings
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SECRET = "kAfKa-s3cr3t-7f3a9c1e5b"
 REDIS_SECRET = "r3d1s-s3cr3t-0d8e2b4f6a"
 API_SECRET = "ap1-s3cr3t-9c7e5a3b1d"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -16,6 +15,7 @@ from stream_features.contract import (
 )
 from stream_features.errors import RejectedMessage
 from stream_features.quality import FINDING_RULES, OPTIONAL_ORDER_FIELDS, findings, screen
+from tests.paths import ROOT
 
 
 def order(**over: object) -> dict[str, object]:
@@ -191,7 +191,7 @@ def test_every_rule_has_a_distinct_name_and_a_known_event_type() -> None:
 
 
 def test_the_schema_docs_list_every_finding_rule_and_optional_attribute() -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    docs = (ROOT / "docs" / "contract.md").read_text()
     for rule in FINDING_RULES:
         row = next(
             (line for line in docs.splitlines() if line.startswith(f"| `{rule.name}` |")), ""
