@@ -197,56 +197,34 @@ def _memory(client: redis.Redis, total: int, checkpoints: tuple[int, ...]) -> di
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=60_000, help="events per throughput run")
-    parser.add_argument("--naive-events", type=int, default=3_000)
-    parser.add_argument("--memory-events", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+def _runs(client: redis.Redis, events: list[Any], naive_events: int) -> list[dict[str, Any]]:
+    """Throughput of the worker's state at batches of 1, 100 and 1000, then of the naive
+    per-event baseline."""
     console = Console()
-    events = list(steady_load(args.events))
-    with (
-        tempfile.TemporaryDirectory() as data_dir,
-        start_stack(Settings(data_dir=Path(data_dir))) as urls,
-    ):
-        client = redis.Redis.from_url(urls.redis_url)
-        info = client.info("server")
-        runs: list[dict[str, Any]] = []
-        for batch in (1, 100, 1000):
-            sample = events[: min(len(events), 5_000)] if batch == 1 else events
-            source = RedisFeatureSource(client, key_prefix=f"state{batch}:")
-            runs.append(
-                {
-                    "impl": "worker state",
-                    "batch": batch,
-                    **_throughput(source.update_and_read, sample, batch),
-                }
-            )
-            console.log(runs[-1])
-        naive = NaiveFeatures(client, "naive:")
-        sample = events[: args.naive_events]
-        runs.append({"impl": "naive", "batch": 1, **_throughput(naive.update_and_read, sample, 1)})
+    runs: list[dict[str, Any]] = []
+    for batch in (1, 100, 1000):
+        sample = events[: min(len(events), 5_000)] if batch == 1 else events
+        source = RedisFeatureSource(client, key_prefix=f"state{batch}:")
+        runs.append(
+            {
+                "impl": "worker state",
+                "batch": batch,
+                **_throughput(source.update_and_read, sample, batch),
+            }
+        )
         console.log(runs[-1])
-        profile = _profile(client, events)
-        console.log(profile)
-        memory = _memory(client, args.memory_events, (100_000, args.memory_events))
-        console.log(memory)
-        report = {
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "python": platform.python_version(),
-                "redis": info.get("redis_version"),
-                "platform": platform.platform(),
-            },
-            "load": "bench.loads.steady_load: 2000 stores, 6 markets, 0.1 s between orders",
-            "throughput": runs,
-            "target_orders_per_s_at_1000": 100_000,
-            "profile_batch_1000": profile,
-            "memory": memory,
-        }
+    naive = NaiveFeatures(client, "naive:")
+    sample = events[:naive_events]
+    runs.append({"impl": "naive", "batch": 1, **_throughput(naive.update_and_read, sample, 1)})
+    console.log(runs[-1])
+    return runs
+
+
+def _show(report: dict[str, Any], memory_events: int) -> None:
+    runs, profile, memory = report["throughput"], report["profile_batch_1000"], report["memory"]
+    console = Console()
     table = Table(
-        title=f"streaming features, {os.cpu_count()} cores, redis {info.get('redis_version')}"
+        title=f"streaming features, {os.cpu_count()} cores, redis {report['machine']['redis']}"
     )
     for col in ("impl", "batch", "orders", "seconds", "orders/s", "events/s"):
         table.add_column(col, justify="right")
@@ -266,9 +244,44 @@ def main() -> None:
     )
     console.print(
         f"memory: {memory['100000']['bytes']:,} B after 100k events, "
-        f"{memory[str(args.memory_events)]['bytes']:,} B after {args.memory_events:,} "
+        f"{memory[str(memory_events)]['bytes']:,} B after {memory_events:,} "
         f"(ratio {memory['ratio']:.2f})"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000, help="events per throughput run")
+    parser.add_argument("--naive-events", type=int, default=3_000)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    events = list(steady_load(args.events))
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        start_stack(Settings(data_dir=Path(data_dir))) as urls,
+    ):
+        client = redis.Redis.from_url(urls.redis_url)
+        info = client.info("server")
+        runs = _runs(client, events, args.naive_events)
+        profile = _profile(client, events)
+        Console().log(profile)
+        memory = _memory(client, args.memory_events, (100_000, args.memory_events))
+        Console().log(memory)
+    report = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "redis": info.get("redis_version"),
+            "platform": platform.platform(),
+        },
+        "load": "bench.loads.steady_load: 2000 stores, 6 markets, 0.1 s between orders",
+        "throughput": runs,
+        "target_orders_per_s_at_1000": 100_000,
+        "profile_batch_1000": profile,
+        "memory": memory,
+    }
+    _show(report, args.memory_events)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
 

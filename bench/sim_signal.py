@@ -142,22 +142,18 @@ def _fit_predict(
     return np.asarray(booster.predict(test.select(cols).to_numpy()), dtype=np.float64)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=float, default=14)
-    parser.add_argument("--holdout-days", type=float, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    start = END - timedelta(days=args.days)
-    config = SimConfig()
-
+def _timed_history(
+    start: datetime, config: SimConfig, seed: int
+) -> tuple[pl.DataFrame, dict[str, int], dict[str, float]]:
+    """Simulate, write the Parquet log, read it back and build the feature frame, timing each:
+    the frame, the events written by type, and the timings (seconds and rates)."""
     t0 = time.perf_counter()
-    simulated = sum(1 for _ in Marketplace(config, args.seed).events(start, END))
+    simulated = sum(1 for _ in Marketplace(config, seed).events(start, END))
     simulate_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "history.parquet"
         t0 = time.perf_counter()
-        counts = write_history(log, start, END, config, args.seed)
+        counts = write_history(log, start, END, config, seed)
         write_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         read = sum(1 for _ in iter_log(log))
@@ -165,49 +161,40 @@ def main() -> None:
         t0 = time.perf_counter()
         frame = build_frame(log)
         features_s = time.perf_counter() - t0
+    timings = {
+        "simulated": simulated,
+        "simulate_only_s": simulate_s,
+        "simulate_only_events_per_s": simulated / simulate_s,
+        "simulate_and_write_parquet_s": write_s,
+        "simulate_and_write_events_per_s": sum(counts.values()) / write_s,
+        "iter_log_rows_per_s": read / read_s,
+        "polars_features_s": features_s,
+    }
+    return frame, dict(counts), timings
 
-    cut = END - timedelta(days=args.holdout_days)
+
+def _holdout_maes(
+    frame: pl.DataFrame, cut: datetime, seed: int
+) -> tuple[dict[str, float], int, int]:
+    """Holdout MAE of the train median and of LightGBM without and with the load features
+    (train before ``cut``, test after); with the train and holdout order counts."""
     train = frame.filter(pl.col("created_at") < cut)
     store_mean = train.group_by("store_id").agg(pl.col("duration_s").mean().alias("store_mean_s"))
     frame = frame.join(store_mean, on="store_id", how="left")
     train = frame.filter(pl.col("created_at") < cut)
     test = frame.filter(pl.col("created_at") >= cut)
     truth = test["duration_s"].to_numpy()
-
     rows: dict[str, float] = {}
     rows["train median (no model)"] = float(np.mean(np.abs(truth - train["duration_s"].median())))
-    without = _fit_predict(train, test, ORDER_COLS, args.seed)
+    without = _fit_predict(train, test, ORDER_COLS, seed)
     rows["LightGBM without load features"] = float(np.mean(np.abs(truth - without)))
-    with_load = _fit_predict(train, test, ORDER_COLS + LOAD_COLS, args.seed)
+    with_load = _fit_predict(train, test, ORDER_COLS + LOAD_COLS, seed)
     rows["LightGBM with load features"] = float(np.mean(np.abs(truth - with_load)))
-    gain = 1 - rows["LightGBM with load features"] / rows["LightGBM without load features"]
+    return rows, train.height, test.height
 
-    events = sum(counts.values())
-    result = {
-        "days": args.days,
-        "holdout_days": args.holdout_days,
-        "seed": args.seed,
-        "events": dict(counts),
-        "train_orders": train.height,
-        "holdout_orders": test.height,
-        "mae_s": rows,
-        "mae_reduction_with_load": gain,
-        "simulate_only_s": simulate_s,
-        "simulate_only_events_per_s": simulated / simulate_s,
-        "simulate_and_write_parquet_s": write_s,
-        "simulate_and_write_events_per_s": events / write_s,
-        "iter_log_rows_per_s": read / read_s,
-        "polars_features_s": features_s,
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "lightgbm": version("lightgbm"),
-            "polars": version("polars"),
-        },
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
 
+def _show(args: argparse.Namespace, result: dict[str, Any], timings: dict[str, float]) -> None:
+    rows = result["mae_s"]
     table = Table(title=f"holdout MAE, last {args.holdout_days:g} of {args.days:g} days")
     table.add_column("model")
     table.add_column("MAE (s)", justify="right")
@@ -217,12 +204,47 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(
-        f"load features cut MAE by {gain:.1%}; {train.height:,} train / {test.height:,} holdout"
-        f" orders\nsimulated {simulated:,} events in {simulate_s:.1f}s"
-        f" ({simulated / simulate_s:,.0f}/s); with the Parquet log {write_s:.1f}s"
-        f" ({events / write_s:,.0f}/s); read back and validated {read / read_s:,.0f} rows/s"
+        f"load features cut MAE by {result['mae_reduction_with_load']:.1%}; "
+        f"{result['train_orders']:,} train / {result['holdout_orders']:,} holdout orders\n"
+        f"simulated {timings['simulated']:,} events in {timings['simulate_only_s']:.1f}s"
+        f" ({timings['simulate_only_events_per_s']:,.0f}/s); with the Parquet log"
+        f" {timings['simulate_and_write_parquet_s']:.1f}s"
+        f" ({timings['simulate_and_write_events_per_s']:,.0f}/s); read back and validated"
+        f" {timings['iter_log_rows_per_s']:,.0f} rows/s"
     )
     console.print(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=14)
+    parser.add_argument("--holdout-days", type=float, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    frame, counts, timings = _timed_history(END - timedelta(days=args.days), SimConfig(), args.seed)
+    cut = END - timedelta(days=args.holdout_days)
+    rows, train_orders, holdout_orders = _holdout_maes(frame, cut, args.seed)
+    gain = 1 - rows["LightGBM with load features"] / rows["LightGBM without load features"]
+    result = {
+        "days": args.days,
+        "holdout_days": args.holdout_days,
+        "seed": args.seed,
+        "events": counts,
+        "train_orders": train_orders,
+        "holdout_orders": holdout_orders,
+        "mae_s": rows,
+        "mae_reduction_with_load": gain,
+        **{k: v for k, v in timings.items() if k != "simulated"},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "lightgbm": version("lightgbm"),
+            "polars": version("polars"),
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    _show(args, result, timings)
 
 
 if __name__ == "__main__":
