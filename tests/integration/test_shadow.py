@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from predictor.models.registry import Registry
 from predictor.monitoring.recording import read_paired, read_summaries
 from predictor.monitoring.runner import build_service, record_dir
 from predictor.serving.metrics import StreamMetrics
-from stream_features.contract import OrderDelivered, ShadowPrediction, encode
+from stream_features.contract import OrderCreated, OrderDelivered, ShadowPrediction, encode
 from stream_features.kafka_clients import ensure_topics
 from stream_features.settings import Settings
 from tests.integration.worker_helpers import (
@@ -46,13 +47,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ORDERS = 800
 
 
-def test_the_faust_engine_scores_in_shadow_too(
-    settings: Settings, tmp_path: Path, key_prefix: str
-) -> None:
-    """The same stage on the faust engine: a shadow record per served order, with what was
-    served to the bit and the challenger's own answer."""
-    pytest.importorskip("faust")
-    served = registered_model(settings, tmp_path).model_copy(update={"shadow_stage": "staging"})
+@dataclass
+class _Shadowed:
+    """What a shadowed run served and recorded, its common checks passed."""
+
+    champion_version: str
+    challenger_version: str
+    orders: list[OrderCreated]
+    served_s: dict[str, float]  # order id -> the duration served
+    records: list[ShadowPrediction]
+    metrics: StreamMetrics
+
+
+def _shadowed_run(
+    served: Settings, tmp_path: Path, key_prefix: str, n_orders: int, engine: str = "confluent"
+) -> _Shadowed:
+    """Serve ``n_orders`` simulated orders with production and staging (a challenger trained
+    on shuffled labels) in shadow on ``engine``; check that every order was served and shadowed
+    once, with what was served to the bit and the challenger's own answers."""
     challenger = register_shuffled(served, tmp_path)
     ensure_topics(served)
     registry = Registry(served.registry_dir)
@@ -63,8 +75,8 @@ def test_the_faust_engine_scores_in_shadow_too(
     with ModelHandle(registry, served.model_name, "staging", None, 0.2) as staging:
         shadow = shadow_stage(served, staging, metrics)
         features = redis_features(served, redis_url, key_prefix)
-        with running_worker(served, features, champion, metrics, "faust", shadow=shadow):
-            orders = publish_simulated(served, 300)
+        with running_worker(served, features, champion, metrics, engine, shadow=shadow):
+            orders = publish_simulated(served, n_orders)
             predictions = TopicReader(served, served.predictions_topic)
             shadows = TopicReader(served, served.shadow_topic)
             got = predictions.read_until(lambda m: len(m) >= len(orders), 90)
@@ -74,14 +86,27 @@ def test_the_faust_engine_scores_in_shadow_too(
     served_s = {m.key().decode(): orjson.loads(m.value())["predicted_duration_s"] for m in got}
     records = [ShadowPrediction.model_validate_json(m.value()) for m in got_shadow]
     assert len(served_s) == len(orders)
-    assert {r.order_id for r in records} == set(served_s)
+    assert {r.order_id for r in records} == set(served_s)  # none lost on a quiet stack
     assert {(r.champion_version, r.challenger_version) for r in records} == {
         (champion.version, challenger)
     }
+    # what the shadow says was served is what was served, to the bit
     assert all(r.champion_predicted_duration_s == served_s[r.order_id] for r in records)
     assert any(
         r.challenger_predicted_duration_s != r.champion_predicted_duration_s for r in records
     )
+    assert {r.mode for r in records} == {"streaming"}
+    return _Shadowed(champion.version, challenger, orders, served_s, records, metrics)
+
+
+def test_the_faust_engine_scores_in_shadow_too(
+    settings: Settings, tmp_path: Path, key_prefix: str
+) -> None:
+    """The same stage on the faust engine: a shadow record per served order, with what was
+    served to the bit and the challenger's own answer."""
+    pytest.importorskip("faust")
+    served = registered_model(settings, tmp_path).model_copy(update={"shadow_stage": "staging"})
+    _shadowed_run(served, tmp_path, key_prefix, 300, "faust")
 
 
 @pytest.mark.parametrize("truth_follows", ["champion", "challenger"])
@@ -102,39 +127,11 @@ def test_the_monitor_compares_champion_and_challenger_and_the_guard_decides(
             "monitor_publish_s": 1.0,
         }
     )
-    challenger = register_shuffled(served, tmp_path)
-    ensure_topics(served)
+    shadowed = _shadowed_run(served, tmp_path, key_prefix, ORDERS)
+    champion_version, challenger = shadowed.champion_version, shadowed.challenger_version
+    orders, served_s, records = shadowed.orders, shadowed.served_s, shadowed.records
+    metrics = shadowed.metrics
     registry = Registry(served.registry_dir)
-    champion = registry.load(served.model_name, registry.resolve(served.model_name, "production"))
-    metrics = StreamMetrics()
-    redis_url = served.redis_url_value()
-    assert redis_url is not None
-
-    with ModelHandle(registry, served.model_name, "staging", None, 0.2) as staging:
-        shadow = shadow_stage(served, staging, metrics)
-        with running_worker(
-            served, redis_features(served, redis_url, key_prefix), champion, metrics, shadow=shadow
-        ):
-            orders = publish_simulated(served, ORDERS)
-            predictions = TopicReader(served, served.predictions_topic)
-            shadows = TopicReader(served, served.shadow_topic)
-            got = predictions.read_until(lambda m: len(m) >= len(orders), 90)
-            got_shadow = shadows.read_until(lambda m: len(m) >= len(orders), 30)
-            predictions.close()
-            shadows.close()
-
-    served_s = {m.key().decode(): orjson.loads(m.value())["predicted_duration_s"] for m in got}
-    records = [ShadowPrediction.model_validate_json(m.value()) for m in got_shadow]
-    assert len(served_s) == len(orders)
-    assert {r.order_id for r in records} == set(served_s)  # none lost on a quiet stack
-    assert {(r.champion_version, r.challenger_version) for r in records} == {
-        (champion.version, challenger)
-    }
-    # what the shadow says was served is what was served, to the bit
-    assert all(r.champion_predicted_duration_s == served_s[r.order_id] for r in records)
-    assert any(
-        r.challenger_predicted_duration_s != r.champion_predicted_duration_s for r in records
-    )
     assert metrics.registry.get_sample_value("eta_stream_shadow_predictions_total") == len(orders)
 
     # deliveries: the truth follows one version's ETA within ±10 % (that one is better)
@@ -186,7 +183,7 @@ def test_the_monitor_compares_champion_and_challenger_and_the_guard_decides(
     assert not failure, failure
     assert compared is not None, "the monitor never compared the two versions on every order"
     assert (compared.champion_version, compared.challenger_version) == (
-        champion.version,
+        champion_version,
         challenger,
     )
     assert compared.orders == len(truths)
@@ -212,7 +209,7 @@ def test_the_monitor_compares_champion_and_challenger_and_the_guard_decides(
     if truth_follows == "champion":
         assert result.exit_code == 2, result.output
         assert "refused" in result.output and "not shown better" in result.output
-        assert registry.resolve(served.model_name, "production") == champion.version
+        assert registry.resolve(served.model_name, "production") == champion_version
         assert kept.outcome == "refused"
     else:
         assert result.exit_code == 0, result.output
