@@ -156,14 +156,14 @@ class PairedWindows:
             np.fromiter((p.actual_s for p in pairs), dtype=np.float64, count=len(pairs)),
         )
         ts, rows = np.concatenate([ts, ts]), np.concatenate([rows, rows])  # all, then by market
-        late = 0
         for key in set(keys):
             mask = np.array([k == key for k in keys])
             ring = self.groups.get(key)
             if ring is None:
                 ring = self.groups[key] = WindowRings.of_width(_WIDTH)
-            late += ring.add(ts[mask], rows[mask])
-        self.late += late // 2  # each pair went to two groups
+            late = ring.add(ts[mask], rows[mask])
+            if key[3] == ALL_MARKETS:  # each pair is counted late once, by the pooled rings
+                self.late += late
         newest = int(ts.max())
         self.until_ms = newest if self.until_ms is None else max(self.until_ms, newest)
 
