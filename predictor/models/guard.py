@@ -57,7 +57,9 @@ def decide(
     """Promote ``challenger`` (the version at ``stage``) over ``champion`` (at production)?
 
     ``pairs`` is what ``recording.read_paired`` returns; only the rows of exactly these two
-    versions count (a pair scored by an earlier challenger says nothing of this one).
+    versions count (a pair scored by an earlier challenger says nothing of this one), and each
+    order once: an order the stream and the API both served is one order of evidence (the
+    stream's pair), so ``min_orders`` counts orders and the paired test independent ones.
     """
     base: dict[str, Any] = dict(
         name=name,
@@ -77,6 +79,9 @@ def decide(
         & (pl.col("champion_version") == champion)
         & (pl.col("challenger_version") == challenger)
     )
+    if "mode" in rows.columns:  # one pair an order: the stream's where the API served it too
+        order = rows.with_row_index("_at").sort(["mode", "_at"], descending=[True, False])
+        rows = order.unique("order_id", keep="first").sort("_at").drop("_at")
     result: ChampionChallenger = compare(
         name,
         champion,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,6 +83,18 @@ def test_only_pairs_of_exactly_these_two_versions_count() -> None:
     rows = pairs(800, 400, 200, challenger="3")  # a previous challenger's evidence
     decision = guard(rows, challenger="2")
     assert decision.outcome == "refused" and decision.evidence["orders"] == 0
+
+
+def test_an_order_both_paths_served_counts_once_with_the_streams_pair() -> None:
+    """The API served 300 of the stream's 400 orders too, with a worse champion answer: the
+    guard sees 400 orders, not 700, and the stream's pairs."""
+    streamed = pairs(400, 400, 200)
+    online = [replace(p, mode="online", champion_s=p.champion_s + 5000) for p in streamed[:300]]
+    decision = guard([*online, *streamed], min_orders=500)
+    assert decision.outcome == "refused" and decision.evidence["orders"] == 400
+    alone = guard(streamed, min_orders=100)
+    both = guard([*online, *streamed], min_orders=100)
+    assert both.evidence == alone.evidence  # the online copies changed nothing
 
 
 @pytest.mark.parametrize(
