@@ -45,5 +45,6 @@ def write_small_artifact(
 
 
 def rows(n: int = 64, seed: int = 1) -> np.ndarray:
-    """Feature rows in model order, from a generated set."""
-    return small_split(rows=max(n * 6, 200), seed=seed).x_valid[:n]
+    """Feature rows in model order, from a generated set: a copy the test may write to (the
+    split's arrays can be read-only views of polars' memory, as with polars 2)."""
+    return small_split(rows=max(n * 6, 200), seed=seed).x_valid[:n].copy()
