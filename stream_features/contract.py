@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
 import orjson
@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the fast decoder's types; wire_decode imports this module a
 __all__ = [
     "BOOLEAN_REASON",
     "SCHEMA_VERSION",
+    "STREAM_MODE",
     "DasherEvent",
     "DeadLetter",
     "DeliveryPrediction",
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+STREAM_MODE: Final = "streaming"
+"""The ``mode`` of what the stream served, and what a shadow record or pair kept before records
+carried a mode reads as (only the stream wrote them then)."""
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -320,7 +324,7 @@ class ShadowPrediction(_Message):
     challenger_predicted_duration_s: _Seconds
     served_at: AwareDatetime
     mode: Literal["streaming", "online"] = Field(
-        "streaming",
+        STREAM_MODE,
         description="the path that served the order, as its prediction's mode: an order scored "
         "by both the stream and the HTTP API has a shadow record of each",
     )

@@ -24,7 +24,13 @@ from typing import Literal, Protocol
 
 import orjson
 
-from stream_features.contract import DeliveryPrediction, OrderDelivered, ShadowPrediction, to_ms
+from stream_features.contract import (
+    STREAM_MODE,
+    DeliveryPrediction,
+    OrderDelivered,
+    ShadowPrediction,
+    to_ms,
+)
 
 __all__ = [
     "SHADOW_PREFIX",
@@ -119,7 +125,7 @@ class PairedJoined:
     delivered_ms: int
     champion_s: float
     challenger_s: float
-    mode: str = "streaming"  # the path that served the order: "streaming" or "online"
+    mode: str = STREAM_MODE  # the path that served the order: the stream, or "online"
 
     @property
     def actual_s(self) -> float:
@@ -156,7 +162,7 @@ def shadow_op(s: ShadowPrediction) -> JoinOp:
             s.challenger_predicted_duration_s,
         ]
     )
-    path = "" if s.mode == "streaming" else _PATH_MARK + s.mode
+    path = "" if s.mode == STREAM_MODE else _PATH_MARK + s.mode
     return JoinOp("P", s.order_id, SHADOW_PREFIX + s.model_name + path, packed)
 
 
@@ -176,7 +182,7 @@ def paired_from(order_id: str, model_name: str, shadow: bytes, delivery: bytes) 
     return PairedJoined(
         order_id=order_id,
         model_name=name,
-        mode=mode or "streaming",
+        mode=mode or STREAM_MODE,
         champion_version=str(champion),
         challenger_version=str(challenger),
         challenger_stage=str(stage),

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from predictor.models.artifact import atomic_write
 from predictor.monitoring.join import Joined, PairedJoined
 from predictor.monitoring.messages import MonitorSummary
-from stream_features.contract import DeliveryPrediction
+from stream_features.contract import STREAM_MODE, DeliveryPrediction
 from stream_features.definitions import feature_names
 
 __all__ = [
@@ -122,7 +122,7 @@ def frame_to_paired(frame: pl.DataFrame) -> list[PairedJoined]:
             delivered_ms=_ms(row["delivered_at"]),
             champion_s=float(row["champion_duration_s"]),
             challenger_s=float(row["challenger_duration_s"]),
-            mode=row.get("mode") or "streaming",  # parts from before the mode: the stream's
+            mode=row.get("mode") or STREAM_MODE,  # parts from before the mode: the stream's
         )
         for row in frame.iter_rows(named=True)
     ]
@@ -136,8 +136,8 @@ def read_paired(directory: Path) -> pl.DataFrame:
         return paired_frame([])
     frame = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
     if "mode" not in frame.columns:
-        frame = frame.with_columns(mode=pl.lit("streaming"))
-    frame = frame.with_columns(pl.col("mode").fill_null("streaming"))
+        frame = frame.with_columns(mode=pl.lit(STREAM_MODE))
+    frame = frame.with_columns(pl.col("mode").fill_null(STREAM_MODE))
     keys = ["order_id", "model_name", "champion_version", "challenger_version", "mode"]
     return frame.unique(keys, keep="last", maintain_order=True).sort("delivered_at")
 
@@ -189,7 +189,7 @@ def joined_to_predictions(pairs: Sequence[Joined]) -> list[DeliveryPrediction]:
                 predicted_delivery_at=created,
                 model_name=p.model_name,
                 model_version=p.model_version,
-                mode="streaming",
+                mode=STREAM_MODE,
                 served_at=datetime.fromtimestamp(p.served_ms / 1000, UTC),
                 feature_freshness_s=None if math.isnan(p.freshness_s) else p.freshness_s,
                 features=p.features,

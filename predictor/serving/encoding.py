@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from stream_features.contract import SCHEMA_VERSION, DeliveryPrediction
+from stream_features.contract import SCHEMA_VERSION, STREAM_MODE, DeliveryPrediction
 from stream_features.wire_decode import AnyOrder
 
 __all__ = [
@@ -73,7 +73,7 @@ def encode_prediction(
     served_at: datetime,
     feature_freshness_s: float | None,
     features: dict[str, float] | None = None,
-    mode: str = "streaming",
+    mode: str = STREAM_MODE,
     p10_s: float | None = None,
     p90_s: float | None = None,
     explanation: dict[str, Any] | None = None,

@@ -24,7 +24,7 @@ from predictor.serving.encoding import answers, finite_features
 from predictor.serving.explain import explanations
 from predictor.serving.ranges import predict_with_range, range_columns
 from predictor.serving.records import OutRecord, SourceRecord
-from stream_features.contract import event_time, to_ms
+from stream_features.contract import STREAM_MODE, event_time, to_ms
 from stream_features.errors import RejectedMessage
 from stream_features.quality import screen
 from stream_features.vectors import FeatureRows, FeatureSource
@@ -222,7 +222,7 @@ def score_batch(
         model_name=model.name,
         model_version=model.version,
         served_at=served_at,
-        mode="streaming",
+        mode=STREAM_MODE,
         lows=lows,
         highs=highs,
         features=features,

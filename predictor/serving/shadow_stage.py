@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from predictor.models.shadow import ShadowScorer
 from predictor.serving.pipeline import BatchResult
-from stream_features.contract import SCHEMA_VERSION, to_json
+from stream_features.contract import SCHEMA_VERSION, STREAM_MODE, to_json
 from stream_features.vectors import FeatureRows
 
 __all__ = [
@@ -86,7 +86,7 @@ def served_orders(rows: FeatureRows, result: BatchResult) -> tuple[list[int], li
     index = {order.order_id: i for i, order in enumerate(rows.orders)}
     at: list[int] = []
     durations: list[float] = []
-    mode = "streaming"
+    mode = STREAM_MODE
     for record in result.predictions:
         served = orjson.loads(record.value)
         i = index.get(served["order_id"])
@@ -108,7 +108,7 @@ def shadow_records(
     stage: str,
     version: str,
     served_at: datetime,
-    mode: str = "streaming",
+    mode: str = STREAM_MODE,
 ) -> list[tuple[bytes, bytes]]:
     """One ``ShadowPrediction`` (key, value) per served order ``rows.orders[at[j]]``: the
     champion served ``champion[j]``, the challenger says ``challenger[j]`` (a non-finite one
