@@ -124,6 +124,7 @@ def _cpu_during(
 
 def _breakdown(redis_url: str, model: Any, orders: list[OrderCreated], n: int) -> dict[str, Any]:
     from predictor.api import ApiConfig, create_app
+    from predictor.api.loop_redis import api_async_redis
     from predictor.api.parsing import parse_orders
     from predictor.api.predict import served_now
     from predictor.serving.encoding import encode_prediction
@@ -163,7 +164,7 @@ def _breakdown(redis_url: str, model: Any, orders: list[OrderCreated], n: int) -
         def peek(self) -> Any:
             return model
 
-    app = create_app(ApiConfig(), client, _Models())
+    app = create_app(ApiConfig(), client, _Models(), async_client=api_async_redis(redis_url, 2.0))
     whole: list[float] = []
 
     async def asgi() -> None:

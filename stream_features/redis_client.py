@@ -4,7 +4,8 @@
 several) and ``redis+cluster://`` / ``rediss+cluster://`` for Redis Cluster: redis-py's
 ``RedisCluster`` then starts from the node in the URL, discovers the others and sends each
 command to the master of its key's slot. Every process (the worker, the API, the batch job,
-the monitor, ``eta models`` with its registry pointers) builds its client here.
+the monitor, ``eta models`` with its registry pointers) builds its client here, and the HTTP
+API its asyncio one (``async_redis_client``) beside it.
 
 On a cluster a command or MULTI/EXEC may touch only one slot. Keys written together share a
 hash tag (``{p<n>}`` for a partition's state, ``{<order>}`` for the monitor's join), and work
@@ -17,6 +18,8 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
@@ -25,6 +28,7 @@ __all__ = [
     "CLUSTER_SCHEMES",
     "REDIS_ERRORS",
     "AnyRedis",
+    "async_redis_client",
     "close_client",
     "is_cluster",
     "is_cluster_url",
@@ -77,6 +81,17 @@ def redis_client(url: str, **options: Any) -> Any:
         # connection errors still reach the caller, which retries the batch
         return RedisCluster.from_url(_node_url(url), **options)
     return redis.Redis.from_url(url, **options)
+
+
+def async_redis_client(url: str, **options: Any) -> Any:
+    """``redis_client``'s asyncio twin (``redis.asyncio``), for a server that must await its
+    round trips (the HTTP API): the cluster client for a ``redis+cluster://`` URL, else the
+    single one. A ``retry`` option must be ``redis.asyncio.retry.Retry``. The client belongs
+    to the event loop it is first used on; close it with ``await client.aclose()``.
+    """
+    if is_cluster_url(url):
+        return redis.asyncio.cluster.RedisCluster.from_url(_node_url(url), **options)
+    return redis.asyncio.Redis.from_url(url, **options)
 
 
 def close_client(client: Any) -> None:

@@ -17,7 +17,9 @@ worker owns (live) and of partitions other workers own (read back with each batc
 so at most one batch of theirs, plus one of ours, stale; docs/streaming.md).
 
 ``read`` is the online read: the views of the orders' stores and markets from every partition
-in Redis, summed by the same ``read_into``; it changes nothing.
+in Redis, summed by the same ``read_into``; it changes nothing. It is written as a plan
+(``read_plan``, see ``redis_plan``), so the HTTP API awaits it on an asyncio client while the
+batch job and the tests block on this source's own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import redis
 
 from stream_features.definitions import BATCH_FEATURES
 from stream_features.redis_client import REDIS_ERRORS, is_cluster
+from stream_features.redis_plan import Plan, run_plan
 from stream_features.replay_state import (
     BatchTable,
     Changes,
@@ -288,12 +291,12 @@ class RedisFeatureSource:
     def _fill_batch(self, orders: Sequence[AnyOrder]) -> bool:
         """Load the batch hashes ``orders`` need and the cache lacks (one round trip, only
         when some are missing); True when any were loaded."""
+        return run_plan(self._client, self._fill_plan(orders))
+
+    def _fill_plan(self, orders: Sequence[AnyOrder]) -> Plan[bool]:
         missing = self._batch.missing(orders)
         if missing:
-            pipe = self._client.pipeline(transaction=False)
-            for key in missing:
-                pipe.hgetall(key)
-            self._batch.fill(missing, pipe.execute())
+            self._batch.fill(missing, (yield [("hgetall", (key,)) for key in missing]))
         return bool(missing)
 
     def _link_markets(self, markets: set[str]) -> None:
@@ -432,7 +435,12 @@ class RedisFeatureSource:
 
     # --- the online read ------------------------------------------------------------------------
     def read(self, orders: Sequence[AnyOrder]) -> FeatureRows:
-        """Rows for ``orders`` from the views in Redis, without changing any state.
+        """Rows for ``orders`` from the views in Redis, without changing any state: ``read_plan``
+        run on this source's (blocking) client."""
+        return run_plan(self._client, self.read_plan(orders))
+
+    def read_plan(self, orders: Sequence[AnyOrder]) -> Plan[FeatureRows]:
+        """The online read as a plan (``redis_plan``), for a blocking or an asyncio client.
 
         One round trip: the batch version, the partitions with state, and the orders' stores
         and markets from each partition known from the last read (a second round trip only for
@@ -443,27 +451,25 @@ class RedisFeatureSource:
             {"s:" + o.store_id for o in orders} | {"m:" + o.market_id for o in orders}
         )
         asked = sorted(self._known)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.get(f"{self._prefix}batch:current")
-        pipe.smembers(partitions_key(self._prefix))
-        for p in asked:
-            pipe.hmget(views_key(self._prefix, p), entities)
-        replies = pipe.execute()
+        replies = yield [
+            ("get", (f"{self._prefix}batch:current",)),
+            ("smembers", (partitions_key(self._prefix),)),
+            *(("hmget", (views_key(self._prefix, p), entities)) for p in asked),
+        ]
         self._batch.set_version(replies[0])
-        self._known = {int(_text(v)) for v in replies[1]}
+        known = {int(_text(v)) for v in replies[1]}
+        self._known = known
         views = dict(zip(asked, replies[2:], strict=True))
-        new = sorted(self._known - set(asked))
+        new = sorted(known - set(asked))
         if new:
-            more = self._client.pipeline(transaction=False)
-            for p in new:
-                more.hmget(views_key(self._prefix, p), entities)
-            views.update(zip(new, more.execute(), strict=True))
+            more = yield [("hmget", (views_key(self._prefix, p), entities)) for p in new]
+            views.update(zip(new, more, strict=True))
         partials: dict[str, list[EntityState]] = {key: [] for key in entities}
-        for p in sorted(self._known):
+        for p in sorted(known):
             for key, raw in zip(entities, views[p], strict=True):
                 if raw is not None:
                     partials[key].append(decode_view(raw))
-        self._fill_batch(orders)
+        yield from self._fill_plan(orders)
         state = ReplayState(lateness_s=self._lateness_s, batch=self._batch.tables)
         reads = read_orders(state, orders, partials)
         return reads.rows({key: 0 for key in _STATS})

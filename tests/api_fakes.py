@@ -18,10 +18,21 @@ import redis
 from fastapi import FastAPI
 
 from predictor.api import ApiConfig, create_app
+from predictor.api.loop_redis import api_async_redis
 from predictor.api.wiring import fast_retry
 from predictor.serving.pipeline import ScoringModel
+from stream_features.redis_client import is_cluster
 
-__all__ = ["AppClient", "FixedModel", "Models", "call", "dead_redis", "order_json", "unit_app"]
+__all__ = [
+    "AppClient",
+    "FixedModel",
+    "Models",
+    "async_twin",
+    "call",
+    "dead_redis",
+    "order_json",
+    "unit_app",
+]
 
 
 class FixedModel:
@@ -49,18 +60,31 @@ class Models:
         return self.model
 
 
-def dead_redis() -> redis.Redis:
-    """A client for a port nothing listens on (connections fail at once)."""
+def async_twin(client: Any, timeout_s: float = 5.0) -> Callable[[], Any]:
+    """What makes an asyncio client of the Redis (or Cluster) ``client`` reaches, as
+    ``create_app`` wants it beside the blocking one (``eta serve`` makes both from its URL)."""
+    if is_cluster(client):
+        node = client.get_nodes()[0]
+        return api_async_redis(f"redis+cluster://{node.host}:{node.port}/0", timeout_s)
+    kwargs = client.connection_pool.connection_kwargs
+    return api_async_redis(f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}", timeout_s)
+
+
+def dead_redis() -> tuple[redis.Redis, Callable[[], Any]]:
+    """A client for a port nothing listens on (connections fail at once), and what makes the
+    asyncio one the app awaits (``create_app``'s two)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return redis.Redis(
+    client = redis.Redis(
         port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=fast_retry()
     )
+    return client, api_async_redis(f"redis://127.0.0.1:{port}/0", 0.5)
 
 
 def unit_app(models: Models | None = None, **config: Any) -> FastAPI:
-    return create_app(ApiConfig(**config), dead_redis(), models or Models())
+    client, async_client = dead_redis()
+    return create_app(ApiConfig(**config), client, models or Models(), async_client=async_client)
 
 
 def order_json(order_id: str = "o-1", **changes: Any) -> dict[str, Any]:

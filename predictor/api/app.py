@@ -1,8 +1,8 @@
 """The FastAPI app factory: routes, error mapping, middleware and a complete OpenAPI spec.
 
-``create_app`` takes ready parts (a Redis client, a model source, plain config), so tests
-build apps around their own Redis prefix and model; ``predictor.api.wiring`` builds them from
-``Settings`` for ``eta serve``.
+``create_app`` takes ready parts (a Redis client and what makes its asyncio twin, a model
+source, plain config), so tests build apps around their own Redis prefix and model;
+``predictor.api.wiring`` builds them from ``Settings`` for ``eta serve``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from predictor.api import schemas
 from predictor.api.errors import ApiError, FieldProblem, InvalidRequest, NotReady
+from predictor.api.loop_redis import LoopRedis
 from predictor.api.metrics import ApiMetrics
 from predictor.api.middleware import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RequestContext
 from predictor.api.parsing import MAX_PROBLEMS
@@ -31,6 +32,7 @@ from predictor.api.routes import ApiConfig, ModelSource, Services, build_router
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.errors import ExplainUnavailable
 from predictor.serving.metrics import LoadFailures
+from stream_features.redis_client import REDIS_ERRORS
 
 __all__ = ["create_app"]
 
@@ -104,7 +106,8 @@ def _install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ExplainUnavailable, cannot_explain)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(redis.RedisError, redis_down)
+    for error in REDIS_ERRORS:  # a cluster's own (no node for a slot) are no RedisError
+        app.add_exception_handler(error, redis_down)
 
 
 def _openapi(app: FastAPI, config: ApiConfig) -> Callable[[], dict[str, Any]]:
@@ -158,20 +161,25 @@ def create_app(
     client: redis.Redis,
     models: ModelSource,
     *,
+    async_client: Callable[[], Any],
     on_close: Callable[[], None] | None = None,
     metrics: ApiMetrics | None = None,
     shadow: ShadowHook | None = None,
 ) -> FastAPI:
-    """The HTTP API over ``client`` (the stream's Redis) and ``models``; ``on_close`` runs at
-    shutdown (close the model handle and the client). ``metrics``: the app's own when None;
-    ``shadow`` (``ETA_SHADOW_STAGE``) is handed every scored batch (``predictor.api.predict``).
+    """The HTTP API over the stream's Redis and ``models``: ``client`` blocks (the reads on
+    threads), ``async_client`` makes the asyncio client of the same Redis that the handlers
+    await (``loop_redis.api_async_redis``). ``on_close`` runs at shutdown (close the model
+    handle and the client); ``metrics``: the app's own when None; ``shadow``
+    (``ETA_SHADOW_STAGE``) is handed every scored batch (``predictor.api.predict``).
     """
+    aredis = LoopRedis(async_client)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await aredis.aclose()
             if on_close is not None:
                 on_close()
 
@@ -187,7 +195,9 @@ def create_app(
     metrics = metrics or ApiMetrics(models.peek)
     metrics.registry.register(LoadFailures(lambda: int(getattr(models, "load_failures", 0))))
     batch = BatchPredictionStore(client, config.key_prefix)
-    app.include_router(build_router(Services(config, client, models, metrics, batch, shadow)))
+    app.include_router(
+        build_router(Services(config, client, aredis, models, metrics, batch, shadow))
+    )
     _install_handlers(app)
     # add_middleware puts each one outside the ones before it: innermost first
     app.add_middleware(BodyLimit, max_bytes=config.max_request_bytes)

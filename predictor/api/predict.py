@@ -30,7 +30,7 @@ from stream_features.contract import OrderCreated
 from stream_features.online import get_online_features
 from stream_features.vectors import FeatureRows
 
-__all__ = ["ShadowHook", "predict_orders", "score_orders", "served_now"]
+__all__ = ["ShadowHook", "predict_orders", "score_orders", "score_rows", "served_now"]
 
 log = logging.getLogger("etastream.api")
 
@@ -56,14 +56,29 @@ def score_orders(
     shadow: ShadowHook | None = None,
 ) -> list[bytes | UnusablePrediction]:
     """One ``DeliveryPrediction`` JSON per order, in order, or the reason the model's answer for
-    it is unusable (what the stream would dead-letter); one Redis round trip, one predict (of
-    the point and the range). ``explain`` adds each input's contribution (``serving.explain``).
+    it is unusable (what the stream would dead-letter): the orders' rows read on a blocking
+    client (one round trip), then ``score_rows``.
 
     Raises ``redis.RedisError`` when the state cannot be read, ``ExplainUnavailable`` when
-    ``explain`` is asked of a model that cannot. ``shadow`` is handed the answers once they
-    are encoded (see the module doc).
+    ``explain`` is asked of a model that cannot.
     """
     rows = get_online_features(client, orders, key_prefix=key_prefix)
+    return score_rows(rows, model, served_at=served_at, mode=mode, explain=explain, shadow=shadow)
+
+
+def score_rows(
+    rows: FeatureRows,
+    model: ScoringModel,
+    *,
+    served_at: datetime | None = None,
+    mode: str = "online",
+    explain: bool = False,
+    shadow: ShadowHook | None = None,
+) -> list[bytes | UnusablePrediction]:
+    """``score_orders`` once the rows are read (the API's batcher awaits its read): one predict
+    (of the point and the range); ``explain`` adds each input's contribution
+    (``serving.explain``), and ``shadow`` is handed the answers once they are encoded (see the
+    module doc). No I/O."""
     durations, bounds = predict_with_range(model, rows.values)
     lows, highs = range_columns(bounds, len(rows.orders))
     reasons = explanations(model, rows.values) if explain else None

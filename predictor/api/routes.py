@@ -1,8 +1,10 @@
 """The routes: health, readiness, metrics, online predictions, streamed and batch lookups.
 
-Handlers are ``async`` and call Redis synchronously: a round trip to a local Redis takes a
-fraction of a millisecond, less than handing the call to a thread pool would, and one worker
-serves one request at a time either way. The client's socket timeout bounds a stalled Redis.
+Handlers are ``async`` and never block the event loop on Redis: predictions (through the
+batcher), readiness and streamed lookups await the asyncio client (``loop_redis``); the rare
+heavier ones (``explain=true``, a store's batch ETAs) run on threads with the blocking client.
+Both clients' timeouts (``ETA_API_REDIS_TIMEOUT_S``) bound a stalled Redis, and ``/healthz``
+does no I/O, so it answers while Redis hangs.
 """
 
 from __future__ import annotations
@@ -24,17 +26,23 @@ from predictor.api.errors import (
     StoreEtaNotFound,
     UnusablePrediction,
 )
+from predictor.api.loop_redis import LoopRedis
 from predictor.api.metrics import ApiMetrics
 from predictor.api.parsing import parse_orders
-from predictor.api.predict import ShadowHook, predict_orders, score_orders
+from predictor.api.predict import ShadowHook, predict_orders, score_rows
 from predictor.batch_scoring.store import BatchPredictionStore
 from predictor.serving.latest import latest_key
 from predictor.serving.pipeline import PipelineConfig, ScoringModel
 from stream_features.contract import DeliveryPrediction, OrderCreated
+from stream_features.online import online_source
+from stream_features.redis_client import REDIS_ERRORS
+from stream_features.redis_plan import run_plan_async
+from stream_features.vectors import FeatureRows
 
 __all__ = ["ApiConfig", "ModelSource", "Services", "build_router", "model_or_503"]
 
 _JSON = "application/json"
+_UNREACHABLE: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError)
 _ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 
@@ -66,7 +74,8 @@ class ApiConfig:
 @dataclass(frozen=True)
 class Services:
     config: ApiConfig
-    client: redis.Redis
+    client: redis.Redis  # blocking: for the reads that run on threads
+    aredis: LoopRedis  # asyncio: for the reads the handlers await
     models: ModelSource
     metrics: ApiMetrics
     batch: BatchPredictionStore
@@ -83,19 +92,21 @@ def model_or_503(models: ModelSource, config: ApiConfig) -> ScoringModel:
 
 def batcher(services: Services) -> OnlineBatcher:
     """The online batcher over the services' Redis, prefix and model source."""
-    config, client = services.config, services.client
+    config = services.config
+    source = online_source(services.client, config.key_prefix)  # its caches: one per process
 
-    def score(
-        orders: Sequence[OrderCreated], model: ScoringModel
-    ) -> list[bytes | UnusablePrediction]:
-        return score_orders(
-            client, orders, model, key_prefix=config.key_prefix, shadow=services.shadow
-        )
+    async def read(orders: Sequence[OrderCreated]) -> FeatureRows:
+        return await run_plan_async(services.aredis.client(), source.read_plan(orders))
+
+    def score(rows: FeatureRows, model: ScoringModel) -> list[bytes | UnusablePrediction]:
+        return score_rows(rows, model, shadow=services.shadow)
 
     return OnlineBatcher(
+        read,
         score,
         lambda: model_or_503(services.models, config),
         observe=services.metrics.batch_orders.observe,
+        unavailable=REDIS_ERRORS,
     )
 
 
@@ -113,11 +124,9 @@ _UNAVAILABLE = _error(
 
 
 def build_router(services: Services) -> APIRouter:
-    """Every route, bound to ``services``. The batcher's flush reads Redis on the event loop
-    (bounded by ``ETA_API_REDIS_TIMEOUT_S``; on a thread it served a quarter of the answers a
-    second under load: ``predictor/api/batcher.py``); the rarer reads go to threads."""
+    """Every route, bound to ``services`` (see the module docstring for how each reaches Redis)."""
     router = APIRouter()
-    config, client = services.config, services.client
+    config, client, aredis = services.config, services.client, services.aredis
     online = batcher(services)
 
     @router.get("/healthz", response_model=schemas.Health, tags=["operations"])
@@ -134,9 +143,9 @@ def build_router(services: Services) -> APIRouter:
     async def readyz() -> Response:
         """Ready to predict: Redis answers and a model is loaded."""
         reasons = []
-        try:  # on a thread: a hung Redis must not hold the event loop (and /healthz) with it
-            await asyncio.to_thread(client.ping)
-        except (redis.RedisError, OSError) as exc:
+        try:
+            await aredis.client().ping()
+        except _UNREACHABLE as exc:
             reasons.append(f"Redis is unreachable ({type(exc).__name__})")
         model = services.models.peek()
         if model is None:
@@ -243,7 +252,7 @@ def build_router(services: Services) -> APIRouter:
         order_id: Annotated[str, Path(min_length=1, max_length=64, pattern=_ID_PATTERN)],
     ) -> Response:
         """The prediction the stream produced for this order, byte for byte as on the topic."""
-        value = await asyncio.to_thread(client.get, latest_key(config.key_prefix, order_id))
+        value = await aredis.client().get(latest_key(config.key_prefix, order_id))
         if not isinstance(value, bytes):
             raise PredictionNotFound(order_id)
         return Response(value, media_type=_JSON)

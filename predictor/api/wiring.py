@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from predictor.api.app import create_app
+from predictor.api.loop_redis import api_async_redis
 from predictor.api.metrics import ApiMetrics
 from predictor.api.routes import ApiConfig
 from predictor.engines.options import pipeline_config
@@ -123,6 +124,7 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
         api_config(settings, key_prefix),
         client,
         handle,
+        async_client=api_async_redis(url, settings.api_redis_timeout_s),
         on_close=close,
         metrics=metrics,
         shadow=shadow,

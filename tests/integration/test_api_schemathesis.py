@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from predictor.api import ApiConfig, create_app
+from predictor.api.loop_redis import api_async_redis
 from predictor.api.wiring import fast_retry
 from stream_features.stack import StackUrls
 from tests.api_fakes import FixedModel, Models
@@ -38,7 +39,10 @@ def test_no_server_errors_and_answers_as_documented(
 ) -> None:
     client = redis.Redis.from_url(stack.redis_url, retry=fast_retry())
     app = create_app(
-        ApiConfig(key_prefix=key_prefix, api_key=api_key), client, Models(FixedModel())
+        ApiConfig(key_prefix=key_prefix, api_key=api_key),
+        client,
+        Models(FixedModel()),
+        async_client=api_async_redis(stack.redis_url, 2.0),
     )
     headers = {"X-API-Key": api_key} if api_key else {}
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers)

@@ -29,7 +29,7 @@ from predictor.serving.records import RawRecord
 from stream_features.quality import OPTIONAL_ORDER_FIELDS
 from stream_features.redis_windows import RedisFeatureSource
 from stream_features.settings import Settings
-from tests.api_fakes import AppClient, Models
+from tests.api_fakes import AppClient, Models, async_twin
 from tests.conftest import REDIS_KINDS
 from tests.integration.api_helpers import seed_state
 
@@ -133,6 +133,7 @@ def api(
         ApiConfig(key_prefix=key_prefix, stream=stream_config),
         redis_client,
         Models(FeatureSum()),
+        async_client=async_twin(redis_client),
     )
     with AppClient(app) as client:
         yield client
@@ -293,7 +294,10 @@ def test_under_strict_a_finding_is_a_dead_letter_and_a_422_alike(
     change, field = FINDINGS[case]
     raw = orjson.dumps(good_order(now, f"strict-{case}", **change))
     app = create_app(
-        ApiConfig(key_prefix=key_prefix, stream=strict), redis_client, Models(FeatureSum())
+        ApiConfig(key_prefix=key_prefix, stream=strict),
+        redis_client,
+        Models(FeatureSum()),
+        async_client=async_twin(redis_client),
     )
     with AppClient(app) as api:
         response = api.post("/v1/predictions", content=raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -23,28 +24,40 @@ def _orders(prefix: str, n: int) -> list[OrderCreated]:
 
 
 class Recorder:
-    """A scorer that answers each order with its id and records the batches it saw."""
+    """A read that hands the orders on as their "rows" (held until ``gate`` is set, when one is
+    given) and fails with ``fail``; a scorer that answers each order with its id. Records the
+    batches read and the model each was scored with."""
 
     def __init__(
-        self, unusable: frozenset[str] = frozenset(), fail: Exception | None = None
+        self,
+        unusable: frozenset[str] = frozenset(),
+        fail: Exception | None = None,
+        gate: asyncio.Event | None = None,
     ) -> None:
         self.batches: list[list[str]] = []
         self.models: list[str] = []
-        self.unusable, self.fail = unusable, fail
+        self.unusable, self.fail, self.gate = unusable, fail, gate
 
-    def __call__(
-        self, orders: Sequence[OrderCreated], model: ScoringModel
-    ) -> list[bytes | UnusablePrediction]:
+    async def read(self, orders: Sequence[OrderCreated]) -> Any:
         self.batches.append([o.order_id for o in orders])
-        self.models.append(model.version)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail is not None:
             raise self.fail
+        return orders
+
+    def score(self, orders: Any, model: ScoringModel) -> list[bytes | UnusablePrediction]:
+        self.models.append(model.version)
         return [
             UnusablePrediction("m", "1", o.order_id, float("inf"))
             if o.order_id in self.unusable
             else o.order_id.encode()
             for o in orders
         ]
+
+
+def _batcher(recorder: Recorder, model: Any, **options: Any) -> OnlineBatcher:
+    return OnlineBatcher(recorder.read, recorder.score, model, **options)
 
 
 def _run(batcher: OnlineBatcher, requests: list[list[OrderCreated]]) -> list[object]:
@@ -57,7 +70,7 @@ def _run(batcher: OnlineBatcher, requests: list[list[OrderCreated]]) -> list[obj
 def test_concurrent_requests_share_one_flush_and_get_their_own_answers() -> None:
     score = Recorder()
     sizes: list[int] = []
-    batcher = OnlineBatcher(score, FixedModel, observe=sizes.append)
+    batcher = _batcher(score, FixedModel, observe=sizes.append)
     requests = [_orders("a", 1), _orders("b", 3), _orders("c", 2)]
 
     answers = _run(batcher, requests)
@@ -69,7 +82,7 @@ def test_concurrent_requests_share_one_flush_and_get_their_own_answers() -> None
 
 def test_one_request_alone_is_flushed_at_once() -> None:
     score = Recorder()
-    batcher = OnlineBatcher(score, FixedModel)
+    batcher = _batcher(score, FixedModel)
 
     assert _run(batcher, [_orders("x", 2)]) == [[b"x0", b"x1"]]
     assert _run(batcher, [_orders("y", 1)]) == [[b"y0"]]
@@ -78,7 +91,7 @@ def test_one_request_alone_is_flushed_at_once() -> None:
 
 def test_a_flush_takes_at_most_max_orders_the_rest_goes_next() -> None:
     score = Recorder()
-    batcher = OnlineBatcher(score, FixedModel, max_orders=4)
+    batcher = _batcher(score, FixedModel, max_orders=4)
 
     answers = _run(batcher, [_orders("a", 3), _orders("b", 3), _orders("c", 1), _orders("d", 5)])
 
@@ -87,7 +100,7 @@ def test_a_flush_takes_at_most_max_orders_the_rest_goes_next() -> None:
 
 
 def test_an_unusable_answer_fails_only_its_request() -> None:
-    batcher = OnlineBatcher(Recorder(unusable=frozenset({"b1"})), FixedModel)
+    batcher = _batcher(Recorder(unusable=frozenset({"b1"})), FixedModel)
 
     ok, bad = _run(batcher, [_orders("a", 2), _orders("b", 2)])
 
@@ -96,11 +109,31 @@ def test_an_unusable_answer_fails_only_its_request() -> None:
 
 
 def test_a_failed_read_fails_every_request_of_the_flush() -> None:
-    batcher = OnlineBatcher(Recorder(fail=ConnectionError("redis gone")), FixedModel)
+    batcher = _batcher(Recorder(fail=ConnectionError("redis gone")), FixedModel)
 
     answers = _run(batcher, [_orders("a", 1), _orders("b", 1)])
 
     assert all(isinstance(a, ConnectionError) for a in answers)
+
+
+def test_a_store_that_fails_fails_the_requests_waiting_behind_it_at_once() -> None:
+    async def go(unavailable: tuple[type[Exception], ...]) -> tuple[list[object], int]:
+        gate = asyncio.Event()
+        score = Recorder(fail=TimeoutError("redis hung"), gate=gate)
+        batcher = _batcher(score, FixedModel, unavailable=unavailable)
+        first = asyncio.ensure_future(batcher.predict(_orders("a", 1)))
+        while not score.batches:
+            await asyncio.sleep(0)
+        behind = [asyncio.ensure_future(batcher.predict(_orders(p, 1))) for p in "bc"]
+        await asyncio.sleep(0)
+        gate.set()
+        answers = await asyncio.gather(first, *behind, return_exceptions=True)
+        return list(answers), len(score.batches)
+
+    answers, reads = asyncio.run(go((TimeoutError,)))
+    assert all(isinstance(a, TimeoutError) for a in answers) and reads == 1
+    answers, reads = asyncio.run(go(()))  # another error: the next flush tries again
+    assert all(isinstance(a, TimeoutError) for a in answers) and reads == 2
 
 
 def test_each_flush_reads_the_model_once() -> None:
@@ -112,7 +145,7 @@ def test_each_flush_reads_the_model_once() -> None:
         return m
 
     score = Recorder()
-    batcher = OnlineBatcher(score, model)
+    batcher = _batcher(score, model)
 
     _run(batcher, [_orders("a", 1), _orders("b", 1)])
     _run(batcher, [_orders("c", 1)])
@@ -122,9 +155,33 @@ def test_each_flush_reads_the_model_once() -> None:
 
 @pytest.mark.parametrize("n", [1, 1000])
 def test_answers_keep_the_order_of_the_request(n: int) -> None:
-    batcher = OnlineBatcher(Recorder(), FixedModel)
+    batcher = _batcher(Recorder(), FixedModel)
     orders = _orders("o", n)
 
     (answer,) = _run(batcher, [orders])
 
     assert answer == [o.order_id.encode() for o in orders]
+
+
+def test_the_loop_runs_while_a_flush_awaits_its_read_and_arrivals_form_the_next_flush() -> None:
+    async def go() -> tuple[list[object], list[str]]:
+        gate = asyncio.Event()
+        score = Recorder(gate=gate)
+        batcher = _batcher(score, FixedModel)
+        first = asyncio.ensure_future(batcher.predict(_orders("a", 1)))
+        while not score.batches:  # the flush has started its read, and waits on it
+            await asyncio.sleep(0)
+        later = [asyncio.ensure_future(batcher.predict(_orders(p, 1))) for p in "bc"]
+        ran: list[str] = []
+        for _ in range(3):  # the loop is free: other work runs meanwhile
+            ran.append("other")
+            await asyncio.sleep(0)
+        assert not first.done() and score.batches == [["a0"]]
+        gate.set()
+        answers = await asyncio.gather(first, *later)
+        return list(answers), [",".join(b) for b in score.batches] + ran
+
+    answers, seen = asyncio.run(go())
+
+    assert answers == [[b"a0"], [b"b0"], [b"c0"]]
+    assert seen == ["a0", "b0,c0", "other", "other", "other"]

@@ -25,7 +25,8 @@ def test_the_api_healthcheck_probes_an_open_path(
     probe = " ".join(api["healthcheck"]["test"])
     match = re.search(r"https?://[^/]+(/[\w/]*)", probe)
     assert match, probe
-    app = create_app(api_config(settings), dead_redis(), Models())
+    client, async_client = dead_redis()
+    app = create_app(api_config(settings), client, Models(), async_client=async_client)
 
     response = call(app, "GET", match[1])
 
