@@ -24,9 +24,10 @@ batch job and the tests block on this source's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import redis
@@ -34,6 +35,7 @@ import redis
 from stream_features.definitions import BATCH_FEATURES
 from stream_features.redis_client import REDIS_ERRORS, is_cluster
 from stream_features.redis_plan import Plan, run_plan
+from stream_features.redis_transaction import Command, transaction
 from stream_features.replay_state import (
     BatchTable,
     Changes,
@@ -64,10 +66,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-_Command = tuple[str, tuple[Any, ...], dict[str, Any]]
-"""A redis-py pipeline method's name, its arguments and keyword arguments."""
-
-
 @dataclass
 class _BatchWrite:
     """One batch's write-behind: each partition's commands (keys of one hash slot), then the
@@ -75,18 +73,23 @@ class _BatchWrite:
     with state, and the views of ``wanted`` entities in ``others``' partitions)."""
 
     client: Any  # the source's client when the batch was applied
-    partitions: list[list[_Command]] = field(default_factory=list)
-    shared: list[_Command] = field(default_factory=list)
+    partitions: list[list[Command]] = field(default_factory=list)
+    shared: list[Command] = field(default_factory=list)
     reads_from: int = 0
     wanted: list[str] = field(default_factory=list)
     others: list[int] = field(default_factory=list)
 
 
-def _queue(pipe: Any, commands: Sequence[_Command]) -> Any:
+def _queue(pipe: Any, commands: Sequence[Command]) -> Any:
     """``commands`` queued on ``pipe``, which is returned."""
-    for name, args, kwargs in commands:
-        getattr(pipe, name)(*args, **kwargs)
+    for command in commands:
+        pipe.execute_command(*command)
     return pipe
+
+
+def _pairs(mapping: dict[str, Any]) -> Iterator[Any]:
+    """A hash's fields and values, flat, as HSET takes them."""
+    return chain.from_iterable(mapping.items())
 
 
 class BatchCache:
@@ -331,50 +334,50 @@ class RedisFeatureSource:
             if changes is None:
                 continue
             entities = state.entities
-            commands: list[_Command] = []
+            commands: list[Command] = []
             if changes.views:
                 views = {key: encode_view(entities[key]) for key in changes.views}
-                commands.append(("hset", (views_key(prefix, p),), {"mapping": views}))
+                commands.append(("HSET", views_key(prefix, p), *_pairs(views)))
                 markets.update(key for key in changes.views if key[0] == "m")
             if changes.seen_added:
-                commands.append(("hset", (seen_key(prefix, p),), {"mapping": changes.seen_added}))
+                commands.append(("HSET", seen_key(prefix, p), *_pairs(changes.seen_added)))
             if changes.seen_dropped:
-                commands.append(("hdel", (seen_key(prefix, p), *changes.seen_dropped), {}))
+                commands.append(("HDEL", seen_key(prefix, p), *changes.seen_dropped))
             if changes.orders_added:
-                mapping = changes.orders_added
-                commands.append(("hset", (orders_key(prefix, p),), {"mapping": mapping}))
+                commands.append(("HSET", orders_key(prefix, p), *_pairs(changes.orders_added)))
             if changes.orders_dropped:
-                commands.append(("hdel", (orders_key(prefix, p), *changes.orders_dropped), {}))
+                commands.append(("HDEL", orders_key(prefix, p), *changes.orders_dropped))
             for key, written in (
                 (views_key(prefix, p), changes.views),
                 (seen_key(prefix, p), changes.seen_added),
                 (orders_key(prefix, p), changes.orders_added),
             ):
                 if written:  # a hash emptied and filled again would otherwise lose its TTL
-                    commands.append(("pexpire", (key, self._ttl_ms), {}))
+                    commands.append(("PEXPIRE", key, self._ttl_ms))
             if commands:
                 write.partitions.append(commands)
         shared = write.shared
         if self._parts:  # the set readers ask every partition of; it expires like the rest
-            shared.append(("sadd", (partitions_key(prefix), *self._parts), {}))
-            shared.append(("pexpire", (partitions_key(prefix), self._ttl_ms), {}))
+            shared.append(("SADD", partitions_key(prefix), *self._parts))
+            shared.append(("PEXPIRE", partitions_key(prefix), self._ttl_ms))
         write.reads_from = len(shared)
-        shared.append(("get", (f"{prefix}batch:current",), {}))
-        shared.append(("smembers", (partitions_key(prefix),), {}))
+        shared.append(("GET", f"{prefix}batch:current"))
+        shared.append(("SMEMBERS", partitions_key(prefix)))
         markets.update(self._remote)
         write.wanted = sorted(markets)
         write.others = sorted(self._known - set(self._parts)) if write.wanted else []
         for q in write.others:
-            shared.append(("hmget", (views_key(prefix, q), write.wanted), {}))
+            shared.append(("HMGET", views_key(prefix, q), *write.wanted))
         return write
 
     def _send(self, write: _BatchWrite) -> list[Any]:
         """Send ``write``; the replies of its shared commands.
 
-        On one Redis, everything goes in one MULTI/EXEC: one round trip, and a failure leaves
-        Redis at a batch boundary. On a Cluster a transaction must stay in one slot, so each
-        partition's commands (its keys share the hash tag ``{p<n>}``) are one MULTI/EXEC of
-        their own, then the shared keys go in a plain pipeline. A failure between them leaves
+        On one Redis, everything goes in one MULTI/EXEC (``redis_transaction``, packed in C):
+        one round trip, and a failure leaves Redis at a batch boundary. On a Cluster a
+        transaction must stay in one slot, so each partition's commands (its keys share the
+        hash tag ``{p<n>}``) are one MULTI/EXEC of their own (redis-py's cluster pipeline),
+        then the shared keys go in a plain pipeline. A failure between them leaves
         some partitions a batch ahead of others, which is safe: each partition's state and
         dedup ids land together, the retry reloads them, and dedup keeps the batch from
         counting twice where it had landed.
@@ -383,11 +386,10 @@ class RedisFeatureSource:
             for commands in write.partitions:
                 _queue(write.client.pipeline(transaction=True), commands).execute()
             return list(_queue(write.client.pipeline(transaction=False), write.shared).execute())
-        pipe = write.client.pipeline(transaction=True)
-        for commands in write.partitions:
-            _queue(pipe, commands)
-        replies = _queue(pipe, write.shared).execute()
-        return list(replies[len(replies) - len(write.shared) :])
+        replies = transaction(
+            write.client, [c for cs in write.partitions for c in cs] + write.shared
+        )
+        return replies[len(replies) - len(write.shared) :]
 
     def _write(self, write: _BatchWrite) -> None:
         """Send the batch's write (on the writer thread, one at a time, so writes land in
