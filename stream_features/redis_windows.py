@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import redis
@@ -118,12 +119,12 @@ class BatchCache:
         if self.version is None:
             return []
         base = f"{self._prefix}b:{self.version}:"
+        listed = orders if isinstance(orders, Sequence) else list(orders)
         wanted: set[str] = set()
-        for order in orders:
-            for name in _FIRST_KEYS:
-                value = getattr(order, name)
-                if value is not None:  # no category: no hash holds it (batch.py)
-                    wanted.add(f"{base}{name}:{value}")
+        for name in _FIRST_KEYS:  # each distinct value once: a batch has far fewer than orders
+            values = set(map(attrgetter(name), listed))
+            values.discard(None)  # no category: no hash holds it (batch.py)
+            wanted.update([f"{base}{name}:{value}" for value in values])
         return sorted(wanted - self._loaded)
 
     def fill(self, keys: Sequence[str], replies: Sequence[dict[Any, Any]]) -> None:
