@@ -185,3 +185,15 @@ def test_the_loop_runs_while_a_flush_awaits_its_read_and_arrivals_form_the_next_
 
     assert answers == [[b"a0"], [b"b0"], [b"c0"]]
     assert seen == ["a0", "b0,c0", "other", "other", "other"]
+
+
+def test_a_failure_after_scoring_fails_its_requests_and_the_next_flush_runs() -> None:
+    def observe(n: int) -> None:
+        if n == 2:
+            raise RuntimeError("a bug after scoring")
+
+    batcher = _batcher(Recorder(), FixedModel, observe=observe)
+
+    first = _run(batcher, [_orders("a", 1), _orders("b", 1)])
+    assert all(isinstance(a, RuntimeError) for a in first)
+    assert _run(batcher, [_orders("c", 1)]) == [[b"c0"]]
