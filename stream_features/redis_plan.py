@@ -9,11 +9,11 @@ I/O; ``run_plan`` and ``run_plan_async`` are the only code that touches a client
 pipeline per round trip (non-transactional, so a Redis Cluster splits it by slot).
 
 >>> def plan():
-...     version, = yield [("get", ("batch:current",))]
+...     version, = yield [("GET", "batch:current")]
 ...     return version
 >>> class Pipe:
 ...     def __init__(self): self.sent = []
-...     def get(self, key): self.sent.append(key)
+...     def execute_command(self, name, key): self.sent.append(key)
 ...     def execute(self): return [f"<{k}>" for k in self.sent]
 >>> class Client:
 ...     def pipeline(self, transaction): return Pipe()
@@ -33,21 +33,25 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Command", "Plan", "run_plan", "run_plan_async"]
+__all__ = ["Command", "Plan", "queued", "run_plan", "run_plan_async"]
 
 T = TypeVar("T")
 
-Command: TypeAlias = tuple[str, tuple[Any, ...]]
-"""One command of a round trip: the pipeline method's name and its arguments."""
+Command: TypeAlias = tuple[Any, ...]
+"""A command as Redis reads it, flat: its name and each argument (str, bytes, int or float),
+e.g. ``("HMGET", key, field, field)``; the stream's write-behind sends the same
+(``redis_transaction``)."""
 
 Plan: TypeAlias = Generator[list[Command], list[Any], T]
 """Yields each round trip's commands (never an empty list), is sent their replies in order,
 and returns its result."""
 
 
-def _queued(pipe: Any, commands: Sequence[Command]) -> Any:
-    for name, args in commands:
-        getattr(pipe, name)(*args)
+def queued(pipe: Any, commands: Sequence[Command]) -> Any:
+    """``commands`` queued on a redis-py pipeline (blocking, asyncio or cluster), which is
+    returned; its replies go through redis-py's response callbacks (HGETALL: a dict)."""
+    for command in commands:
+        pipe.execute_command(*command)
     return pipe
 
 
@@ -56,7 +60,7 @@ def run_plan(client: Any, plan: Plan[T]) -> T:
     try:
         commands = next(plan)
         while True:
-            replies = _queued(client.pipeline(transaction=False), commands).execute()
+            replies = queued(client.pipeline(transaction=False), commands).execute()
             commands = plan.send(replies)
     except StopIteration as done:
         result: T = done.value
@@ -68,7 +72,7 @@ async def run_plan_async(client: Any, plan: Plan[T]) -> T:
     try:
         commands = next(plan)
         while True:
-            replies = await _queued(client.pipeline(transaction=False), commands).execute()
+            replies = await queued(client.pipeline(transaction=False), commands).execute()
             commands = plan.send(replies)
     except StopIteration as done:
         result: T = done.value

@@ -19,16 +19,14 @@ out of step with its replies.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 import hiredis
 from redis.exceptions import ResponseError
 
-__all__ = ["Command", "transaction"]
+from stream_features.redis_plan import Command
 
-Command: TypeAlias = tuple[Any, ...]
-"""A command as Redis reads it, flat: its name and each argument (str, bytes, int or float),
-e.g. ``("HSET", key, field, value, field, value)``."""
+__all__ = ["transaction"]
 
 _MULTI = hiredis.pack_command(("MULTI",))
 _EXEC = hiredis.pack_command(("EXEC",))

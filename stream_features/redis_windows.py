@@ -35,8 +35,8 @@ import redis
 
 from stream_features.definitions import BATCH_FEATURES
 from stream_features.redis_client import REDIS_ERRORS, is_cluster
-from stream_features.redis_plan import Plan, run_plan
-from stream_features.redis_transaction import Command, transaction
+from stream_features.redis_plan import Command, Plan, queued, run_plan
+from stream_features.redis_transaction import transaction
 from stream_features.replay_state import (
     BatchTable,
     Changes,
@@ -79,13 +79,6 @@ class _BatchWrite:
     reads_from: int = 0
     wanted: list[str] = field(default_factory=list)
     others: list[int] = field(default_factory=list)
-
-
-def _queue(pipe: Any, commands: Sequence[Command]) -> Any:
-    """``commands`` queued on ``pipe``, which is returned."""
-    for command in commands:
-        pipe.execute_command(*command)
-    return pipe
 
 
 def _pairs(mapping: dict[str, Any]) -> Iterator[Any]:
@@ -300,7 +293,7 @@ class RedisFeatureSource:
     def _fill_plan(self, orders: Sequence[AnyOrder]) -> Plan[bool]:
         missing = self._batch.missing(orders)
         if missing:
-            self._batch.fill(missing, (yield [("hgetall", (key,)) for key in missing]))
+            self._batch.fill(missing, (yield [("HGETALL", key) for key in missing]))
         return bool(missing)
 
     def _link_markets(self, markets: set[str]) -> None:
@@ -385,8 +378,8 @@ class RedisFeatureSource:
         """
         if is_cluster(write.client):
             for commands in write.partitions:
-                _queue(write.client.pipeline(transaction=True), commands).execute()
-            return list(_queue(write.client.pipeline(transaction=False), write.shared).execute())
+                queued(write.client.pipeline(transaction=True), commands).execute()
+            return list(queued(write.client.pipeline(transaction=False), write.shared).execute())
         replies = transaction(
             write.client, [c for cs in write.partitions for c in cs] + write.shared
         )
@@ -455,9 +448,9 @@ class RedisFeatureSource:
         )
         asked = sorted(self._known)
         replies = yield [
-            ("get", (f"{self._prefix}batch:current",)),
-            ("smembers", (partitions_key(self._prefix),)),
-            *(("hmget", (views_key(self._prefix, p), entities)) for p in asked),
+            ("GET", f"{self._prefix}batch:current"),
+            ("SMEMBERS", partitions_key(self._prefix)),
+            *(("HMGET", views_key(self._prefix, p), *entities) for p in asked),
         ]
         self._batch.set_version(replies[0])
         known = {int(_text(v)) for v in replies[1]}
@@ -465,7 +458,7 @@ class RedisFeatureSource:
         views = dict(zip(asked, replies[2:], strict=True))
         new = sorted(known - set(asked))
         if new:
-            more = yield [("hmget", (views_key(self._prefix, p), entities)) for p in new]
+            more = yield [("HMGET", views_key(self._prefix, p), *entities) for p in new]
             views.update(zip(new, more, strict=True))
         partials: dict[str, list[EntityState]] = {key: [] for key in entities}
         for p in sorted(known):
