@@ -18,8 +18,7 @@ import redis
 from fastapi import FastAPI
 
 from predictor.api import ApiConfig, create_app
-from predictor.api.loop_redis import api_async_redis
-from predictor.api.wiring import fast_retry
+from predictor.api.loop_redis import api_async_redis, api_redis
 from predictor.serving.pipeline import ScoringModel
 from stream_features.redis_client import is_cluster
 
@@ -76,10 +75,8 @@ def dead_redis() -> tuple[redis.Redis, Callable[[], Any]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = redis.Redis(
-        port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=fast_retry()
-    )
-    return client, api_async_redis(f"redis://127.0.0.1:{port}/0", 0.5)
+    client, async_client = api_redis(f"redis://127.0.0.1:{port}/0", 0.5)
+    return client, async_client
 
 
 def unit_app(models: Models | None = None, **config: Any) -> FastAPI:

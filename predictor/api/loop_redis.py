@@ -1,5 +1,6 @@
-"""The API's asyncio Redis client: the handlers await their round trips on it, so a slow or
-hung Redis holds the requests that need it, never the event loop (``/healthz`` answers).
+"""The API's Redis clients: a blocking one (for the reads that run on threads) and its asyncio
+twin, which the handlers await, so a slow or hung Redis holds the requests that need it, never
+the event loop (``/healthz`` answers). ``api_redis`` makes both with the same options.
 
 An asyncio client belongs to the event loop it first runs on, and the app does not own its
 loop (uvicorn's, or a test client's, one per ``with`` block): ``LoopRedis`` makes a client on
@@ -17,29 +18,45 @@ from typing import Any
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
-from stream_features.redis_client import async_redis_client
+from stream_features.redis_client import async_redis_client, redis_client
 
-__all__ = ["LoopRedis", "api_async_redis", "fast_async_retry"]
+__all__ = ["LoopRedis", "api_async_redis", "api_redis", "fast_async_retry", "fast_retry"]
+
+
+def fast_retry() -> Retry:
+    """One immediate retry of a connection Redis closed (while idle), then the error: redis-py's
+    default backs off for seconds, which would hold a request and the event loop that long
+    before its 503. A timeout is not retried: a Redis that did not answer in time (hung, or
+    stopped) would only make the request wait that long again."""
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def fast_async_retry() -> AsyncRetry:
-    """``wiring.fast_retry`` for the asyncio client: one immediate retry of a connection Redis
-    closed while idle, then the error; a timeout is not retried."""
+    """``fast_retry`` for the asyncio client."""
     return AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
+def _options(timeout_s: float) -> dict[str, Any]:
+    """Both clients' options: every call bounded by ``timeout_s`` (``ETA_API_REDIS_TIMEOUT_S``)."""
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": 30,
+    }
+
+
 def api_async_redis(url: str, timeout_s: float) -> Callable[[], Any]:
-    """What makes the API's asyncio client for ``url``: every call bounded by ``timeout_s``
-    (``ETA_API_REDIS_TIMEOUT_S``), as the blocking client beside it is."""
-    return partial(
-        async_redis_client,
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=30,
-        retry=fast_async_retry(),
-    )
+    """What makes the API's asyncio client for ``url`` (``LoopRedis`` calls it per loop)."""
+    return partial(async_redis_client, url, **_options(timeout_s), retry=fast_async_retry())
+
+
+def api_redis(url: str, timeout_s: float) -> tuple[Any, Callable[[], Any]]:
+    """The API's blocking client for ``url`` and what makes its asyncio twin: the two
+    ``create_app`` takes, with the same timeouts."""
+    client = redis_client(url, **_options(timeout_s), retry=fast_retry())
+    return client, api_async_redis(url, timeout_s)
 
 
 class LoopRedis:

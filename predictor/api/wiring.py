@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING
 
 import redis
 from fastapi import FastAPI
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from predictor.api.app import create_app
-from predictor.api.loop_redis import api_async_redis
+from predictor.api.loop_redis import api_redis
 from predictor.api.metrics import ApiMetrics
 from predictor.api.routes import ApiConfig
 from predictor.engines.options import pipeline_config
@@ -28,7 +26,6 @@ from predictor.serving.shadow_stage import ShadowStage, kafka_shadow_stage
 from predictor.serving.store_faults import check_eviction_policy
 from stream_features.errors import EtaError
 from stream_features.kafka_clients import ensure_topics, producer_config
-from stream_features.redis_client import redis_client
 from stream_features.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,7 +39,6 @@ __all__ = [
     "api_shadow",
     "app_from_env",
     "build_app",
-    "fast_retry",
 ]
 
 log = logging.getLogger("etastream.api")
@@ -66,14 +62,6 @@ class ApiConfigError(EtaError):
             "registry's pointers from Redis. Start a stack with `eta up` and export the ETA_* "
             "lines it prints, or point ETA_REDIS_URL at your Redis",
         )
-
-
-def fast_retry() -> Retry:
-    """One immediate retry of a connection Redis closed (while idle), then the error: redis-py's
-    default backs off for seconds, which would hold a request and the event loop that long
-    before its 503. A timeout is not retried: a Redis that did not answer in time (hung, or
-    stopped) would only make the request wait that long again."""
-    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 def api_config(settings: Settings, key_prefix: str = "") -> ApiConfig:
@@ -101,13 +89,7 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
     url = settings.redis_url_value()
     if url is None:
         raise ApiConfigError()
-    client = redis_client(
-        url,
-        socket_timeout=settings.api_redis_timeout_s,
-        socket_connect_timeout=settings.api_redis_timeout_s,
-        health_check_interval=30,
-        retry=fast_retry(),
-    )
+    client, async_client = api_redis(url, settings.api_redis_timeout_s)
     check_eviction_policy(client, log)
     handle = ModelHandle.following(settings, client)
     metrics = ApiMetrics(handle.peek)
@@ -124,7 +106,7 @@ def build_app(settings: Settings, key_prefix: str = "") -> FastAPI:
         api_config(settings, key_prefix),
         client,
         handle,
-        async_client=api_async_redis(url, settings.api_redis_timeout_s),
+        async_client=async_client,
         on_close=close,
         metrics=metrics,
         shadow=shadow,

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 import uvicorn
 
 from predictor.api import ApiConfig, create_app
-from predictor.api.loop_redis import api_async_redis
-from predictor.api.wiring import fast_retry
+from predictor.api.loop_redis import api_redis
 from stream_features.stack import free_port, redis_server_args, wait_for_redis
 from tests.api_fakes import FixedModel, Models, order_json
 from tests.polling import wait_until
@@ -57,14 +55,9 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 def served(own_redis: tuple[str, subprocess.Popen[bytes]]) -> Iterator[str]:
     """The app on a real server (uvicorn, in a thread) over the test's Redis; its base URL."""
     url, _ = own_redis
-    client = redis.Redis.from_url(
-        url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=fast_retry()
-    )
+    client, async_client = api_redis(url, TIMEOUT_S)
     app = create_app(
-        ApiConfig(max_inflight=WAITING + 4),
-        client,
-        Models(FixedModel()),
-        async_client=api_async_redis(url, TIMEOUT_S),
+        ApiConfig(max_inflight=WAITING + 4), client, Models(FixedModel()), async_client=async_client
     )
     port = free_port()
     server = uvicorn.Server(

@@ -14,15 +14,13 @@ pass validation go through the feature read and the encoder too.
 from __future__ import annotations
 
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from predictor.api import ApiConfig, create_app
-from predictor.api.loop_redis import api_async_redis
-from predictor.api.wiring import fast_retry
+from predictor.api.loop_redis import api_redis
 from stream_features.stack import StackUrls
 from tests.api_fakes import FixedModel, Models
 
@@ -37,12 +35,12 @@ KEY = "schemathesis-key-0123456789abcdef"
 def test_no_server_errors_and_answers_as_documented(
     stack: StackUrls, key_prefix: str, api_key: str | None
 ) -> None:
-    client = redis.Redis.from_url(stack.redis_url, retry=fast_retry())
+    client, async_client = api_redis(stack.redis_url, 2.0)
     app = create_app(
         ApiConfig(key_prefix=key_prefix, api_key=api_key),
         client,
         Models(FixedModel()),
-        async_client=api_async_redis(stack.redis_url, 2.0),
+        async_client=async_client,
     )
     headers = {"X-API-Key": api_key} if api_key else {}
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers)
