@@ -5,9 +5,10 @@ of arguments (the changed views, the dedup ids and outstanding orders added). re
 pipeline encodes every argument in Python (a generator pass to encode it, another to check it,
 then the packer), which was about a fifth of the worker's CPU. ``transaction`` sends the same
 MULTI/EXEC on a connection of the client's own pool, packed by ``hiredis.pack_command`` (the
-packer redis-py itself uses), and reads the replies with the connection's own parser; it
-measured 10% more orders a second on the peer benchmark. A Redis Cluster keeps redis-py's
-cluster pipeline (``redis_windows._send``), since its transactions go slot by slot.
+packer redis-py itself uses), and reads the replies with the connection's own parser; on the
+peer benchmark it measured 5-10% more orders a second (alternating runs). A Redis Cluster
+keeps redis-py's cluster pipeline (``redis_windows._send``), since its transactions go slot by
+slot.
 
 Failures read as with the pipeline: a connection error or timeout raises it, an error reply
 raises the first one (a command refused at MULTI time, e.g. OOM, aborts the whole transaction,

@@ -360,9 +360,13 @@ class RedisFeatureSource:
         markets.update(self._remote)
         write.wanted = sorted(markets)
         write.others = sorted(self._known - set(self._parts)) if write.wanted else []
-        for q in write.others:
-            shared.append(("HMGET", views_key(prefix, q), *write.wanted))
+        shared.extend(self._views_of(write.others, write.wanted))
         return write
+
+    def _views_of(self, partitions: Iterable[int], keys: Sequence[str]) -> list[Command]:
+        """An HMGET of ``keys`` from each partition's views hash, in order: how the worker's
+        read-back and the online read ask for other partitions' state."""
+        return [("HMGET", views_key(self._prefix, p), *keys) for p in partitions]
 
     def _send(self, write: _BatchWrite) -> list[Any]:
         """Send ``write``; the replies of its shared commands.
@@ -401,9 +405,7 @@ class RedisFeatureSource:
         read_back = dict(zip(others, tail[2:], strict=True))
         new = sorted(self._known - set(self._parts) - set(others)) if wanted else []
         if new:  # partitions that got state since the last batch: read them now, once
-            more = self._client.pipeline(transaction=False)
-            for q in new:
-                more.hmget(views_key(self._prefix, q), wanted)
+            more = queued(self._client.pipeline(transaction=False), self._views_of(new, wanted))
             try:
                 read_back.update(zip(new, more.execute(), strict=True))
             except REDIS_ERRORS:  # the batch is written: read them with the next one
@@ -450,7 +452,7 @@ class RedisFeatureSource:
         replies = yield [
             ("GET", f"{self._prefix}batch:current"),
             ("SMEMBERS", partitions_key(self._prefix)),
-            *(("HMGET", views_key(self._prefix, p), *entities) for p in asked),
+            *self._views_of(asked, entities),
         ]
         self._batch.set_version(replies[0])
         known = {int(_text(v)) for v in replies[1]}
@@ -458,7 +460,7 @@ class RedisFeatureSource:
         views = dict(zip(asked, replies[2:], strict=True))
         new = sorted(known - set(asked))
         if new:
-            more = yield [("HMGET", views_key(self._prefix, p), *entities) for p in new]
+            more = yield self._views_of(new, entities)
             views.update(zip(new, more, strict=True))
         partials: dict[str, list[EntityState]] = {key: [] for key in entities}
         for p in sorted(known):
